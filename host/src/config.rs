@@ -1,0 +1,252 @@
+//! The host's configuration: the TOML file, `${ENV}` expansion, and the defaults a
+//! bare `hookhost serve` runs with.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// Everything `hookhost serve` needs to run, after the file, the environment and the
+/// command line have been merged.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub plugins_dir: PathBuf,
+    pub data_dir: PathBuf,
+    /// Webhook bodies above this get 413 before any plugin runs.
+    pub max_body_bytes: usize,
+    pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+/// `[plugins.<id>]`: what the host knows about one plugin besides its component.
+#[derive(Debug, Clone, Default)]
+pub struct PluginConfig {
+    /// What the plugin's `config.get` sees (secrets, URLs), after `${ENV}` expansion.
+    pub values: BTreeMap<String, String>,
+    /// The longest a single call into the plugin may run before it is interrupted.
+    pub timeout: Option<Duration>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The file as written by the user; every field optional so that the defaults apply.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    listen: Option<String>,
+    plugins_dir: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    max_body_bytes: Option<usize>,
+    #[serde(default)]
+    plugins: BTreeMap<String, PluginConfigFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PluginConfigFile {
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+    timeout: Option<String>,
+}
+
+/// Values given on the command line; they win over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub plugins_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads `path` (when given), expands `${ENV}` references with `env`, and applies
+    /// the command-line overrides. Relative directories in the file are taken relative
+    /// to the file, so a config can be used from any working directory.
+    pub fn load(
+        path: Option<&Path>,
+        overrides: Overrides,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config> {
+        let (file, base) = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                let file: ConfigFile = toml::from_str(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?;
+                let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                (file, base)
+            }
+            None => (ConfigFile::default(), PathBuf::new()),
+        };
+        Self::from_file(file, &base, overrides, &env)
+    }
+
+    fn from_file(
+        file: ConfigFile,
+        base: &Path,
+        overrides: Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config> {
+        let listen = match (overrides.listen, file.listen) {
+            (Some(addr), _) => addr,
+            (None, Some(text)) => expand_env(&text, env)?.parse().with_context(|| {
+                format!("config `listen = {text:?}` is not an address such as 127.0.0.1:8080")
+            })?,
+            (None, None) => DEFAULT_LISTEN.parse().expect("default address parses"),
+        };
+        let plugins_dir = overrides
+            .plugins_dir
+            .unwrap_or_else(|| base.join(file.plugins_dir.unwrap_or_else(|| "plugins".into())));
+        let data_dir = overrides
+            .data_dir
+            .unwrap_or_else(|| base.join(file.data_dir.unwrap_or_else(|| "data".into())));
+        let max_body_bytes = file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes == 0 {
+            bail!("config `max_body_bytes` must be at least 1");
+        }
+
+        let mut plugins = BTreeMap::new();
+        for (id, plugin) in file.plugins {
+            let values = plugin
+                .config
+                .into_iter()
+                .map(|(key, value)| {
+                    let value = expand_env(&value, env)
+                        .with_context(|| format!("config `[plugins.{id}] config.{key}`"))?;
+                    Ok((key, value))
+                })
+                .collect::<Result<_>>()?;
+            let timeout = plugin
+                .timeout
+                .map(|text| {
+                    humantime::parse_duration(&text).with_context(|| {
+                        format!("config `[plugins.{id}] timeout = {text:?}` is not a duration such as \"5s\"")
+                    })
+                })
+                .transpose()?;
+            plugins.insert(id, PluginConfig { values, timeout });
+        }
+
+        Ok(Config {
+            listen,
+            plugins_dir,
+            data_dir,
+            max_body_bytes,
+            plugins,
+        })
+    }
+}
+
+/// Replaces every `${NAME}` in `text` with the environment variable `NAME`, and
+/// `${NAME:-fallback}` with `fallback` when `NAME` is unset. A plain `${NAME}` that
+/// is not set is an error rather than an empty string: an empty webhook secret
+/// would silently accept nothing, or worse.
+fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            bail!("unclosed `${{` in {text:?}");
+        };
+        let (name, fallback) = match after[..end].split_once(":-") {
+            Some((name, fallback)) => (name, Some(fallback)),
+            None => (&after[..end], None),
+        };
+        if name.is_empty() {
+            bail!("empty variable name in `${{}}` in {text:?}");
+        }
+        let value = match (env(name), fallback) {
+            (Some(value), _) => value,
+            (None, Some(fallback)) => fallback.to_string(),
+            (None, None) => bail!("environment variable {name} is not set"),
+        };
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "SECRET" => Some("s3cr3t".into()),
+            "PORT" => Some("9999".into()),
+            _ => None,
+        }
+    }
+
+    fn parse(text: &str) -> Result<Config> {
+        let file: ConfigFile = toml::from_str(text)?;
+        Config::from_file(file, Path::new("/etc/hookhost"), Overrides::default(), &env)
+    }
+
+    #[test]
+    fn defaults_apply_without_a_file() {
+        let config = Config::load(None, Overrides::default(), env).unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.plugins_dir, PathBuf::from("plugins"));
+        assert_eq!(config.max_body_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn file_values_expand_env_and_resolve_relative_to_the_file() {
+        let config = parse(
+            r#"
+            listen = "127.0.0.1:${PORT}"
+            plugins_dir = "my-plugins"
+            data_dir = "/var/lib/hookhost"
+            [plugins.github]
+            config = { secret = "${SECRET}", prefix = "a${SECRET}b", dev = "${NOPE:-dev-secret}", set = "${SECRET:-unused}" }
+            timeout = "250ms"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 9999);
+        assert_eq!(
+            config.plugins_dir,
+            PathBuf::from("/etc/hookhost/my-plugins")
+        );
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/hookhost"));
+        let github = &config.plugins["github"];
+        assert_eq!(github.values["secret"], "s3cr3t");
+        assert_eq!(github.values["prefix"], "as3cr3tb");
+        assert_eq!(github.values["dev"], "dev-secret");
+        assert_eq!(github.values["set"], "s3cr3t");
+        assert_eq!(github.timeout, Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn a_missing_env_var_is_an_error_naming_it() {
+        let err = parse("[plugins.github]\nconfig = { secret = \"${NOPE}\" }").unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("NOPE"), "{text}");
+        assert!(text.contains("plugins.github"), "{text}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(parse("lisen = \"127.0.0.1:1\"").is_err());
+    }
+
+    #[test]
+    fn command_line_overrides_win() {
+        let file: ConfigFile = toml::from_str("listen = \"127.0.0.1:1\"").unwrap();
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:2".parse().unwrap()),
+            plugins_dir: Some("/p".into()),
+            data_dir: None,
+        };
+        let config = Config::from_file(file, Path::new(""), overrides, &env).unwrap();
+        assert_eq!(config.listen.port(), 2);
+        assert_eq!(config.plugins_dir, PathBuf::from("/p"));
+    }
+}

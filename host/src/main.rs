@@ -1,0 +1,123 @@
+//! The `hookhost` command line: parses arguments and hands over to the library.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use hookhost::config::{Config, Overrides};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "hookhost",
+    version,
+    about = "Webhooks and polls into sandboxed WebAssembly plugins"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "HOOKHOST_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve webhooks and the API with the plugins in the plugins directory.
+    Serve {
+        /// TOML config file. Defaults to ./hookhost.toml when that file exists.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on, such as 127.0.0.1:8080 (port 0 picks a free one).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Directory of compiled plugins, `<id>.wasm`.
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+        /// Directory for hookhost's own data.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            plugins,
+            data,
+        } => serve(
+            config,
+            Overrides {
+                listen,
+                plugins_dir: plugins,
+                data_dir: data,
+            },
+        ),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn serve(config_path: Option<PathBuf>, overrides: Overrides) -> Result<()> {
+    let config_path = config_path.or_else(|| {
+        let default = PathBuf::from("hookhost.toml");
+        default.is_file().then_some(default)
+    });
+    let config = Config::load(config_path.as_deref(), overrides, |name| {
+        std::env::var(name).ok()
+    })?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let address = listener.local_addr().context("reading the bound address")?;
+        tracing::info!(%address, plugins_dir = %config.plugins_dir.display(), "hookhost starting");
+        let host = hookhost::Host::start(&config).await?;
+        // Scripts and tests that start hookhost on port 0 wait for this line.
+        println!("listening on http://{address}");
+        let result = host.serve(listener, shutdown_signal()).await;
+        tracing::info!("hookhost stopped");
+        result
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,220 @@
+//! A loaded plugin: one compiled component, pre-instantiated once, with a fresh
+//! `Store` and instance for every call so that no state (or trap) carries over.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, bail, Context, Result};
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Store, UpdateDeadline};
+
+use crate::bindings::{
+    Manifest, Plugin, PluginError, PluginPre, PollOutcome, StoredEvent, WebhookOutcome,
+    WebhookRequest, GUEST_EXPORT_V0_1_0,
+};
+use crate::config::PluginConfig;
+use crate::plugin_state::{PluginIdentity, PluginState};
+use crate::runtime::Runtime;
+
+/// How long one call may run when `[plugins.<id>] timeout` does not say.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A plugin that compiled, linked and described itself; ready to take calls.
+pub struct LoadedPlugin {
+    pub identity: Arc<PluginIdentity>,
+    pub manifest: Manifest,
+    /// Hex SHA-256 of the component bytes this version was loaded from.
+    pub sha256: String,
+    pub loaded_at: SystemTime,
+    timeout: Duration,
+    runtime: Runtime,
+    pre: PluginPre<PluginState>,
+}
+
+/// Why a call produced no answer from the plugin. A `PluginError` is an answer and
+/// is returned inside `Ok`.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("plugin {plugin} {version} did not finish within {timeout:?}")]
+    Timeout {
+        plugin: Arc<str>,
+        version: String,
+        timeout: Duration,
+    },
+    #[error("plugin {plugin} {version} trapped: {trap:?}")]
+    Trap {
+        plugin: Arc<str>,
+        version: String,
+        trap: anyhow::Error,
+    },
+}
+
+impl LoadedPlugin {
+    /// Compiles `bytes`, checks that the component implements the `plugin` world and
+    /// that the host provides everything it imports, and calls `describe`.
+    ///
+    /// Compilation is CPU-bound (seconds for a Python or JS component), so it runs on
+    /// the blocking pool rather than on the async runtime's workers.
+    pub async fn load(
+        runtime: &Runtime,
+        id: &str,
+        bytes: Vec<u8>,
+        config: &PluginConfig,
+    ) -> Result<Self> {
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let engine = runtime.engine.clone();
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+            .await
+            .context("compile task panicked")?
+            .map_err(anyhow::Error::from)
+            .context("not a loadable WebAssembly component")?;
+        check_world(runtime, &component)?;
+        let instance_pre = runtime
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("the component needs imports that hookhost does not provide")?;
+        let pre = PluginPre::new(instance_pre)
+            .map_err(anyhow::Error::from)
+            .context("the component does not match the plugin world")?;
+
+        let mut plugin = LoadedPlugin {
+            identity: Arc::new(PluginIdentity {
+                id: id.into(),
+                version: String::new(),
+                config: config.values.clone(),
+            }),
+            manifest: Manifest {
+                name: String::new(),
+                version: String::new(),
+                description: String::new(),
+                emits: Vec::new(),
+                poll_interval_seconds: None,
+                subscriptions: Vec::new(),
+            },
+            sha256,
+            loaded_at: SystemTime::now(),
+            timeout: config.timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
+            runtime: runtime.clone(),
+            pre,
+        };
+        let manifest = plugin
+            .call(|plugin, store| {
+                Box::pin(async move { plugin.hookhost_plugin_guest().call_describe(store).await })
+            })
+            .await
+            .context("describe() failed")?;
+        plugin.identity = Arc::new(PluginIdentity {
+            id: id.into(),
+            version: manifest.version.clone(),
+            config: config.values.clone(),
+        });
+        plugin.manifest = manifest;
+        Ok(plugin)
+    }
+
+    pub fn id(&self) -> &str {
+        &self.identity.id
+    }
+
+    pub async fn handle_webhook(
+        &self,
+        request: WebhookRequest,
+    ) -> Result<Result<WebhookOutcome, PluginError>, CallError> {
+        self.call(move |plugin, store| {
+            Box::pin(async move {
+                plugin
+                    .hookhost_plugin_guest()
+                    .call_handle_webhook(store, &request)
+                    .await
+            })
+        })
+        .await
+    }
+
+    pub async fn poll(
+        &self,
+        cursor: Option<String>,
+    ) -> Result<Result<PollOutcome, PluginError>, CallError> {
+        self.call(move |plugin, store| {
+            Box::pin(async move {
+                plugin
+                    .hookhost_plugin_guest()
+                    .call_poll(store, cursor.as_deref())
+                    .await
+            })
+        })
+        .await
+    }
+
+    pub async fn on_event(&self, event: StoredEvent) -> Result<Result<(), PluginError>, CallError> {
+        self.call(move |plugin, store| {
+            Box::pin(async move {
+                plugin
+                    .hookhost_plugin_guest()
+                    .call_on_event(store, &event)
+                    .await
+            })
+        })
+        .await
+    }
+
+    /// Runs `f` against a fresh instance in a fresh store, bounded by the call timeout.
+    async fn call<R, F>(&self, f: F) -> Result<R, CallError>
+    where
+        F: for<'a> FnOnce(
+            &'a Plugin,
+            &'a mut Store<PluginState>,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = wasmtime::Result<R>> + Send + 'a>,
+        >,
+    {
+        let run = async {
+            let mut store = Store::new(
+                &self.runtime.engine,
+                PluginState::new(self.identity.clone()),
+            );
+            store.limiter(|state| &mut state.limits);
+            // Give the executor back every epoch tick, so that a plugin spinning on
+            // the CPU cannot hold a runtime worker; the deadline itself is enforced
+            // by the timeout around this future, which then drops the instance.
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+            let plugin = self.pre.instantiate_async(&mut store).await?;
+            f(&plugin, &mut store).await
+        };
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(trap)) => Err(CallError::Trap {
+                plugin: self.identity.id.clone(),
+                version: self.identity.version.clone(),
+                trap: trap.into(),
+            }),
+            Err(_) => Err(CallError::Timeout {
+                plugin: self.identity.id.clone(),
+                version: self.identity.version.clone(),
+                timeout: self.timeout,
+            }),
+        }
+    }
+}
+
+/// Says precisely what is wrong when a component targets another world or version.
+fn check_world(runtime: &Runtime, component: &Component) -> Result<()> {
+    let ty = component.component_type();
+    let exports: Vec<&str> = ty.exports(&runtime.engine).map(|(name, _)| name).collect();
+    if exports.contains(&GUEST_EXPORT_V0_1_0) {
+        return Ok(());
+    }
+    if let Some(other) = exports
+        .iter()
+        .find(|name| name.starts_with("hookhost:plugin/guest@"))
+    {
+        bail!("the component exports {other}, a version this host does not support (it supports {GUEST_EXPORT_V0_1_0})");
+    }
+    Err(anyhow!(
+        "the component does not export {GUEST_EXPORT_V0_1_0}, so it was not built for the hookhost plugin world (its exports: {})",
+        if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
+    ))
+}

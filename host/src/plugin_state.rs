@@ -1,0 +1,170 @@
+//! `PluginState`: what one call into a plugin owns (its WASI context, resource table
+//! and limits), and the host side of the plugin's imports (`config`, `log`, `crypto`).
+//! A fresh one is built for every call, so nothing leaks from one call to the next.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::{config, crypto, log, types};
+use crate::guest_output::{Channel, GuestOutput};
+
+/// Who a plugin is, for logs and errors; shared by every call to one loaded version.
+#[derive(Debug)]
+pub struct PluginIdentity {
+    pub id: Arc<str>,
+    /// The version from the plugin's manifest; empty while `describe` has not run yet.
+    pub version: String,
+    /// `[plugins.<id>] config`: the only configuration this plugin can read.
+    pub config: BTreeMap<String, String>,
+}
+
+/// The wasmtime store data of one call.
+pub struct PluginState {
+    identity: Arc<PluginIdentity>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limits: StoreLimits,
+}
+
+/// The most linear memory one instance may grow to. Python components start at about
+/// 12 MiB; this leaves room for real work while bounding a runaway plugin.
+pub const MAX_MEMORY_BYTES: usize = 128 * 1024 * 1024;
+
+impl PluginState {
+    pub fn new(identity: Arc<PluginIdentity>) -> Self {
+        // Nothing is granted: no preopened directories, no environment, no
+        // arguments, no sockets or name lookups. Clocks and randomness are allowed
+        // because guest languages' runtimes need them (timestamps, hash seeds).
+        let wasi = WasiCtx::builder()
+            .stdout(GuestOutput::new(identity.id.clone(), Channel::Stdout))
+            .stderr(GuestOutput::new(identity.id.clone(), Channel::Stderr))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(MAX_MEMORY_BYTES)
+            .instances(64)
+            .tables(64)
+            .memories(16)
+            .trap_on_grow_failure(true)
+            .build();
+        Self {
+            identity,
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+        }
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for PluginState {}
+
+impl config::Host for PluginState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.identity.config.get(&key).cloned()
+    }
+}
+
+impl log::Host for PluginState {
+    fn log(&mut self, level: log::Level, message: String) {
+        let plugin = &*self.identity.id;
+        let version = &self.identity.version;
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, version, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, version, "{message}"),
+            log::Level::Info => tracing::info!(plugin, version, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, version, "{message}"),
+            log::Level::Error => tracing::error!(plugin, version, "{message}"),
+        }
+    }
+}
+
+impl crypto::Host for PluginState {
+    fn hmac_sha256(&mut self, key: Vec<u8>, data: Vec<u8>) -> Vec<u8> {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&key).expect("HMAC accepts keys of any length");
+        mac.update(&data);
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    fn sha256(&mut self, data: Vec<u8>) -> Vec<u8> {
+        Sha256::digest(&data).to_vec()
+    }
+
+    fn constant_time_eq(&mut self, a: Vec<u8>, b: Vec<u8>) -> bool {
+        a.ct_eq(&b).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> PluginState {
+        PluginState::new(Arc::new(PluginIdentity {
+            id: "t".into(),
+            version: "1".into(),
+            config: BTreeMap::from([("secret".into(), "x".into())]),
+        }))
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        let mac = crypto::Host::hmac_sha256(
+            &mut state(),
+            b"Jefe".to_vec(),
+            b"what do ya want for nothing?".to_vec(),
+        );
+        assert_eq!(
+            hex::encode(mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn constant_time_eq_compares_content_and_length() {
+        let mut s = state();
+        assert!(crypto::Host::constant_time_eq(
+            &mut s,
+            b"abc".to_vec(),
+            b"abc".to_vec()
+        ));
+        assert!(!crypto::Host::constant_time_eq(
+            &mut s,
+            b"abc".to_vec(),
+            b"abd".to_vec()
+        ));
+        assert!(!crypto::Host::constant_time_eq(
+            &mut s,
+            b"abc".to_vec(),
+            b"ab".to_vec()
+        ));
+    }
+
+    #[test]
+    fn config_sees_only_its_own_keys() {
+        let mut s = state();
+        assert_eq!(
+            config::Host::get(&mut s, "secret".into()).as_deref(),
+            Some("x")
+        );
+        assert_eq!(config::Host::get(&mut s, "other".into()), None);
+    }
+}

@@ -1,0 +1,209 @@
+//! The set of plugins the host serves, by id, with the last load error of each.
+//! Readers take a cheap `Arc` snapshot of one plugin; a load replaces an entry
+//! atomically, so a call already running finishes on the version it started with.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+
+use crate::config::Config;
+use crate::plugin::LoadedPlugin;
+use crate::runtime::Runtime;
+
+/// Why the newest file of a plugin is not the one serving.
+#[derive(Debug, Clone)]
+pub struct LoadFailure {
+    pub message: String,
+    pub at: SystemTime,
+}
+
+/// One plugin id: the version serving (if any) and the last failed load (if any).
+#[derive(Clone, Default)]
+pub struct Entry {
+    pub current: Option<Arc<LoadedPlugin>>,
+    pub failure: Option<LoadFailure>,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    entries: RwLock<BTreeMap<String, Entry>>,
+}
+
+impl Registry {
+    /// The version of `id` that new calls should use.
+    pub fn get(&self, id: &str) -> Option<Arc<LoadedPlugin>> {
+        self.read().get(id).and_then(|entry| entry.current.clone())
+    }
+
+    /// Every known id with its state, in id order.
+    pub fn snapshot(&self) -> Vec<(String, Entry)> {
+        self.read()
+            .iter()
+            .map(|(id, entry)| (id.clone(), entry.clone()))
+            .collect()
+    }
+
+    /// Makes `plugin` the serving version of its id and clears any earlier failure.
+    pub fn install(&self, plugin: LoadedPlugin) {
+        let id = plugin.id().to_string();
+        self.write().insert(
+            id,
+            Entry {
+                current: Some(Arc::new(plugin)),
+                failure: None,
+            },
+        );
+    }
+
+    /// Records that loading `id` failed; whatever version was serving keeps serving.
+    pub fn record_failure(&self, id: &str, error: &anyhow::Error) {
+        let failure = LoadFailure {
+            message: format!("{error:#}"),
+            at: SystemTime::now(),
+        };
+        self.write().entry(id.to_string()).or_default().failure = Some(failure);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
+        // A panic while holding the lock cannot leave the map half-updated (every
+        // write is a single insert), so a poisoned lock is still consistent.
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Entry>> {
+        self.entries.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A plugin id is the file stem of `<plugins_dir>/<id>.wasm`. The id appears in URLs,
+/// logs and config keys, so it is kept to a safe alphabet.
+pub fn is_valid_plugin_id(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// The `*.wasm` files directly in `dir` with a valid plugin id, sorted by id. Other
+/// `.wasm` names are skipped with a warning.
+pub fn plugin_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut found = Vec::new();
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("reading plugins directory {}", dir.display()))?;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("reading plugins directory {}", dir.display()))?
+            .path();
+        if path.extension().and_then(|e| e.to_str()) != Some("wasm") || !path.is_file() {
+            continue;
+        }
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            tracing::warn!(file = %path.display(), "skipping plugin file: name is not UTF-8");
+            continue;
+        };
+        if !is_valid_plugin_id(stem) {
+            tracing::warn!(
+                file = %path.display(),
+                "skipping plugin file: id must match [a-z0-9][a-z0-9_-]{{0,63}}"
+            );
+            continue;
+        }
+        found.push((stem.to_string(), path));
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Loads one plugin file into the registry, or records why it could not be loaded.
+pub async fn load_file(
+    runtime: &Runtime,
+    registry: &Registry,
+    config: &Config,
+    id: &str,
+    path: &Path,
+) {
+    let result = async {
+        let bytes = tokio::fs::read(path)
+            .await
+            .with_context(|| format!("reading {}", path.display()))?;
+        let plugin_config = config.plugins.get(id).cloned().unwrap_or_default();
+        LoadedPlugin::load(runtime, id, bytes, &plugin_config).await
+    }
+    .await;
+    match result {
+        Ok(plugin) => {
+            tracing::info!(
+                plugin = id,
+                name = %plugin.manifest.name,
+                version = %plugin.manifest.version,
+                sha256 = %plugin.sha256,
+                "plugin loaded"
+            );
+            registry.install(plugin);
+        }
+        Err(error) => {
+            let error = error.context(format!("loading plugin {id} from {}", path.display()));
+            tracing::error!("{error:#}");
+            registry.record_failure(id, &error);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_ids_follow_the_documented_alphabet() {
+        for ok in [
+            "github",
+            "a",
+            "0x",
+            "standard-rust",
+            "my_plugin",
+            &"a".repeat(64),
+        ] {
+            assert!(is_valid_plugin_id(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "_a",
+            "GitHub",
+            "a.b",
+            "a/b",
+            "ü",
+            &"a".repeat(65),
+            "a b",
+        ] {
+            assert!(!is_valid_plugin_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_wasm_files_with_valid_ids_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "github.wasm",
+            "Bad.wasm",
+            "notes.txt",
+            "stripe.wasm",
+            ".hidden.wasm",
+        ] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("dir.wasm")).unwrap();
+        let ids: Vec<String> = plugin_files(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ids, ["github", "stripe"]);
+    }
+}

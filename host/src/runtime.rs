@@ -1,0 +1,84 @@
+//! The one wasmtime `Engine` of the process, its `Linker`, and the epoch ticker that
+//! lets the host interrupt a plugin that runs too long.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::bindings::Plugin;
+use crate::plugin_state::{PluginState, MAX_MEMORY_BYTES};
+
+/// How often the epoch advances. Call deadlines are counted in these ticks, so this
+/// is the granularity of a timeout: fine enough to stop a loop promptly, coarse
+/// enough that the ticker thread costs nothing measurable.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Engine and linker shared by every plugin. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    pub engine: Engine,
+    pub linker: Arc<Linker<PluginState>>,
+}
+
+impl Runtime {
+    pub fn new() -> Result<Self> {
+        let engine = Engine::new(&engine_config())
+            .map_err(anyhow::Error::from)
+            .context("creating the wasmtime engine")?;
+        let mut linker = Linker::new(&engine);
+        // Components from Python, JS, C and Go import wasi:* even when they use none
+        // of it; they must find it, with nothing granted (see PluginState::new).
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)
+            .context("linking the hookhost imports")?;
+        spawn_epoch_ticker(&engine);
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+        })
+    }
+}
+
+fn engine_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    // Pool sizes that held for Rust, Python, JS, C and Go components plus 100 live
+    // instances (see ../shared/TOOLCHAINS.md): a Python component alone has 14 core
+    // instances and JS needs ~7,700 table elements.
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(100)
+        .total_core_instances(1500)
+        .total_memories(100)
+        .total_tables(200)
+        .total_stacks(100)
+        .max_memory_size(MAX_MEMORY_BYTES)
+        .table_elements(10_000)
+        .pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(32 * 1024 * 1024)
+        .table_keep_resident(128 * 1024);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// Advances the engine's epoch every `EPOCH_TICK` for as long as the engine lives.
+/// A plain thread rather than a tokio task, so that a busy runtime cannot delay it.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}

@@ -1,0 +1,171 @@
+//! Test harness: starts the real `hookhost` binary on 127.0.0.1:0 with a temporary
+//! plugins directory, data directory and config file, and stops it on drop.
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// The repository root (the host crate lives in `host/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// An example plugin built by `scripts/build-plugins` (`plugins/<id>.wasm`).
+pub fn example_plugin(id: &str) -> PathBuf {
+    existing(repo_root().join("plugins").join(format!("{id}.wasm")))
+}
+
+/// A test plugin built by `scripts/build-plugins` (`target/test-plugins/<name>.wasm`).
+pub fn test_plugin(name: &str) -> PathBuf {
+    existing(
+        repo_root()
+            .join("target/test-plugins")
+            .join(format!("{name}.wasm")),
+    )
+}
+
+fn existing(path: PathBuf) -> PathBuf {
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/build-plugins (scripts/test does) before the tests",
+        path.display()
+    );
+    path
+}
+
+/// A running hookhost process.
+pub struct Host {
+    child: Child,
+    pub base_url: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// What to start a host with.
+#[derive(Default)]
+pub struct HostSpec {
+    /// `(plugin id, component file)` copied into the plugins directory.
+    pub plugins: Vec<(String, PathBuf)>,
+    /// Raw files to put in the plugins directory, such as broken plugins.
+    pub raw_files: Vec<(String, Vec<u8>)>,
+    /// Config file text; `listen`, `plugins_dir` and `data_dir` come from the command line.
+    pub config: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl HostSpec {
+    pub fn plugin(mut self, id: &str, file: PathBuf) -> Self {
+        self.plugins.push((id.to_string(), file));
+        self
+    }
+
+    pub fn raw_file(mut self, name: &str, bytes: &[u8]) -> Self {
+        self.raw_files.push((name.to_string(), bytes.to_vec()));
+        self
+    }
+
+    pub fn config(mut self, text: &str) -> Self {
+        self.config = text.to_string();
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn start(self) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins_dir = dir.path().join("plugins");
+        std::fs::create_dir(&plugins_dir).unwrap();
+        for (id, file) in &self.plugins {
+            std::fs::copy(file, plugins_dir.join(format!("{id}.wasm"))).unwrap();
+        }
+        for (name, bytes) in &self.raw_files {
+            std::fs::write(plugins_dir.join(name), bytes).unwrap();
+        }
+        let config_path = dir.path().join("hookhost.toml");
+        std::fs::write(&config_path, &self.config).unwrap();
+        let log = std::fs::File::create(dir.path().join("host.log")).unwrap();
+
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hookhost"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--plugins")
+            .arg(&plugins_dir)
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("starting hookhost");
+
+        // The host prints `listening on http://ADDR` once its plugins are loaded.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let base_url = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(dir.path().join("host.log")).unwrap_or_default();
+                panic!("hookhost did not report readiness within 120 s; its log:\n{log}");
+            }
+        };
+        Host {
+            child,
+            base_url,
+            dir,
+        }
+    }
+}
+
+impl Host {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Everything the host has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// `sha256=<hex>` as GitHub signs a body.
+pub fn github_signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}

@@ -1,0 +1,97 @@
+//! A test plugin that misbehaves on request. The webhook path picks the behaviour:
+//!
+//! - `/ok`: 200 with body `ok` and one event (`faulty.ok`, id from the `x-id` header).
+//! - `/trap`: panics, which is a trap in the host.
+//! - `/spin`: loops forever, so only the host's call deadline ends it.
+//! - `/error/<case>`: returns `plugin-error::<case>` with message `said <case>`.
+//! - `/bad-payload`: emits an event whose payload is not JSON.
+//! - `/bad-status`: answers HTTP status 1000.
+//! - `/print`: writes `to stdout` to stdout and `to stderr` to stderr, then as `/ok`.
+//!
+//! `describe` reports version `config.get("version")`, or `1` when unset, so tests can
+//! tell two loads apart.
+
+wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
+
+use exports::hookhost::plugin::guest::{
+    Guest, Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome, WebhookRequest,
+};
+use hookhost::plugin::config;
+use hookhost::plugin::types::{Event, HttpResponse};
+
+struct Faulty;
+
+impl Guest for Faulty {
+    fn describe() -> Manifest {
+        Manifest {
+            name: "Faulty".into(),
+            version: config::get("version").unwrap_or_else(|| "1".into()),
+            description: "misbehaves on request, for tests".into(),
+            emits: vec!["faulty.*".into()],
+            poll_interval_seconds: None,
+            subscriptions: vec![],
+        }
+    }
+
+    fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
+        let ok = |payload: &str| {
+            let id = request
+                .headers
+                .iter()
+                .find(|(n, _)| n == "x-id")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| "1".into());
+            WebhookOutcome {
+                response: HttpResponse {
+                    status: 200,
+                    headers: vec![("content-type".into(), "text/plain".into())],
+                    body: b"ok".to_vec(),
+                },
+                events: vec![Event {
+                    id,
+                    kind: "faulty.ok".into(),
+                    subject: None,
+                    payload: payload.into(),
+                }],
+            }
+        };
+        match request.path.as_str() {
+            "/ok" => Ok(ok("{}")),
+            "/trap" => panic!("asked to trap"),
+            "/spin" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "/error/unauthorized" => Err(PluginError::Unauthorized("said unauthorized".into())),
+            "/error/bad-request" => Err(PluginError::BadRequest("said bad-request".into())),
+            "/error/unavailable" => Err(PluginError::Unavailable("said unavailable".into())),
+            "/error/internal" => Err(PluginError::Internal("said internal".into())),
+            "/bad-payload" => Ok(ok("{not json")),
+            "/bad-status" => {
+                let mut outcome = ok("{}");
+                outcome.response.status = 1000;
+                Ok(outcome)
+            }
+            "/print" => {
+                println!("to stdout");
+                eprintln!("to stderr");
+                Ok(ok("{}"))
+            }
+            other => Err(PluginError::BadRequest(format!("unknown path {other}"))),
+        }
+    }
+
+    fn poll(_cursor: Option<String>) -> Result<PollOutcome, PluginError> {
+        Err(PluginError::Internal("faulty does not poll".into()))
+    }
+
+    fn on_event(_event: StoredEvent) -> Result<(), PluginError> {
+        Err(PluginError::Internal(
+            "faulty subscribes to no events".into(),
+        ))
+    }
+}
+
+export!(Faulty);
