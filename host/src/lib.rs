@@ -9,13 +9,17 @@
 //! - `plugin_state`: per-call store data and the host side of plugin imports.
 //! - `guest_output`: plugins' stdout/stderr into the log.
 //! - `plugin`: one loaded component; a fresh instance per call, with a deadline.
+//! - `artifact_cache`: compiled components on disk, keyed by content and engine.
 //! - `registry`: plugins by id, load errors, plugin-file discovery.
+//! - `watcher`: plugins-directory events -> changed plugin ids.
+//! - `reload`: the only registry writer; debounces changes, loads, swaps.
 //! - `server`: the axum router (`/hooks`, `/api`, `/healthz`).
 //! - `error`: the JSON error shape every route answers with.
 //!
 //! Data flows one way: HTTP request -> `server` -> `registry` lookup -> `plugin`
-//! call -> response.
+//! call -> response; plugins dir -> `watcher` -> `reload` -> `registry`.
 
+pub mod artifact_cache;
 pub mod bindings;
 pub mod config;
 pub mod error;
@@ -23,8 +27,10 @@ pub mod guest_output;
 pub mod plugin;
 pub mod plugin_state;
 pub mod registry;
+pub mod reload;
 pub mod runtime;
 pub mod server;
+pub mod watcher;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,43 +40,54 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::registry::Registry;
+use crate::reload::Reloader;
 use crate::runtime::Runtime;
 use crate::server::AppState;
 
 /// A host with its plugins loaded, ready to serve.
 pub struct Host {
     state: AppState,
+    /// Keeps the plugins directory watched; dropping it ends hot reload.
+    _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl Host {
-    /// Prepares the data directory, builds the engine and loads every plugin in the
-    /// plugins directory. A plugin that fails to load is recorded and skipped; it
-    /// never stops the others.
+    /// Prepares the data directory, builds the engine, loads every plugin in the
+    /// plugins directory and starts watching it. A plugin that fails to load is
+    /// recorded and skipped; it never stops the others.
     pub async fn start(config: &Config) -> Result<Host> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let runtime = Runtime::new()?;
+        let runtime = Runtime::new(config.data_dir.join("cache"))?;
         let registry = Arc::new(Registry::default());
-        match registry::plugin_files(&config.plugins_dir) {
-            Ok(files) => {
-                for (id, path) in files {
-                    registry::load_file(&runtime, &registry, config, &id, &path).await;
-                }
+        let reloader = Reloader {
+            runtime,
+            registry: registry.clone(),
+            config: Arc::new(config.clone()),
+        };
+        // Watch before the first scan, so that a file written during the scan is
+        // not missed; reloading it twice is harmless (same content is skipped).
+        let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
+        let watcher = match watcher::watch_plugins_dir(&config.plugins_dir, changes_tx) {
+            Ok(watcher) => Some(watcher),
+            Err(error) => {
+                tracing::warn!("{error:#}; plugins will not be reloaded until restart");
+                None
             }
-            // A missing plugins directory is a configuration mistake worth a loud
-            // warning, but the API and health check still serve.
-            Err(error) => tracing::warn!("{error:#}"),
-        }
+        };
+        reloader.load_all().await;
         for id in config.plugins.keys() {
             if registry.get(id).is_none() {
                 tracing::warn!(plugin = %id, "config has [plugins.{id}] but no such plugin is loaded");
             }
         }
+        tokio::spawn(reloader.run(changes_rx));
         Ok(Host {
             state: AppState {
                 registry,
                 max_body_bytes: config.max_body_bytes,
             },
+            _watcher: watcher,
         })
     }
 

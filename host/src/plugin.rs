@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Store, UpdateDeadline};
 
+use crate::artifact_cache::Source;
 use crate::bindings::{
     Manifest, Plugin, PluginError, PluginPre, PollOutcome, StoredEvent, WebhookOutcome,
     WebhookRequest, GUEST_EXPORT_V0_1_0,
@@ -27,6 +28,8 @@ pub struct LoadedPlugin {
     /// Hex SHA-256 of the component bytes this version was loaded from.
     pub sha256: String,
     pub loaded_at: SystemTime,
+    /// Whether this load compiled the component (`false`: it came from the cache).
+    pub compiled: bool,
     timeout: Duration,
     runtime: Runtime,
     pre: PluginPre<PluginState>,
@@ -56,19 +59,22 @@ impl LoadedPlugin {
     ///
     /// Compilation is CPU-bound (seconds for a Python or JS component), so it runs on
     /// the blocking pool rather than on the async runtime's workers.
+    /// `sha256` is `content_sha256(&bytes)`, which the caller has already computed to
+    /// decide whether to load at all.
     pub async fn load(
         runtime: &Runtime,
         id: &str,
         bytes: Vec<u8>,
+        sha256: String,
         config: &PluginConfig,
     ) -> Result<Self> {
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        let engine = runtime.engine.clone();
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
-            .await
-            .context("compile task panicked")?
-            .map_err(anyhow::Error::from)
-            .context("not a loadable WebAssembly component")?;
+        let compile_runtime = runtime.clone();
+        let key = sha256.clone();
+        let (component, source) =
+            tokio::task::spawn_blocking(move || compile_runtime.component(&bytes, &key))
+                .await
+                .context("compile task panicked")?
+                .context("not a loadable WebAssembly component")?;
         check_world(runtime, &component)?;
         let instance_pre = runtime
             .linker
@@ -95,6 +101,7 @@ impl LoadedPlugin {
             },
             sha256,
             loaded_at: SystemTime::now(),
+            compiled: source == Source::Compiled,
             timeout: config.timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
             runtime: runtime.clone(),
             pre,
@@ -198,6 +205,11 @@ impl LoadedPlugin {
             }),
         }
     }
+}
+
+/// Hex SHA-256 of a component's bytes: its identity in the API, logs and cache.
+pub fn content_sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Says precisely what is wrong when a component targets another world or version.

@@ -1,4 +1,5 @@
 //! The set of plugins the host serves, by id, with the last load error of each.
+//! Only the reload task (`reload`) writes it.
 //! Readers take a cheap `Arc` snapshot of one plugin; a load replaces an entry
 //! atomically, so a call already running finishes on the version it started with.
 
@@ -9,9 +10,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 
-use crate::config::Config;
 use crate::plugin::LoadedPlugin;
-use crate::runtime::Runtime;
 
 /// Why the newest file of a plugin is not the one serving.
 #[derive(Debug, Clone)]
@@ -56,6 +55,18 @@ impl Registry {
                 failure: None,
             },
         );
+    }
+
+    /// Forgets `id` entirely (its file was deleted); `true` when it was known.
+    pub fn remove(&self, id: &str) -> bool {
+        self.write().remove(id).is_some()
+    }
+
+    /// Clears a recorded load failure of `id`, keeping the serving version.
+    pub fn clear_failure(&self, id: &str) {
+        if let Some(entry) = self.write().get_mut(id) {
+            entry.failure = None;
+        }
     }
 
     /// Records that loading `id` failed; whatever version was serving keeps serving.
@@ -118,41 +129,6 @@ pub fn plugin_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     }
     found.sort();
     Ok(found)
-}
-
-/// Loads one plugin file into the registry, or records why it could not be loaded.
-pub async fn load_file(
-    runtime: &Runtime,
-    registry: &Registry,
-    config: &Config,
-    id: &str,
-    path: &Path,
-) {
-    let result = async {
-        let bytes = tokio::fs::read(path)
-            .await
-            .with_context(|| format!("reading {}", path.display()))?;
-        let plugin_config = config.plugins.get(id).cloned().unwrap_or_default();
-        LoadedPlugin::load(runtime, id, bytes, &plugin_config).await
-    }
-    .await;
-    match result {
-        Ok(plugin) => {
-            tracing::info!(
-                plugin = id,
-                name = %plugin.manifest.name,
-                version = %plugin.manifest.version,
-                sha256 = %plugin.sha256,
-                "plugin loaded"
-            );
-            registry.install(plugin);
-        }
-        Err(error) => {
-            let error = error.context(format!("loading plugin {id} from {}", path.display()));
-            tracing::error!("{error:#}");
-            registry.record_failure(id, &error);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! The one wasmtime `Engine` of the process, its `Linker`, and the epoch ticker that
 //! lets the host interrupt a plugin that runs too long.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use crate::artifact_cache::{ArtifactCache, Source};
 use crate::bindings::Plugin;
 use crate::plugin_state::{PluginState, MAX_MEMORY_BYTES};
 
@@ -21,10 +23,12 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct Runtime {
     pub engine: Engine,
     pub linker: Arc<Linker<PluginState>>,
+    cache: Arc<ArtifactCache>,
 }
 
 impl Runtime {
-    pub fn new() -> Result<Self> {
+    /// `cache_dir` holds compiled components between loads and restarts.
+    pub fn new(cache_dir: PathBuf) -> Result<Self> {
         let engine = Engine::new(&engine_config())
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;
@@ -37,11 +41,19 @@ impl Runtime {
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)
             .context("linking the hookhost imports")?;
+        let cache = ArtifactCache::new(cache_dir, &engine)?;
         spawn_epoch_ticker(&engine);
         Ok(Self {
             engine,
             linker: Arc::new(linker),
+            cache: Arc::new(cache),
         })
+    }
+
+    /// Compiles a component, or takes it from the cache. Blocking and CPU-bound:
+    /// call it off the async runtime.
+    pub fn component(&self, bytes: &[u8], sha256: &str) -> Result<(Component, Source)> {
+        self.cache.component(&self.engine, bytes, sha256)
     }
 }
 

@@ -47,6 +47,7 @@ pub struct Host {
     child: Child,
     pub base_url: String,
     pub dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
 }
 
 /// What to start a host with.
@@ -92,55 +93,84 @@ impl HostSpec {
         for (name, bytes) in &self.raw_files {
             std::fs::write(plugins_dir.join(name), bytes).unwrap();
         }
-        let config_path = dir.path().join("hookhost.toml");
-        std::fs::write(&config_path, &self.config).unwrap();
-        let log = std::fs::File::create(dir.path().join("host.log")).unwrap();
-
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hookhost"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .args(["--listen", "127.0.0.1:0"])
-            .arg("--plugins")
-            .arg(&plugins_dir)
-            .arg("--data")
-            .arg(dir.path().join("data"))
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("starting hookhost");
-
-        // The host prints `listening on http://ADDR` once its plugins are loaded.
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
-        let base_url = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                let log = std::fs::read_to_string(dir.path().join("host.log")).unwrap_or_default();
-                panic!("hookhost did not report readiness within 120 s; its log:\n{log}");
-            }
-        };
+        std::fs::write(dir.path().join("hookhost.toml"), &self.config).unwrap();
+        let (child, base_url) = spawn(dir.path(), &self.env);
         Host {
             child,
             base_url,
             dir,
+            env: self.env,
         }
     }
+}
+
+/// Starts hookhost on the layout in `dir` and waits until it is ready.
+fn spawn(dir: &Path, env: &[(String, String)]) -> (Child, String) {
+    let config_path = dir.join("hookhost.toml");
+    let plugins_dir = dir.join("plugins");
+    // Appends, so a restarted host's log follows the first one's.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("host.log"))
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookhost"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config_path)
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--plugins")
+        .arg(&plugins_dir)
+        .arg("--data")
+        .arg(dir.join("data"))
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("starting hookhost");
+
+    // The host prints `listening on http://ADDR` once its plugins are loaded.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("listening on ") {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    let base_url = match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(url) => url,
+        Err(_) => {
+            let _ = child.kill();
+            let log = std::fs::read_to_string(dir.join("host.log")).unwrap_or_default();
+            panic!("hookhost did not report readiness within 120 s; its log:\n{log}");
+        }
+    };
+    (child, base_url)
 }
 
 impl Host {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Kills the process (SIGKILL) and starts a new one on the same directories.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, base_url) = spawn(self.dir.path(), &self.env);
+        self.child = child;
+        self.base_url = base_url;
     }
 
     /// Everything the host has logged so far.
@@ -153,6 +183,18 @@ impl Drop for Host {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Polls `condition` until it holds, failing the test with `what` after `timeout`.
+pub fn eventually(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -1,0 +1,215 @@
+//! Hot reload: plugins appear, change and disappear with the files in the plugins
+//! directory, without a failed request, and bad files never replace good ones.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{client, eventually, test_plugin, Host, HostSpec};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn answer(host: &Host, id: &str) -> Option<String> {
+    let response = client()
+        .post(host.url(&format!("/hooks/{id}")))
+        .send()
+        .ok()?;
+    response
+        .status()
+        .is_success()
+        .then(|| response.text().unwrap())
+}
+
+fn status_of(host: &Host, id: &str) -> Option<Value> {
+    let reply: Value = client()
+        .get(host.url("/api/plugins"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    reply["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .cloned()
+}
+
+#[test]
+fn replacing_a_plugin_20_times_under_load_fails_no_request() {
+    let v1 = std::fs::read(test_plugin("versioned-v1")).unwrap();
+    let v2 = std::fs::read(test_plugin("versioned-v2")).unwrap();
+    let host = HostSpec::default()
+        .plugin("app", test_plugin("versioned-v1"))
+        .start();
+    let url = host.url("/hooks/app");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::<(u16, String)>::new()));
+    let load = {
+        let (stop, seen) = (stop.clone(), seen.clone());
+        std::thread::spawn(move || {
+            let client = client();
+            while !stop.load(Ordering::Relaxed) {
+                let response = client
+                    .post(&url)
+                    .send()
+                    .expect("request failed at the transport level");
+                let status = response.status().as_u16();
+                seen.lock()
+                    .unwrap()
+                    .push((status, response.text().unwrap()));
+            }
+        })
+    };
+
+    let path = host.plugins_dir().join("app.wasm");
+    for round in 0..20 {
+        let (bytes, expected) = if round % 2 == 0 {
+            (&v2, "v2")
+        } else {
+            (&v1, "v1")
+        };
+        if round % 4 < 2 {
+            // In place: truncate and write, as `cp` does; the watcher sees partial files.
+            std::fs::write(&path, bytes).unwrap();
+        } else {
+            // Write then rename, as editors and deploy tools do.
+            let tmp = host.plugins_dir().join(".app.wasm.partial");
+            std::fs::write(&tmp, bytes).unwrap();
+            std::fs::rename(&tmp, &path).unwrap();
+        }
+        let since = seen.lock().unwrap().len();
+        eventually(&format!("round {round} to answer {expected}"), WAIT, || {
+            seen.lock().unwrap()[since..]
+                .iter()
+                .any(|(_, body)| body == expected)
+        });
+    }
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+
+    let seen = seen.lock().unwrap();
+    let failures: Vec<_> = seen
+        .iter()
+        .filter(|(status, _)| !(200..300).contains(status))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {failures:?}",
+        failures.len(),
+        seen.len()
+    );
+    assert!(seen.iter().any(|(_, body)| body == "v1"));
+    assert!(seen.iter().any(|(_, body)| body == "v2"));
+    eprintln!("{} requests across 20 reloads, all 2xx", seen.len());
+}
+
+#[test]
+fn bad_files_leave_the_previous_version_serving() {
+    let host = HostSpec::default()
+        .plugin("app", test_plugin("versioned-v1"))
+        .start();
+    let path = host.plugins_dir().join("app.wasm");
+    let v2 = std::fs::read(test_plugin("versioned-v2")).unwrap();
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        (
+            "truncated",
+            v2[..v2.len() / 2].to_vec(),
+            "not a loadable WebAssembly component",
+        ),
+        (
+            "not wasm",
+            b"#!/bin/sh\necho hi\n".to_vec(),
+            "not a loadable WebAssembly component",
+        ),
+        (
+            "wrong world",
+            std::fs::read(test_plugin("wrong-world")).unwrap(),
+            "does not export hookhost:plugin/guest@0.1.0",
+        ),
+    ];
+    for (case, bytes, reason) in cases {
+        std::fs::write(&path, &bytes).unwrap();
+        eventually(&format!("{case} to be reported"), WAIT, || {
+            status_of(&host, "app").is_some_and(|s| s["status"] == "failed")
+        });
+        let entry = status_of(&host, "app").unwrap();
+        let message = entry["error"]["message"].as_str().unwrap();
+        assert!(message.contains(reason), "{case}: {message}");
+        assert_eq!(
+            entry["version"], "1.0.0",
+            "{case}: the old version must stay loaded"
+        );
+        assert_eq!(answer(&host, "app").as_deref(), Some("v1"), "{case}");
+
+        // Back to a good file clears the failure.
+        std::fs::write(&path, std::fs::read(test_plugin("versioned-v1")).unwrap()).unwrap();
+        eventually(&format!("recovery after {case}"), WAIT, || {
+            status_of(&host, "app").is_some_and(|s| s["status"] == "ok")
+        });
+    }
+    assert!(host.log().contains("the previous version keeps serving"));
+}
+
+#[test]
+fn new_files_go_live_and_deleted_files_unload() {
+    let host = HostSpec::default().start();
+    assert_eq!(answer(&host, "late"), None);
+
+    std::fs::copy(
+        test_plugin("versioned-v2"),
+        host.plugins_dir().join("late.wasm"),
+    )
+    .unwrap();
+    eventually("a new plugin file to go live", WAIT, || {
+        answer(&host, "late").as_deref() == Some("v2")
+    });
+
+    std::fs::remove_file(host.plugins_dir().join("late.wasm")).unwrap();
+    eventually("a deleted plugin to answer 404", WAIT, || {
+        client()
+            .post(host.url("/hooks/late"))
+            .send()
+            .unwrap()
+            .status()
+            == 404
+    });
+    assert!(status_of(&host, "late").is_none());
+}
+
+#[test]
+fn restarts_load_from_the_compiled_cache_and_rebuild_corrupt_entries() {
+    let mut host = HostSpec::default()
+        .plugin("app", test_plugin("versioned-v1"))
+        .start();
+    assert!(host.log().contains("compiled=true"), "{}", host.log());
+    let entries: Vec<_> = std::fs::read_dir(host.data_dir().join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+
+    host.restart();
+    assert!(host.log().contains("compiled=false"), "{}", host.log());
+    assert_eq!(answer(&host, "app").as_deref(), Some("v1"));
+
+    // Flip a byte in the middle of the entry: the checksum must catch it.
+    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&entries[0], &bytes).unwrap();
+    host.restart();
+    let log = host.log();
+    assert!(
+        log.contains("discarding compiled-component cache entry"),
+        "{log}"
+    );
+    assert!(log.contains("checksum mismatch"), "{log}");
+    assert_eq!(answer(&host, "app").as_deref(), Some("v1"));
+    assert_eq!(log.matches("compiled=true").count(), 2, "{log}");
+}
