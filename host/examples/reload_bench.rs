@@ -21,9 +21,22 @@ const ROUNDS: usize = 5;
 
 fn main() {
     let files: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
-    assert!(!files.is_empty(), "usage: reload_bench PLUGIN.wasm [PLUGIN.wasm ...]");
-    let binary = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("hookhost");
-    assert!(binary.is_file(), "{} missing: cargo build --release --bin hookhost", binary.display());
+    assert!(
+        !files.is_empty(),
+        "usage: reload_bench PLUGIN.wasm [PLUGIN.wasm ...]"
+    );
+    let binary = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("hookhost");
+    assert!(
+        binary.is_file(),
+        "{} missing: cargo build --release --bin hookhost",
+        binary.display()
+    );
 
     for file in &files {
         let original = std::fs::read(file).unwrap();
@@ -38,7 +51,11 @@ fn main() {
         for round in 1..=ROUNDS {
             cold.push(swap(dir.path(), &base, &variant(&original, round as u32)));
             // Back to a variant compiled in an earlier round: served from the cache.
-            warm.push(swap(dir.path(), &base, &variant(&original, round as u32 - 1)));
+            warm.push(swap(
+                dir.path(),
+                &base,
+                &variant(&original, round as u32 - 1),
+            ));
         }
         println!(
             "reload {name} ({} KiB): cold cache median {:?} (min {:?}, max {:?}); warm cache median {:?} (min {:?}, max {:?}); {ROUNDS} rounds",
@@ -56,7 +73,11 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("plugins")).unwrap();
         for i in 0..50 {
-            std::fs::write(dir.path().join(format!("plugins/p{i}.wasm")), variant(&original, 1000 + i)).unwrap();
+            std::fs::write(
+                dir.path().join(format!("plugins/p{i}.wasm")),
+                variant(&original, 1000 + i),
+            )
+            .unwrap();
         }
         let mut startups = Vec::new();
         for _ in 0..2 {
@@ -66,7 +87,10 @@ fn main() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        println!("start-up with 50 x {name}: cold cache {:?}, cached {:?}", startups[0], startups[1]);
+        println!(
+            "start-up with 50 x {name}: cold cache {:?}, cached {:?}",
+            startups[0], startups[1]
+        );
     }
 }
 
@@ -103,14 +127,22 @@ fn swap(dir: &Path, base: &str, bytes: &[u8]) -> Duration {
     let started = Instant::now();
     std::fs::write(dir.join("plugins/bench.wasm"), bytes).unwrap();
     loop {
-        let reply: serde_json::Value = client.get(format!("{base}/api/plugins")).send().unwrap().json().unwrap();
+        let reply: serde_json::Value = client
+            .get(format!("{base}/api/plugins"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
         if reply["plugins"][0]["sha256"] == sha.as_str() {
             let elapsed = started.elapsed();
             // And it answers (any status: the plugin may want a signature).
             client.post(format!("{base}/hooks/bench")).send().unwrap();
             return elapsed;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "reload did not happen");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "reload did not happen"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -130,7 +162,10 @@ fn start(binary: &Path, dir: &Path) -> (Child, String) {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let base = loop {
-        let line = lines.next().expect("hookhost exited before it was ready").unwrap();
+        let line = lines
+            .next()
+            .expect("hookhost exited before it was ready")
+            .unwrap();
         if let Some(url) = line.strip_prefix("listening on ") {
             break url.to_string();
         }

@@ -28,6 +28,9 @@ pub struct PluginConfig {
     pub values: BTreeMap<String, String>,
     /// The longest a single call into the plugin may run before it is interrupted.
     pub timeout: Option<Duration>,
+    /// Hosts (`api.github.com`) or `host:port`s the plugin may send HTTP requests
+    /// to; empty denies all outbound HTTP.
+    pub allowed_hosts: Vec<String>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -51,6 +54,8 @@ struct PluginConfigFile {
     #[serde(default)]
     config: BTreeMap<String, String>,
     timeout: Option<String>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
 }
 
 /// Values given on the command line; they win over the file.
@@ -127,7 +132,14 @@ impl Config {
                     })
                 })
                 .transpose()?;
-            plugins.insert(id, PluginConfig { values, timeout });
+            plugins.insert(
+                id,
+                PluginConfig {
+                    values,
+                    timeout,
+                    allowed_hosts: plugin.allowed_hosts,
+                },
+            );
         }
 
         Ok(Config {

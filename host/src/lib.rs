@@ -8,6 +8,7 @@
 //! - `runtime`: the one wasmtime engine, its linker and epoch ticker.
 //! - `plugin_state`: per-call store data and the host side of plugin imports.
 //! - `guest_output`: plugins' stdout/stderr into the log.
+//! - `outbound`: plugins' outgoing HTTP: allowlist, timeouts, size cap.
 //! - `plugin`: one loaded component; a fresh instance per call, with a deadline.
 //! - `artifact_cache`: compiled components on disk, keyed by content and engine.
 //! - `registry`: plugins by id, load errors, plugin-file discovery.
@@ -24,6 +25,7 @@ pub mod bindings;
 pub mod config;
 pub mod error;
 pub mod guest_output;
+pub mod outbound;
 pub mod plugin;
 pub mod plugin_state;
 pub mod registry;

@@ -90,6 +90,7 @@ impl LoadedPlugin {
                 id: id.into(),
                 version: String::new(),
                 config: config.values.clone(),
+                allowed_hosts: config.allowed_hosts.clone().into(),
             }),
             manifest: Manifest {
                 name: String::new(),
@@ -116,6 +117,7 @@ impl LoadedPlugin {
             id: id.into(),
             version: manifest.version.clone(),
             config: config.values.clone(),
+            allowed_hosts: config.allowed_hosts.clone().into(),
         });
         plugin.manifest = manifest;
         Ok(plugin)

@@ -11,9 +11,11 @@ use subtle::ConstantTimeEq;
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::{config, crypto, log, types};
 use crate::guest_output::{Channel, GuestOutput};
+use crate::outbound::OutboundPolicy;
 
 /// Who a plugin is, for logs and errors; shared by every call to one loaded version.
 #[derive(Debug)]
@@ -23,12 +25,16 @@ pub struct PluginIdentity {
     pub version: String,
     /// `[plugins.<id>] config`: the only configuration this plugin can read.
     pub config: BTreeMap<String, String>,
+    /// `[plugins.<id>] allowed_hosts`: where its outbound HTTP may go.
+    pub allowed_hosts: Arc<[String]>,
 }
 
 /// The wasmtime store data of one call.
 pub struct PluginState {
     identity: Arc<PluginIdentity>,
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    outbound: OutboundPolicy,
     table: ResourceTable,
     pub limits: StoreLimits,
 }
@@ -40,7 +46,8 @@ pub const MAX_MEMORY_BYTES: usize = 128 * 1024 * 1024;
 impl PluginState {
     pub fn new(identity: Arc<PluginIdentity>) -> Self {
         // Nothing is granted: no preopened directories, no environment, no
-        // arguments, no sockets or name lookups. Clocks and randomness are allowed
+        // arguments, no sockets or name lookups; HTTP only through wasi:http and
+        // only to allowed hosts (see `outbound`). Clocks and randomness are allowed
         // because guest languages' runtimes need them (timestamps, hash seeds).
         let wasi = WasiCtx::builder()
             .stdout(GuestOutput::new(identity.id.clone(), Channel::Stdout))
@@ -56,9 +63,15 @@ impl PluginState {
             .memories(16)
             .trap_on_grow_failure(true)
             .build();
+        let outbound = OutboundPolicy {
+            plugin: identity.id.clone(),
+            allowed_hosts: identity.allowed_hosts.clone(),
+        };
         Self {
             identity,
             wasi,
+            http: WasiHttpCtx::new(),
+            outbound,
             table: ResourceTable::new(),
             limits,
         }
@@ -70,6 +83,16 @@ impl WasiView for PluginState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for PluginState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
         }
     }
 }
@@ -122,6 +145,7 @@ mod tests {
             id: "t".into(),
             version: "1".into(),
             config: BTreeMap::from([("secret".into(), "x".into())]),
+            allowed_hosts: Arc::new([]),
         }))
     }
 
