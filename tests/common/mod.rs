@@ -47,6 +47,7 @@ pub struct Host {
     child: Child,
     pub base_url: String,
     pub dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
 }
 
 /// What to start a host with.
@@ -92,48 +93,58 @@ impl HostSpec {
         for (name, bytes) in &self.raw_files {
             std::fs::write(plugins_dir.join(name), bytes).unwrap();
         }
-        let config_path = dir.path().join("hookhost.toml");
-        std::fs::write(&config_path, &self.config).unwrap();
-        let log = std::fs::File::create(dir.path().join("host.log")).unwrap();
-
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hookhost"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .args(["--listen", "127.0.0.1:0"])
-            .arg("--plugins")
-            .arg(&plugins_dir)
-            .arg("--data")
-            .arg(dir.path().join("data"))
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("starting hookhost");
-
-        // The host prints `listening on http://ADDR` once its plugins are loaded.
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
-        let base_url = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                let log = std::fs::read_to_string(dir.path().join("host.log")).unwrap_or_default();
-                panic!("hookhost did not report readiness within 120 s; its log:\n{log}");
-            }
-        };
+        std::fs::write(dir.path().join("hookhost.toml"), &self.config).unwrap();
+        let (child, base_url) = launch(dir.path(), &self.env);
         Host {
             child,
             base_url,
             dir,
+            env: self.env,
+        }
+    }
+}
+
+/// Starts the binary on the plugins, config and data directory under `dir`, and
+/// waits until it reports its address. The log is appended to, so that it spans
+/// restarts.
+fn launch(dir: &Path, env: &[(String, String)]) -> (Child, String) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("host.log"))
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookhost"))
+        .arg("serve")
+        .arg("--config")
+        .arg(dir.join("hookhost.toml"))
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--plugins")
+        .arg(dir.join("plugins"))
+        .arg("--data")
+        .arg(dir.join("data"))
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("starting hookhost");
+
+    // The host prints `listening on http://ADDR` once its plugins are loaded.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("listening on ") {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(url) => (child, url),
+        Err(_) => {
+            let _ = child.kill();
+            let log = std::fs::read_to_string(dir.join("host.log")).unwrap_or_default();
+            panic!("hookhost did not report readiness within 120 s; its log:\n{log}");
         }
     }
 }
@@ -141,6 +152,27 @@ impl HostSpec {
 impl Host {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// Kills the process with SIGKILL (no chance to flush or shut down), then starts
+    /// it again on the same plugins, config and data directory. It listens on a
+    /// new port.
+    pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.restart();
+    }
+
+    /// Starts the host again after `kill`, on the same directories.
+    pub fn restart(&mut self) {
+        let (child, base_url) = launch(self.dir.path(), &self.env);
+        self.child = child;
+        self.base_url = base_url;
+    }
+
+    /// SIGKILL, then waits for the process to be gone.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     /// Everything the host has logged so far.
