@@ -28,6 +28,8 @@ const MAX_IN_FLIGHT: usize = 16;
 /// How long the loop sleeps when nothing is due and nothing wakes it; bounds how
 /// late a delivery made due by another node (a future shared backend) is noticed.
 const IDLE: Duration = Duration::from_secs(5);
+/// How long the loop waits after the store failed before it asks again.
+const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
 /// How one plugin's failed deliveries are retried.
 #[derive(Debug, Clone, Copy)]
@@ -95,20 +97,28 @@ impl Dispatcher {
         let mut in_flight = JoinSet::new();
         loop {
             let room = MAX_IN_FLIGHT - in_flight.len();
-            if room > 0 {
-                match this
-                    .store
-                    .claim_due(now_ms(), this.lease, room as u32)
-                    .await
-                {
-                    Ok(claimed) if !claimed.is_empty() => {
-                        for delivery in claimed {
-                            in_flight.spawn(this.clone().deliver(delivery));
-                        }
-                        continue;
+            if room == 0 {
+                in_flight.join_next().await;
+                continue;
+            }
+            match this
+                .store
+                .claim_due(now_ms(), this.lease, room as u32)
+                .await
+            {
+                Ok(claimed) if !claimed.is_empty() => {
+                    for delivery in claimed {
+                        in_flight.spawn(this.clone().deliver(delivery));
                     }
-                    Ok(_) => {}
-                    Err(error) => tracing::error!("{error:#}"),
+                    continue;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    // Without this pause a failing store would be asked again in a
+                    // tight loop, since the due delivery stays due.
+                    tracing::error!("{error:#}");
+                    tokio::time::sleep(STORE_ERROR_PAUSE).await;
+                    continue;
                 }
             }
             let wait = match this.store.next_due().await {
@@ -116,7 +126,7 @@ impl Dispatcher {
                 Ok(None) => IDLE,
                 Err(error) => {
                     tracing::error!("{error:#}");
-                    IDLE
+                    STORE_ERROR_PAUSE
                 }
             };
             tokio::select! {

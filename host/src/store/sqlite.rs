@@ -201,7 +201,14 @@ fn run_group(conn: &mut Connection, group: Vec<Job>) {
     for job in group {
         match tx.savepoint() {
             Ok(savepoint) => {
-                let (ok, finish) = job(&savepoint);
+                // A panicking job must not take the writer thread (and with it
+                // every later write) down; it is dropped unanswered instead.
+                let ran =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&savepoint)));
+                let Ok((ok, finish)) = ran else {
+                    tracing::error!("event store: a write panicked; it was rolled back");
+                    continue;
+                };
                 if ok {
                     if let Err(error) = savepoint.commit() {
                         tracing::error!("event store: releasing a savepoint: {error}");
@@ -299,19 +306,29 @@ fn persist(conn: &Connection, record: &IngestRecord) -> Result<Vec<Persisted>> {
             outcomes.push(Persisted::Duplicate(id));
             continue;
         }
-        conn.prepare_cached(
-            "INSERT INTO events (plugin, event_id, kind, subject, payload, received_at, request_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
-            record.plugin,
-            event.event_id,
-            event.kind,
-            event.subject,
-            event.payload,
-            record.received_at as i64,
-            request_id,
-        ])?;
+        // OR IGNORE: one delivery may carry the same event id twice; the first wins.
+        let inserted = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO events
+                     (plugin, event_id, kind, subject, payload, received_at, request_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                record.plugin,
+                event.event_id,
+                event.kind,
+                event.subject,
+                event.payload,
+                record.received_at as i64,
+                request_id,
+            ])?;
+        if inserted == 0 {
+            let id = conn
+                .prepare_cached("SELECT id FROM events WHERE plugin = ?1 AND event_id = ?2")?
+                .query_row(params![record.plugin, event.event_id], |row| row.get(0))?;
+            outcomes.push(Persisted::Duplicate(id));
+            continue;
+        }
         let id = conn.last_insert_rowid();
         for subscriber in &event.subscribers {
             conn.prepare_cached(
@@ -663,6 +680,21 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(deliveries.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_event_id_repeated_within_one_delivery_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let outcome = store
+            .persist_ingest(record(&["a", "a"], &["notify"], 1))
+            .await
+            .unwrap();
+        let Persisted::New(id) = outcome[0] else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(outcome[1], Persisted::Duplicate(id));
+        assert_eq!(store.list_events(all(10)).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
