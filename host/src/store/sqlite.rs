@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
@@ -47,6 +47,9 @@ pub struct SqliteStore {
     /// short.
     reader: Arc<Mutex<Connection>>,
 }
+
+/// Bumped, with a migration, whenever `SCHEMA` changes.
+const SCHEMA_VERSION: u32 = 1;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS requests (
@@ -96,9 +99,23 @@ impl SqliteStore {
     /// that were in flight at a crash are due again immediately.
     pub fn open(path: &Path, commit: Commit) -> Result<SqliteStore> {
         let mut writer = open_connection(path)?;
+        let version: u32 = writer
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .context("reading the event store's schema version")?;
+        // A newer hookhost may have changed the tables; writing to them with this
+        // version's statements could corrupt what it stored.
+        if version > SCHEMA_VERSION {
+            bail!(
+                "{} has schema version {version}, newer than this hookhost's {SCHEMA_VERSION}",
+                path.display()
+            );
+        }
         writer
             .execute_batch(SCHEMA)
             .context("creating the event store's tables")?;
+        writer
+            .pragma_update(None, "user_version", SCHEMA_VERSION)
+            .context("recording the event store's schema version")?;
         writer
             .execute(
                 "UPDATE deliveries SET claimed_until = NULL WHERE state = 'pending'",
@@ -815,6 +832,19 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn a_store_from_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.sqlite3");
+        drop(store(&dir));
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let error = SqliteStore::open(&path, Commit::Grouped).err().unwrap();
+        assert!(format!("{error:#}").contains("newer"), "{error:#}");
     }
 
     #[tokio::test]
