@@ -46,6 +46,8 @@ pub struct SqliteStore {
     /// Read-only queries; a mutex because a connection is not `Sync`, and reads are
     /// short.
     reader: Arc<Mutex<Connection>>,
+    /// Held (locked) for as long as the store is open.
+    _lock: std::fs::File,
 }
 
 /// Bumped, with a migration, whenever `SCHEMA` changes.
@@ -98,6 +100,19 @@ impl SqliteStore {
     /// held by a process that is gone: leases are released at once, and deliveries
     /// that were in flight at a crash are due again immediately.
     pub fn open(path: &Path, commit: Commit) -> Result<SqliteStore> {
+        // The lock is what makes "this process owns the file alone" true: a second
+        // host on the same data directory would otherwise release our leases and
+        // deliver events twice. The OS drops it when the process dies, even by kill -9.
+        let lock_path = path.with_extension("lock");
+        let lock = std::fs::File::create(&lock_path)
+            .with_context(|| format!("creating {}", lock_path.display()))?;
+        lock.try_lock().map_err(|_| {
+            anyhow!(
+                "{} is in use by another hookhost (it holds {})",
+                path.display(),
+                lock_path.display()
+            )
+        })?;
         let mut writer = open_connection(path)?;
         let version: u32 = writer
             .query_row("PRAGMA user_version", [], |row| row.get(0))
@@ -142,6 +157,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             jobs,
             reader: Arc::new(Mutex::new(reader)),
+            _lock: lock,
         })
     }
 
@@ -832,6 +848,17 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn a_second_store_on_the_same_file_is_refused_while_the_first_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = store(&dir);
+        let path = dir.path().join("events.sqlite3");
+        let error = SqliteStore::open(&path, Commit::Grouped).err().unwrap();
+        assert!(format!("{error:#}").contains("in use"), "{error:#}");
+        drop(first);
+        SqliteStore::open(&path, Commit::Grouped).unwrap();
     }
 
     #[tokio::test]
