@@ -194,7 +194,7 @@ fn restarts_load_from_the_compiled_cache_and_rebuild_corrupt_entries() {
         .collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
 
-    host.restart();
+    host.kill_and_restart();
     assert!(host.log().contains("compiled=false"), "{}", host.log());
     assert_eq!(answer(&host, "app").as_deref(), Some("v1"));
 
@@ -203,7 +203,7 @@ fn restarts_load_from_the_compiled_cache_and_rebuild_corrupt_entries() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&entries[0], &bytes).unwrap();
-    host.restart();
+    host.kill_and_restart();
     let log = host.log();
     assert!(
         log.contains("discarding compiled-component cache entry"),

@@ -18,6 +18,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Webhook bodies above this get 413 before any plugin runs.
     pub max_body_bytes: usize,
+    /// Stored events older than this are purged in the background.
+    pub retention: Duration,
     pub plugins: BTreeMap<String, PluginConfig>,
 }
 
@@ -31,10 +33,17 @@ pub struct PluginConfig {
     /// Hosts (`api.github.com`) or `host:port`s the plugin may send HTTP requests
     /// to; empty denies all outbound HTTP.
     pub allowed_hosts: Vec<String>,
+    /// How many times an event is offered to this plugin's `on-event` before its
+    /// delivery is dead-lettered.
+    pub max_attempts: Option<u32>,
+    /// The delay before the first retry of a failed delivery; it doubles with each
+    /// further attempt.
+    pub retry_base: Option<Duration>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The file as written by the user; every field optional so that the defaults apply.
 #[derive(Debug, Default, Deserialize)]
@@ -44,6 +53,7 @@ struct ConfigFile {
     plugins_dir: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     max_body_bytes: Option<usize>,
+    retention: Option<String>,
     #[serde(default)]
     plugins: BTreeMap<String, PluginConfigFile>,
 }
@@ -56,6 +66,8 @@ struct PluginConfigFile {
     timeout: Option<String>,
     #[serde(default)]
     allowed_hosts: Vec<String>,
+    max_attempts: Option<u32>,
+    retry_base: Option<String>,
 }
 
 /// Values given on the command line; they win over the file.
@@ -112,6 +124,13 @@ impl Config {
         if max_body_bytes == 0 {
             bail!("config `max_body_bytes` must be at least 1");
         }
+        let retention = match file.retention {
+            Some(text) => parse_duration(&text, "retention", "\"30d\"")?,
+            None => DEFAULT_RETENTION,
+        };
+        if retention.is_zero() {
+            bail!("config `retention` must be longer than zero");
+        }
 
         let mut plugins = BTreeMap::new();
         for (id, plugin) in file.plugins {
@@ -126,18 +145,23 @@ impl Config {
                 .collect::<Result<_>>()?;
             let timeout = plugin
                 .timeout
-                .map(|text| {
-                    humantime::parse_duration(&text).with_context(|| {
-                        format!("config `[plugins.{id}] timeout = {text:?}` is not a duration such as \"5s\"")
-                    })
-                })
+                .map(|text| parse_duration(&text, &format!("[plugins.{id}] timeout"), "\"5s\""))
                 .transpose()?;
+            let retry_base = plugin
+                .retry_base
+                .map(|text| parse_duration(&text, &format!("[plugins.{id}] retry_base"), "\"10s\""))
+                .transpose()?;
+            if plugin.max_attempts == Some(0) {
+                bail!("config `[plugins.{id}] max_attempts` must be at least 1");
+            }
             plugins.insert(
                 id,
                 PluginConfig {
                     values,
                     timeout,
                     allowed_hosts: plugin.allowed_hosts,
+                    max_attempts: plugin.max_attempts,
+                    retry_base,
                 },
             );
         }
@@ -147,9 +171,15 @@ impl Config {
             plugins_dir,
             data_dir,
             max_body_bytes,
+            retention,
             plugins,
         })
     }
+}
+
+fn parse_duration(text: &str, key: &str, example: &str) -> Result<Duration> {
+    humantime::parse_duration(text)
+        .with_context(|| format!("config `{key} = {text:?}` is not a duration such as {example}"))
 }
 
 /// Replaces every `${NAME}` in `text` with the environment variable `NAME`, and
@@ -207,6 +237,11 @@ mod tests {
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.plugins_dir, PathBuf::from("plugins"));
         assert_eq!(config.max_body_bytes, 1024 * 1024);
+        assert_eq!(config.retention, DEFAULT_RETENTION);
+        assert_eq!(
+            parse("retention = \"7d\"").unwrap().retention.as_secs(),
+            7 * 86400
+        );
     }
 
     #[test]
@@ -219,6 +254,8 @@ mod tests {
             [plugins.github]
             config = { secret = "${SECRET}", prefix = "a${SECRET}b", dev = "${NOPE:-dev-secret}", set = "${SECRET:-unused}" }
             timeout = "250ms"
+            max_attempts = 3
+            retry_base = "100ms"
             "#,
         )
         .unwrap();
@@ -234,6 +271,8 @@ mod tests {
         assert_eq!(github.values["dev"], "dev-secret");
         assert_eq!(github.values["set"], "s3cr3t");
         assert_eq!(github.timeout, Some(Duration::from_millis(250)));
+        assert_eq!(github.max_attempts, Some(3));
+        assert_eq!(github.retry_base, Some(Duration::from_millis(100)));
     }
 
     #[test]

@@ -14,15 +14,24 @@
 //! - `registry`: plugins by id, load errors, plugin-file discovery.
 //! - `watcher`: plugins-directory events -> changed plugin ids.
 //! - `reload`: the only registry writer; debounces changes, loads, swaps.
-//! - `server`: the axum router (`/hooks`, `/api`, `/healthz`).
+//! - `server`: the axum router (`/hooks`, `/api/plugins`, `/healthz`) and the
+//!   webhook path.
+//! - `api`: the event log's routes (`/api/events`, `/api/deliveries`).
 //! - `error`: the JSON error shape every route answers with.
+//! - `store`: the `EventStore` trait; `store::sqlite` is the embedded backend.
+//! - `subscriptions`: handler plugins' event-kind patterns.
+//! - `dispatcher`: delivers stored events to subscribed plugins, with retries.
+//! - `retention`: purges events past their retention.
 //!
 //! Data flows one way: HTTP request -> `server` -> `registry` lookup -> `plugin`
-//! call -> response; plugins dir -> `watcher` -> `reload` -> `registry`.
+//! call -> `store` (committed) -> response; `store` queue -> `dispatcher` ->
+//! handler `plugin` -> `store`; plugins dir -> `watcher` -> `reload` -> `registry`.
 
+pub mod api;
 pub mod artifact_cache;
 pub mod bindings;
 pub mod config;
+pub mod dispatcher;
 pub mod error;
 pub mod guest_output;
 pub mod outbound;
@@ -30,8 +39,11 @@ pub mod plugin;
 pub mod plugin_state;
 pub mod registry;
 pub mod reload;
+pub mod retention;
 pub mod runtime;
 pub mod server;
+pub mod store;
+pub mod subscriptions;
 pub mod watcher;
 
 use std::future::Future;
@@ -39,16 +51,25 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 use crate::config::Config;
+use crate::dispatcher::Dispatcher;
 use crate::registry::Registry;
 use crate::reload::Reloader;
 use crate::runtime::Runtime;
 use crate::server::AppState;
+use crate::store::sqlite::{Commit, SqliteStore};
+use crate::store::EventStore;
+
+/// The event store's file in the data directory.
+pub const STORE_FILE: &str = "events.sqlite3";
 
 /// A host with its plugins loaded, ready to serve.
 pub struct Host {
     state: AppState,
+    dispatcher: Dispatcher,
+    retention: std::time::Duration,
     /// Keeps the plugins directory watched; dropping it ends hot reload.
     _watcher: Option<notify::RecommendedWatcher>,
 }
@@ -60,6 +81,11 @@ impl Host {
     pub async fn start(config: &Config) -> Result<Host> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let store_path = config.data_dir.join(STORE_FILE);
+        let store: Arc<dyn EventStore> = Arc::new(
+            SqliteStore::open(&store_path, Commit::Grouped)
+                .with_context(|| format!("opening the event store {}", store_path.display()))?,
+        );
         let runtime = Runtime::new(config.data_dir.join("cache"))?;
         let registry = Arc::new(Registry::default());
         let reloader = Reloader {
@@ -84,25 +110,50 @@ impl Host {
             }
         }
         tokio::spawn(reloader.run(changes_rx));
+        let wake_dispatcher = Arc::new(Notify::new());
         Ok(Host {
+            dispatcher: Dispatcher::new(
+                config,
+                store.clone(),
+                registry.clone(),
+                wake_dispatcher.clone(),
+            ),
+            retention: config.retention,
             state: AppState {
                 registry,
                 max_body_bytes: config.max_body_bytes,
+                store,
+                wake_dispatcher,
             },
             _watcher: watcher,
         })
     }
 
-    /// Serves HTTP on `listener` until `shutdown` resolves, then lets requests in
-    /// flight finish.
+    /// Serves HTTP on `listener` and delivers events to handlers until `shutdown`
+    /// resolves, then lets requests in flight finish. Deliveries in flight are
+    /// abandoned; their leases make them due again at the next start.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
+        let dispatcher = tokio::spawn(self.dispatcher.run());
+        let purge = tokio::spawn(retention::run(self.state.store.clone(), self.retention));
+        let _stop_background = AbortOnDrop(vec![dispatcher, purge]);
         axum::serve(listener, server::app(self.state))
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP")
+    }
+}
+
+/// Aborts background tasks when `serve` returns.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }

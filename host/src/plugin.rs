@@ -123,6 +123,11 @@ impl LoadedPlugin {
         Ok(plugin)
     }
 
+    /// The longest one call may run.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub fn id(&self) -> &str {
         &self.identity.id
     }

@@ -45,6 +45,23 @@ impl Registry {
             .collect()
     }
 
+    /// The ids of loaded plugins whose manifest subscribes to `kind`, in id order.
+    pub fn subscribers(&self, kind: &str) -> Vec<String> {
+        self.read()
+            .iter()
+            .filter(|(_, entry)| {
+                entry.current.as_ref().is_some_and(|plugin| {
+                    plugin
+                        .manifest
+                        .subscriptions
+                        .iter()
+                        .any(|pattern| crate::subscriptions::matches(pattern, kind))
+                })
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Makes `plugin` the serving version of its id and clears any earlier failure.
     pub fn install(&self, plugin: LoadedPlugin) {
         let id = plugin.id().to_string();

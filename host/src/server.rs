@@ -1,5 +1,10 @@
-//! The HTTP surface: `/hooks/{id}[/{*rest}]` into plugins, `/healthz`, and `/api/*`.
-//! `app` builds the router from shared state so tests can drive it without a socket.
+//! The HTTP surface: `/hooks/{id}[/{*rest}]` into plugins, `/healthz`, and `/api/*`
+//! (the event log's routes live in `api`). `app` builds the router from shared
+//! state so tests can drive it without a socket.
+//!
+//! A webhook's way through: plugin call -> outcome checked -> request and events
+//! persisted (awaiting the commit) -> the plugin's response. A 2xx therefore means
+//! the events are on disk; when persisting fails the provider gets 503 and retries.
 
 use std::sync::Arc;
 
@@ -11,17 +16,23 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use tokio::sync::Notify;
 
-use crate::bindings::{PluginError, WebhookOutcome, WebhookRequest};
+use crate::bindings::{Event, PluginError, WebhookOutcome, WebhookRequest};
 use crate::error::ApiError;
 use crate::plugin::{CallError, LoadedPlugin};
 use crate::registry::{is_valid_plugin_id, Registry};
+use crate::store::{now_ms, EventStore, IngestRecord, NewEvent, Persisted, RawRequest};
 
 /// What every handler can reach. Built once by `run`.
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub max_body_bytes: usize,
+    pub store: Arc<dyn EventStore>,
+    /// Wakes the delivery dispatcher (its only waiter) when new events have
+    /// subscribers or a delivery is re-queued.
+    pub wake_dispatcher: Arc<Notify>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -33,6 +44,7 @@ pub fn app(state: AppState) -> Router {
         .merge(hooks)
         .route("/healthz", get(healthz))
         .route("/api/plugins", get(list_plugins))
+        .merge(crate::api::routes())
         .with_state(state)
 }
 
@@ -133,9 +145,81 @@ async fn webhook(
         body: body.to_vec(),
     };
 
+    let received_at = now_ms();
+    let accepted = call_webhook(&plugin, request.clone()).await?;
+    let record = IngestRecord {
+        plugin: plugin.id().to_string(),
+        received_at,
+        request: Some(RawRequest {
+            method: request.method,
+            path: request.path,
+            query: request.query,
+            headers: request.headers,
+            body: request.body,
+        }),
+        events: accepted
+            .events
+            .iter()
+            .map(|event| NewEvent {
+                event_id: event.id.clone(),
+                kind: event.kind.clone(),
+                subject: event.subject.clone(),
+                payload: event.payload.clone(),
+                subscribers: state.registry.subscribers(&event.kind),
+            })
+            .collect(),
+    };
+    let has_subscribers = record.events.iter().any(|e| !e.subscribers.is_empty());
+    let persisted = state.store.persist_ingest(record).await.map_err(|error| {
+        tracing::error!(
+            plugin = plugin.id(),
+            "storing a webhook's events: {error:#}"
+        );
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage",
+            "the delivery could not be stored; retry later",
+        )
+        .with_retry_after(5)
+    })?;
+    for (event, persisted) in accepted.events.iter().zip(&persisted) {
+        let (stored_as, duplicate) = match persisted {
+            Persisted::New(id) => (*id, false),
+            Persisted::Duplicate(id) => (*id, true),
+        };
+        tracing::info!(
+            plugin = plugin.id(),
+            event_id = %event.id,
+            kind = %event.kind,
+            subject = event.subject.as_deref().unwrap_or(""),
+            stored_as,
+            duplicate,
+            "event received"
+        );
+    }
+    if has_subscribers {
+        state.wake_dispatcher.notify_one();
+    }
+    Ok((accepted.status, accepted.headers, accepted.body).into_response())
+}
+
+/// A webhook the plugin accepted, with an outcome that passed every check.
+pub struct Accepted {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub events: Vec<Event>,
+}
+
+/// Calls the plugin's `handle-webhook` and checks what it returned; every way it
+/// can fail is already the `ApiError` the provider should get.
+pub async fn call_webhook(
+    plugin: &LoadedPlugin,
+    request: WebhookRequest,
+) -> Result<Accepted, ApiError> {
     match plugin.handle_webhook(request).await {
-        Ok(Ok(outcome)) => accept_outcome(&plugin, outcome),
-        Ok(Err(error)) => Err(plugin_error_response(&plugin, error)),
+        Ok(Ok(outcome)) => accept_outcome(plugin, outcome),
+        Ok(Err(error)) => Err(plugin_error_response(plugin, error)),
         Err(error @ CallError::Timeout { .. }) => {
             tracing::error!("{error}");
             Err(ApiError::new(
@@ -148,9 +232,9 @@ async fn webhook(
     }
 }
 
-/// Checks what the plugin returned and turns it into the provider's response. A
-/// malformed outcome is the plugin's bug: the provider gets a 500 and so retries.
-fn accept_outcome(plugin: &LoadedPlugin, outcome: WebhookOutcome) -> Result<Response, ApiError> {
+/// Checks what the plugin returned. A malformed outcome is the plugin's bug: the
+/// provider gets a 500 and so retries.
+fn accept_outcome(plugin: &LoadedPlugin, outcome: WebhookOutcome) -> Result<Accepted, ApiError> {
     let fail = |what: String| {
         ApiError::internal(&format!(
             "plugin {} {} returned {what}",
@@ -182,16 +266,12 @@ fn accept_outcome(plugin: &LoadedPlugin, outcome: WebhookOutcome) -> Result<Resp
             .map_err(|_| fail(format!("an invalid value for header {name}")))?;
         headers.append(name, value);
     }
-    for event in &outcome.events {
-        tracing::info!(
-            plugin = plugin.id(),
-            event_id = %event.id,
-            kind = %event.kind,
-            subject = event.subject.as_deref().unwrap_or(""),
-            "event received"
-        );
-    }
-    Ok((status, headers, response.body).into_response())
+    Ok(Accepted {
+        status,
+        headers,
+        body: response.body,
+        events: outcome.events,
+    })
 }
 
 fn plugin_error_response(plugin: &LoadedPlugin, error: PluginError) -> ApiError {

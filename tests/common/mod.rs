@@ -94,7 +94,7 @@ impl HostSpec {
             std::fs::write(plugins_dir.join(name), bytes).unwrap();
         }
         std::fs::write(dir.path().join("hookhost.toml"), &self.config).unwrap();
-        let (child, base_url) = spawn(dir.path(), &self.env);
+        let (child, base_url) = launch(dir.path(), &self.env);
         Host {
             child,
             base_url,
@@ -104,11 +104,10 @@ impl HostSpec {
     }
 }
 
-/// Starts hookhost on the layout in `dir` and waits until it is ready.
-fn spawn(dir: &Path, env: &[(String, String)]) -> (Child, String) {
-    let config_path = dir.join("hookhost.toml");
-    let plugins_dir = dir.join("plugins");
-    // Appends, so a restarted host's log follows the first one's.
+/// Starts the binary on the plugins, config and data directory under `dir`, and
+/// waits until it reports its address. The log is appended to, so that it spans
+/// restarts.
+fn launch(dir: &Path, env: &[(String, String)]) -> (Child, String) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -117,10 +116,10 @@ fn spawn(dir: &Path, env: &[(String, String)]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookhost"))
         .arg("serve")
         .arg("--config")
-        .arg(&config_path)
+        .arg(dir.join("hookhost.toml"))
         .args(["--listen", "127.0.0.1:0"])
         .arg("--plugins")
-        .arg(&plugins_dir)
+        .arg(dir.join("plugins"))
         .arg("--data")
         .arg(dir.join("data"))
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -140,20 +139,40 @@ fn spawn(dir: &Path, env: &[(String, String)]) -> (Child, String) {
             }
         }
     });
-    let base_url = match rx.recv_timeout(Duration::from_secs(120)) {
-        Ok(url) => url,
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(url) => (child, url),
         Err(_) => {
             let _ = child.kill();
             let log = std::fs::read_to_string(dir.join("host.log")).unwrap_or_default();
             panic!("hookhost did not report readiness within 120 s; its log:\n{log}");
         }
-    };
-    (child, base_url)
+    }
 }
 
 impl Host {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// Kills the process with SIGKILL (no chance to flush or shut down), then starts
+    /// it again on the same plugins, config and data directory. It listens on a
+    /// new port.
+    pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.restart();
+    }
+
+    /// Starts the host again after `kill`, on the same directories.
+    pub fn restart(&mut self) {
+        let (child, base_url) = launch(self.dir.path(), &self.env);
+        self.child = child;
+        self.base_url = base_url;
+    }
+
+    /// SIGKILL, then waits for the process to be gone.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     pub fn plugins_dir(&self) -> PathBuf {
@@ -162,15 +181,6 @@ impl Host {
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
-    }
-
-    /// Kills the process (SIGKILL) and starts a new one on the same directories.
-    pub fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let (child, base_url) = spawn(self.dir.path(), &self.env);
-        self.child = child;
-        self.base_url = base_url;
     }
 
     /// Everything the host has logged so far.

@@ -1,6 +1,8 @@
 //! A test plugin that misbehaves on request. The webhook path picks the behaviour:
 //!
 //! - `/ok`: 200 with body `ok` and one event (`faulty.ok`, id from the `x-id` header).
+//! - `/event`: as `/ok`, but the event's kind is the `x-kind` header and its payload
+//!   is the request body.
 //! - `/trap`: panics, which is a trap in the host.
 //! - `/spin`: loops forever, so only the host's call deadline ends it.
 //! - `/error/<case>`: returns `plugin-error::<case>` with message `said <case>`.
@@ -34,13 +36,15 @@ impl Guest for Faulty {
     }
 
     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
-        let ok = |payload: &str| {
-            let id = request
+        let header = |name: &str| {
+            request
                 .headers
                 .iter()
-                .find(|(n, _)| n == "x-id")
+                .find(|(n, _)| n == name)
                 .map(|(_, v)| v.clone())
-                .unwrap_or_else(|| "1".into());
+        };
+        let ok = |payload: &str| {
+            let id = header("x-id").unwrap_or_else(|| "1".into());
             WebhookOutcome {
                 response: HttpResponse {
                     status: 200,
@@ -57,6 +61,11 @@ impl Guest for Faulty {
         };
         match request.path.as_str() {
             "/ok" => Ok(ok("{}")),
+            "/event" => {
+                let mut outcome = ok(&String::from_utf8_lossy(&request.body));
+                outcome.events[0].kind = header("x-kind").unwrap_or_else(|| "faulty.ok".into());
+                Ok(outcome)
+            }
             "/trap" => panic!("asked to trap"),
             "/spin" => {
                 let mut n: u64 = 0;

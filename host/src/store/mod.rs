@@ -1,0 +1,209 @@
+//! The event log: what the host promises is on disk before it acknowledges a
+//! delivery, and the durable queue of deliveries to handler plugins.
+//!
+//! Callers see only the `EventStore` trait, so a PostgreSQL backend for multi-node
+//! deployments can be added without touching them. Delivery claiming is shaped for
+//! that: a claim sets a lease (`claimed_until`) instead of taking a lock, which maps
+//! onto `SELECT ... FOR UPDATE SKIP LOCKED` plus an `UPDATE` of the lease, and a
+//! claimant that dies simply lets its lease run out.
+
+pub mod sqlite;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::Serialize;
+
+/// Milliseconds since the Unix epoch; the store's only notion of time, always given
+/// by the caller so that the store itself never reads a clock.
+pub type UnixMs = u64;
+
+/// The HTTP request a provider sent, kept byte for byte so that it can be replayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// One event as a plugin emitted it, with the plugins subscribed to its kind.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// The provider's id; unique per source plugin.
+    pub event_id: String,
+    pub kind: String,
+    pub subject: Option<String>,
+    /// A JSON document (validated before it gets here).
+    pub payload: String,
+    /// Handler plugins that get a delivery of this event if it is new.
+    pub subscribers: Vec<String>,
+}
+
+/// Everything one accepted webhook (or poll) produced, persisted in one transaction.
+#[derive(Debug, Clone)]
+pub struct IngestRecord {
+    pub plugin: String,
+    pub received_at: UnixMs,
+    /// `None` for a poll result, which has no request.
+    pub request: Option<RawRequest>,
+    pub events: Vec<NewEvent>,
+}
+
+/// What became of one event of an `IngestRecord`, in the same order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persisted {
+    /// Stored now under this host id; its deliveries were queued.
+    New(i64),
+    /// `(plugin, event id)` was already stored under this host id; nothing changed.
+    Duplicate(i64),
+}
+
+/// A stored event as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredEventRow {
+    /// The host's id: increasing in the order events were stored.
+    pub id: i64,
+    pub plugin: String,
+    pub event_id: String,
+    pub kind: String,
+    pub subject: Option<String>,
+    pub payload: String,
+    pub received_at: UnixMs,
+}
+
+/// Which events `list_events` returns. Newest first; `before` is the cursor (a host
+/// id from the previous page), `kind` is an exact kind or a `prefix.*` pattern.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub plugin: Option<String>,
+    pub kind: Option<String>,
+    pub subject: Option<String>,
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    Pending,
+    Delivered,
+    /// Gave up after the plugin's attempt limit; only `retry` moves it again.
+    Dead,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Dead => "dead",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(DeliveryState::Pending),
+            "delivered" => Some(DeliveryState::Delivered),
+            "dead" => Some(DeliveryState::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// One (event, handler plugin) pair and how its delivery is going.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRow {
+    pub id: i64,
+    /// The host id of the event.
+    pub event: i64,
+    pub plugin: String,
+    pub state: DeliveryState,
+    /// Attempts started so far (a crash during an attempt counts).
+    pub attempts: u32,
+    pub next_attempt_at: UnixMs,
+    pub last_error: Option<String>,
+    pub updated_at: UnixMs,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub plugin: Option<String>,
+    pub state: Option<DeliveryState>,
+    pub event: Option<i64>,
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+/// A delivery handed to the dispatcher, with the event it carries. `attempt` is
+/// this attempt's number, starting at 1.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: i64,
+    pub plugin: String,
+    pub attempt: u32,
+    pub event: StoredEventRow,
+}
+
+/// What to do with a delivery whose attempt failed.
+#[derive(Debug, Clone, Copy)]
+pub enum AfterFailure {
+    RetryAt(UnixMs),
+    Dead,
+}
+
+/// The event log and delivery queue. Every write returns only once it is durable.
+#[async_trait::async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Stores the request and its new events, and queues their deliveries, in one
+    /// transaction. Events already stored for this plugin are reported as duplicates
+    /// and neither stored nor queued again; a record whose events are all duplicates
+    /// stores nothing.
+    async fn persist_ingest(&self, record: IngestRecord) -> Result<Vec<Persisted>>;
+
+    async fn list_events(&self, filter: EventFilter) -> Result<Vec<StoredEventRow>>;
+
+    /// The event and the raw request it came with (`None` for poll results).
+    async fn get_event(&self, id: i64) -> Result<Option<(StoredEventRow, Option<RawRequest>)>>;
+
+    async fn list_deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRow>>;
+
+    /// Leases up to `limit` pending deliveries due at `now` until `now + lease` and
+    /// counts the attempt. A delivery whose lease ran out is due again.
+    async fn claim_due(
+        &self,
+        now: UnixMs,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>>;
+
+    /// When the next pending, unleased delivery falls due, if any.
+    async fn next_due(&self) -> Result<Option<UnixMs>>;
+
+    async fn complete(&self, delivery: i64, now: UnixMs) -> Result<()>;
+
+    async fn fail(
+        &self,
+        delivery: i64,
+        error: String,
+        after: AfterFailure,
+        now: UnixMs,
+    ) -> Result<()>;
+
+    /// Puts a delivery back in the queue, due now, with a fresh attempt count.
+    /// `None` when there is no such delivery.
+    async fn retry(&self, delivery: i64, now: UnixMs) -> Result<Option<DeliveryRow>>;
+
+    /// Deletes events stored before `cutoff` with their requests and deliveries;
+    /// returns how many events went.
+    async fn purge_older_than(&self, cutoff: UnixMs) -> Result<u64>;
+}
+
+/// Now, as the store counts time.
+pub fn now_ms() -> UnixMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as UnixMs)
+        .unwrap_or(0)
+}

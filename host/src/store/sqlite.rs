@@ -1,0 +1,908 @@
+//! The embedded `EventStore`: one SQLite file in the data directory, written by one
+//! thread that commits in groups.
+//!
+//! Group commit: every write is a job sent to the writer thread. The writer takes
+//! all jobs queued at that moment, runs each in its own savepoint inside ONE
+//! transaction, commits once (one fsync for the whole group), and only then answers
+//! each job. Under load, requests that arrive during an fsync form the next group, so
+//! durability costs one fsync per group instead of one per request.
+//!
+//! Reads use a second connection: in WAL mode readers see the last commit and never
+//! wait for the writer.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryRow, DeliveryState, EventFilter,
+    EventStore, IngestRecord, Persisted, RawRequest, StoredEventRow, UnixMs,
+};
+
+/// The most jobs one commit covers; bounds the latency a single group adds.
+const MAX_GROUP: usize = 512;
+
+/// A write, run inside a savepoint of the group's transaction. It returns whether it
+/// succeeded (else its savepoint is rolled back) and how to answer its caller once
+/// the commit's outcome is known.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
+type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Whether the writer groups queued writes into one commit. `PerWrite` exists for
+/// the benchmark that measures what grouping buys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    Grouped,
+    PerWrite,
+}
+
+pub struct SqliteStore {
+    /// To the writer thread, which is the only receiver and the only writer.
+    jobs: mpsc::UnboundedSender<Job>,
+    /// Read-only queries; a mutex because a connection is not `Sync`, and reads are
+    /// short.
+    reader: Arc<Mutex<Connection>>,
+    /// Held (locked) for as long as the store is open.
+    _lock: std::fs::File,
+}
+
+/// Bumped, with a migration, whenever `SCHEMA` changes.
+const SCHEMA_VERSION: u32 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    plugin TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    query TEXT NOT NULL,
+    headers TEXT NOT NULL, -- JSON array of [name, value]
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_received ON requests(received_at);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    plugin TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT,
+    payload TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    request_id INTEGER REFERENCES requests(id) ON DELETE SET NULL,
+    UNIQUE (plugin, event_id)
+);
+CREATE INDEX IF NOT EXISTS events_received ON events(received_at);
+CREATE INDEX IF NOT EXISTS events_kind ON events(kind, id);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id INTEGER NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+    plugin TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL,
+    claimed_until INTEGER,
+    last_error TEXT,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (event_id, plugin)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(state, next_at);
+"#;
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path` and starts its writer thread.
+    ///
+    /// This process owns the file alone, so any lease left by a previous run was
+    /// held by a process that is gone: leases are released at once, and deliveries
+    /// that were in flight at a crash are due again immediately.
+    pub fn open(path: &Path, commit: Commit) -> Result<SqliteStore> {
+        // The lock is what makes "this process owns the file alone" true: a second
+        // host on the same data directory would otherwise release our leases and
+        // deliver events twice. The OS drops it when the process dies, even by kill -9.
+        let lock_path = path.with_extension("lock");
+        let lock = std::fs::File::create(&lock_path)
+            .with_context(|| format!("creating {}", lock_path.display()))?;
+        lock.try_lock().map_err(|_| {
+            anyhow!(
+                "{} is in use by another hookhost (it holds {})",
+                path.display(),
+                lock_path.display()
+            )
+        })?;
+        let mut writer = open_connection(path)?;
+        let version: u32 = writer
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .context("reading the event store's schema version")?;
+        // A newer hookhost may have changed the tables; writing to them with this
+        // version's statements could corrupt what it stored.
+        if version > SCHEMA_VERSION {
+            bail!(
+                "{} has schema version {version}, newer than this hookhost's {SCHEMA_VERSION}",
+                path.display()
+            );
+        }
+        writer
+            .execute_batch(SCHEMA)
+            .context("creating the event store's tables")?;
+        writer
+            .pragma_update(None, "user_version", SCHEMA_VERSION)
+            .context("recording the event store's schema version")?;
+        writer
+            .execute(
+                "UPDATE deliveries SET claimed_until = NULL WHERE state = 'pending'",
+                [],
+            )
+            .context("releasing delivery leases of the previous run")?;
+        let reader = open_connection(path)?;
+        let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
+        std::thread::Builder::new()
+            .name("event-store-writer".into())
+            .spawn(move || {
+                while let Some(first) = queue.blocking_recv() {
+                    let mut group = vec![first];
+                    while commit == Commit::Grouped && group.len() < MAX_GROUP {
+                        match queue.try_recv() {
+                            Ok(job) => group.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    run_group(&mut writer, group);
+                }
+            })
+            .context("starting the event store's writer thread")?;
+        Ok(SqliteStore {
+            jobs,
+            reader: Arc::new(Mutex::new(reader)),
+            _lock: lock,
+        })
+    }
+
+    /// Runs `f` on the writer thread inside the next group's transaction and waits
+    /// until that transaction is committed.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let finish: Finish = Box::new(move |commit| {
+                let _ = reply.send(match commit {
+                    Ok(()) => result,
+                    Err(error) => Err(anyhow!("committing to the event store: {error}")),
+                });
+            });
+            (ok, finish)
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| anyhow!("the event store's writer thread has stopped"))?;
+        answer
+            .await
+            .map_err(|_| anyhow!("the event store could not run the write (see the log)"))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic in a query leaves the connection usable; SQLite keeps no
+            // half-done state for a read.
+            let conn = reader.lock().unwrap_or_else(|e| e.into_inner());
+            f(&conn)
+        })
+        .await
+        .context("event store read task panicked")?
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)
+        .with_context(|| format!("opening event store {}", path.display()))?;
+    // WAL lets readers run beside the writer. synchronous=FULL fsyncs the WAL at
+    // every commit: the promise is that a 2xx means the event is on disk, and with
+    // NORMAL a power loss could drop the last commits after they were acknowledged.
+    // Group commit is what keeps FULL affordable.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;",
+    )
+    .with_context(|| format!("configuring event store {}", path.display()))?;
+    Ok(conn)
+}
+
+fn run_group(conn: &mut Connection, group: Vec<Job>) {
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(error) => {
+            // Dropping the jobs unanswered makes each caller report a storage
+            // failure (503 for a webhook); nothing was acknowledged.
+            tracing::error!("event store: beginning a transaction: {error}");
+            return;
+        }
+    };
+    let mut finishes = Vec::with_capacity(group.len());
+    for job in group {
+        match tx.savepoint() {
+            Ok(savepoint) => {
+                // A panicking job must not take the writer thread (and with it
+                // every later write) down; it is dropped unanswered instead.
+                let ran =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&savepoint)));
+                let Ok((ok, finish)) = ran else {
+                    tracing::error!("event store: a write panicked; it was rolled back");
+                    continue;
+                };
+                if ok {
+                    if let Err(error) = savepoint.commit() {
+                        tracing::error!("event store: releasing a savepoint: {error}");
+                    }
+                }
+                // A failed job's savepoint rolls back when dropped, leaving the
+                // group's other writes intact.
+                finishes.push(finish);
+            }
+            Err(error) => {
+                tracing::error!("event store: opening a savepoint: {error}");
+                // The job is dropped unanswered; its caller sees the writer's
+                // channel closed and reports a storage failure.
+            }
+        }
+    }
+    let commit = tx.commit().map_err(|error| error.to_string());
+    if let Err(error) = &commit {
+        tracing::error!("event store: commit failed: {error}");
+    }
+    for finish in finishes {
+        finish(commit.clone());
+    }
+}
+
+fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEventRow> {
+    Ok(StoredEventRow {
+        id: row.get(0)?,
+        plugin: row.get(1)?,
+        event_id: row.get(2)?,
+        kind: row.get(3)?,
+        subject: row.get(4)?,
+        payload: row.get(5)?,
+        received_at: row.get::<_, i64>(6)? as UnixMs,
+    })
+}
+
+const EVENT_COLUMNS: &str = "id, plugin, event_id, kind, subject, payload, received_at";
+const DELIVERY_COLUMNS: &str =
+    "id, event_id, plugin, state, attempts, next_at, last_error, updated_at";
+
+fn delivery_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
+    let state: String = row.get(3)?;
+    Ok(DeliveryRow {
+        id: row.get(0)?,
+        event: row.get(1)?,
+        plugin: row.get(2)?,
+        state: DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending),
+        attempts: row.get(4)?,
+        next_attempt_at: row.get::<_, i64>(5)? as UnixMs,
+        last_error: row.get(6)?,
+        updated_at: row.get::<_, i64>(7)? as UnixMs,
+    })
+}
+
+fn persist(conn: &Connection, record: &IngestRecord) -> Result<Vec<Persisted>> {
+    let mut existing = Vec::with_capacity(record.events.len());
+    for event in &record.events {
+        let id: Option<i64> = conn
+            .prepare_cached("SELECT id FROM events WHERE plugin = ?1 AND event_id = ?2")?
+            .query_row(params![record.plugin, event.event_id], |row| row.get(0))
+            .optional()?;
+        existing.push(id);
+    }
+    // A provider's retry of something fully stored changes nothing, not even the
+    // request log.
+    if !record.events.is_empty() && existing.iter().all(Option::is_some) {
+        return Ok(existing
+            .into_iter()
+            .map(|id| Persisted::Duplicate(id.expect("checked")))
+            .collect());
+    }
+    let request_id = match &record.request {
+        Some(request) => {
+            conn.prepare_cached(
+                "INSERT INTO requests (plugin, received_at, method, path, query, headers, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                record.plugin,
+                record.received_at as i64,
+                request.method,
+                request.path,
+                request.query,
+                serde_json::to_string(&request.headers)?,
+                request.body,
+            ])?;
+            Some(conn.last_insert_rowid())
+        }
+        None => None,
+    };
+    let mut outcomes = Vec::with_capacity(record.events.len());
+    for (event, existing) in record.events.iter().zip(existing) {
+        if let Some(id) = existing {
+            outcomes.push(Persisted::Duplicate(id));
+            continue;
+        }
+        // OR IGNORE: one delivery may carry the same event id twice; the first wins.
+        let inserted = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO events
+                     (plugin, event_id, kind, subject, payload, received_at, request_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                record.plugin,
+                event.event_id,
+                event.kind,
+                event.subject,
+                event.payload,
+                record.received_at as i64,
+                request_id,
+            ])?;
+        if inserted == 0 {
+            let id = conn
+                .prepare_cached("SELECT id FROM events WHERE plugin = ?1 AND event_id = ?2")?
+                .query_row(params![record.plugin, event.event_id], |row| row.get(0))?;
+            outcomes.push(Persisted::Duplicate(id));
+            continue;
+        }
+        let id = conn.last_insert_rowid();
+        for subscriber in &event.subscribers {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO deliveries (event_id, plugin, state, next_at, updated_at)
+                 VALUES (?1, ?2, 'pending', ?3, ?3)",
+            )?
+            .execute(params![id, subscriber, record.received_at as i64])?;
+        }
+        outcomes.push(Persisted::New(id));
+    }
+    Ok(outcomes)
+}
+
+/// `prefix.*` becomes a LIKE prefix match; anything else is exact.
+fn kind_clause(kind: &str) -> (String, String) {
+    match kind.strip_suffix('*') {
+        Some(prefix) if prefix.ends_with('.') => {
+            let escaped = prefix
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            ("kind LIKE ? ESCAPE '\\'".into(), format!("{escaped}%"))
+        }
+        _ => ("kind = ?".into(), kind.to_string()),
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for SqliteStore {
+    async fn persist_ingest(&self, record: IngestRecord) -> Result<Vec<Persisted>> {
+        self.write(move |conn| persist(conn, &record)).await
+    }
+
+    async fn list_events(&self, filter: EventFilter) -> Result<Vec<StoredEventRow>> {
+        self.read(move |conn| {
+            let mut clauses = Vec::new();
+            let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(plugin) = filter.plugin {
+                clauses.push("plugin = ?".to_string());
+                values.push(plugin.into());
+            }
+            if let Some(kind) = filter.kind {
+                let (clause, value) = kind_clause(&kind);
+                clauses.push(clause);
+                values.push(value.into());
+            }
+            if let Some(subject) = filter.subject {
+                clauses.push("subject = ?".to_string());
+                values.push(subject.into());
+            }
+            if let Some(before) = filter.before {
+                clauses.push("id < ?".to_string());
+                values.push(before.into());
+            }
+            let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events");
+            if !clauses.is_empty() {
+                sql.push_str(" WHERE ");
+                sql.push_str(&clauses.join(" AND "));
+            }
+            sql.push_str(" ORDER BY id DESC LIMIT ?");
+            values.push(i64::from(filter.limit).into());
+            let mut statement = conn.prepare(&sql)?;
+            let rows = statement
+                .query_map(rusqlite::params_from_iter(values), event_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+        .context("listing events")
+    }
+
+    async fn get_event(&self, id: i64) -> Result<Option<(StoredEventRow, Option<RawRequest>)>> {
+        self.read(move |conn| {
+            let found = conn
+                .query_row(
+                    &format!("SELECT {EVENT_COLUMNS}, request_id FROM events WHERE id = ?1"),
+                    [id],
+                    |row| Ok((event_from_row(row)?, row.get::<_, Option<i64>>(7)?)),
+                )
+                .optional()?;
+            let Some((event, request_id)) = found else {
+                return Ok(None);
+            };
+            let request = match request_id {
+                Some(request_id) => conn
+                    .query_row(
+                        "SELECT method, path, query, headers, body FROM requests WHERE id = ?1",
+                        [request_id],
+                        |row| {
+                            Ok((
+                                row.get::<_, String>(0)?,
+                                row.get::<_, String>(1)?,
+                                row.get::<_, String>(2)?,
+                                row.get::<_, String>(3)?,
+                                row.get::<_, Vec<u8>>(4)?,
+                            ))
+                        },
+                    )
+                    .optional()?
+                    .map(|(method, path, query, headers, body)| {
+                        Ok::<_, anyhow::Error>(RawRequest {
+                            method,
+                            path,
+                            query,
+                            headers: serde_json::from_str(&headers)
+                                .context("decoding stored headers")?,
+                            body,
+                        })
+                    })
+                    .transpose()?,
+                None => None,
+            };
+            Ok(Some((event, request)))
+        })
+        .await
+        .with_context(|| format!("reading event {id}"))
+    }
+
+    async fn list_deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRow>> {
+        self.read(move |conn| {
+            let mut clauses = Vec::new();
+            let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(plugin) = filter.plugin {
+                clauses.push("plugin = ?");
+                values.push(plugin.into());
+            }
+            if let Some(state) = filter.state {
+                clauses.push("state = ?");
+                values.push(state.as_str().to_string().into());
+            }
+            if let Some(event) = filter.event {
+                clauses.push("event_id = ?");
+                values.push(event.into());
+            }
+            if let Some(before) = filter.before {
+                clauses.push("id < ?");
+                values.push(before.into());
+            }
+            let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries");
+            if !clauses.is_empty() {
+                sql.push_str(" WHERE ");
+                sql.push_str(&clauses.join(" AND "));
+            }
+            sql.push_str(" ORDER BY id DESC LIMIT ?");
+            values.push(i64::from(filter.limit).into());
+            let mut statement = conn.prepare(&sql)?;
+            let rows = statement
+                .query_map(rusqlite::params_from_iter(values), delivery_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+        .context("listing deliveries")
+    }
+
+    async fn claim_due(
+        &self,
+        now: UnixMs,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        let until = now + lease.as_millis() as UnixMs;
+        self.write(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "UPDATE deliveries SET claimed_until = ?2, attempts = attempts + 1, updated_at = ?1
+                 WHERE id IN (
+                     SELECT id FROM deliveries
+                     WHERE state = 'pending' AND next_at <= ?1
+                       AND (claimed_until IS NULL OR claimed_until <= ?1)
+                     ORDER BY next_at LIMIT ?3)
+                 RETURNING id, event_id, plugin, attempts",
+            )?;
+            let claimed = statement
+                .query_map(params![now as i64, until as i64, limit], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, u32>(3)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut out = Vec::with_capacity(claimed.len());
+            for (id, event_id, plugin, attempt) in claimed {
+                let event = conn
+                    .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))?
+                    .query_row([event_id], event_from_row)?;
+                out.push(ClaimedDelivery {
+                    id,
+                    plugin,
+                    attempt,
+                    event,
+                });
+            }
+            Ok(out)
+        })
+        .await
+        .context("claiming due deliveries")
+    }
+
+    async fn next_due(&self) -> Result<Option<UnixMs>> {
+        self.read(|conn| {
+            let next: Option<i64> = conn.query_row(
+                "SELECT MIN(MAX(next_at, COALESCE(claimed_until, 0))) FROM deliveries
+                 WHERE state = 'pending'",
+                [],
+                |row| row.get(0),
+            )?;
+            Ok(next.map(|n| n as UnixMs))
+        })
+        .await
+        .context("finding the next due delivery")
+    }
+
+    async fn complete(&self, delivery: i64, now: UnixMs) -> Result<()> {
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE deliveries SET state = 'delivered', claimed_until = NULL,
+                     last_error = NULL, updated_at = ?2 WHERE id = ?1",
+                params![delivery, now as i64],
+            )?;
+            Ok(())
+        })
+        .await
+        .with_context(|| format!("completing delivery {delivery}"))
+    }
+
+    async fn fail(
+        &self,
+        delivery: i64,
+        error: String,
+        after: AfterFailure,
+        now: UnixMs,
+    ) -> Result<()> {
+        self.write(move |conn| {
+            let (state, next_at) = match after {
+                AfterFailure::RetryAt(at) => ("pending", at),
+                AfterFailure::Dead => ("dead", now),
+            };
+            conn.execute(
+                "UPDATE deliveries SET state = ?2, next_at = ?3, claimed_until = NULL,
+                     last_error = ?4, updated_at = ?5 WHERE id = ?1",
+                params![delivery, state, next_at as i64, error, now as i64],
+            )?;
+            Ok(())
+        })
+        .await
+        .with_context(|| format!("recording a failed attempt of delivery {delivery}"))
+    }
+
+    async fn retry(&self, delivery: i64, now: UnixMs) -> Result<Option<DeliveryRow>> {
+        self.write(move |conn| {
+            let row = conn
+                .query_row(
+                    &format!(
+                        "UPDATE deliveries SET state = 'pending', attempts = 0, next_at = ?2,
+                             claimed_until = NULL, updated_at = ?2 WHERE id = ?1
+                         RETURNING {DELIVERY_COLUMNS}"
+                    ),
+                    params![delivery, now as i64],
+                    delivery_from_row,
+                )
+                .optional()?;
+            Ok(row)
+        })
+        .await
+        .with_context(|| format!("re-queueing delivery {delivery}"))
+    }
+
+    async fn purge_older_than(&self, cutoff: UnixMs) -> Result<u64> {
+        self.write(move |conn| {
+            let events =
+                conn.execute("DELETE FROM events WHERE received_at < ?1", [cutoff as i64])?;
+            conn.execute(
+                "DELETE FROM requests WHERE received_at < ?1",
+                [cutoff as i64],
+            )?;
+            Ok(events as u64)
+        })
+        .await
+        .context("purging old events")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::open(&dir.path().join("events.sqlite3"), Commit::Grouped).unwrap()
+    }
+
+    fn record(event_ids: &[&str], subscribers: &[&str], at: UnixMs) -> IngestRecord {
+        IngestRecord {
+            plugin: "github".into(),
+            received_at: at,
+            request: Some(RawRequest {
+                method: "POST".into(),
+                path: "/".into(),
+                query: "a=1".into(),
+                headers: vec![("x-github-event".into(), "push".into())],
+                body: b"{\"raw\":true}".to_vec(),
+            }),
+            events: event_ids
+                .iter()
+                .map(|id| NewEvent {
+                    event_id: id.to_string(),
+                    kind: "github.push".into(),
+                    subject: Some("acme/widgets".into()),
+                    payload: "{}".into(),
+                    subscribers: subscribers.iter().map(|s| s.to_string()).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    use super::super::NewEvent;
+
+    fn all(limit: u32) -> EventFilter {
+        EventFilter {
+            limit,
+            ..EventFilter::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retried_event_is_stored_once_and_queued_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let first = store
+            .persist_ingest(record(&["a"], &["notify"], 1))
+            .await
+            .unwrap();
+        let Persisted::New(id) = first[0] else {
+            panic!("{first:?}")
+        };
+        let again = store
+            .persist_ingest(record(&["a", "b"], &["notify"], 2))
+            .await
+            .unwrap();
+        assert_eq!(again[0], Persisted::Duplicate(id));
+        assert!(matches!(again[1], Persisted::New(_)));
+        assert_eq!(store.list_events(all(10)).await.unwrap().len(), 2);
+        let deliveries = store
+            .list_deliveries(DeliveryFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(deliveries.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_event_id_repeated_within_one_delivery_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let outcome = store
+            .persist_ingest(record(&["a", "a"], &["notify"], 1))
+            .await
+            .unwrap();
+        let Persisted::New(id) = outcome[0] else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(outcome[1], Persisted::Duplicate(id));
+        assert_eq!(store.list_events(all(10)).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_all_land_and_the_raw_request_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(store(&dir));
+        let mut tasks = Vec::new();
+        for n in 0..200 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .persist_ingest(record(&[&format!("e{n}")], &[], n))
+                    .await
+                    .unwrap()
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let events = store.list_events(all(1000)).await.unwrap();
+        assert_eq!(events.len(), 200);
+        let (event, request) = store.get_event(events[0].id).await.unwrap().unwrap();
+        assert_eq!(event.kind, "github.push");
+        assert_eq!(request, record(&[], &[], 0).request);
+    }
+
+    #[tokio::test]
+    async fn listing_is_newest_first_with_a_cursor_and_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        for n in 0..5 {
+            store
+                .persist_ingest(record(&[&format!("e{n}")], &[], n))
+                .await
+                .unwrap();
+        }
+        let page = store.list_events(all(2)).await.unwrap();
+        let ids: Vec<&str> = page.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["e4", "e3"]);
+        let next = store
+            .list_events(EventFilter {
+                before: Some(page[1].id),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let ids: Vec<&str> = next.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["e2", "e1", "e0"]);
+        for (kind, expected) in [
+            ("github.*", 5),
+            ("github.push", 5),
+            ("git.*", 0),
+            ("github", 0),
+        ] {
+            let found = store
+                .list_events(EventFilter {
+                    kind: Some(kind.into()),
+                    limit: 10,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(found.len(), expected, "{kind}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claimed_delivery_is_not_claimed_twice_until_its_lease_runs_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        store
+            .persist_ingest(record(&["a"], &["notify"], 100))
+            .await
+            .unwrap();
+        let lease = Duration::from_millis(1000);
+        let claimed = store.claim_due(100, lease, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].attempt, 1);
+        assert!(store.claim_due(500, lease, 10).await.unwrap().is_empty());
+        let again = store.claim_due(1100, lease, 10).await.unwrap();
+        assert_eq!(again[0].attempt, 2);
+        store
+            .fail(again[0].id, "boom".into(), AfterFailure::Dead, 1200)
+            .await
+            .unwrap();
+        assert!(store.claim_due(99_999, lease, 10).await.unwrap().is_empty());
+        let retried = store.retry(again[0].id, 2000).await.unwrap().unwrap();
+        assert_eq!(retried.state, DeliveryState::Pending);
+        assert_eq!(retried.last_error.as_deref(), Some("boom"));
+        let third = store.claim_due(2000, lease, 10).await.unwrap();
+        assert_eq!(third[0].attempt, 1);
+        store.complete(third[0].id, 2001).await.unwrap();
+        assert_eq!(store.next_due().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn leases_of_a_previous_run_are_released_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = store(&dir);
+            store
+                .persist_ingest(record(&["a"], &["notify"], 100))
+                .await
+                .unwrap();
+            let claimed = store
+                .claim_due(100, Duration::from_secs(3600), 10)
+                .await
+                .unwrap();
+            assert_eq!(claimed.len(), 1);
+        }
+        let store = store(&dir);
+        assert_eq!(
+            store
+                .claim_due(101, Duration::ZERO, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_store_on_the_same_file_is_refused_while_the_first_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = store(&dir);
+        let path = dir.path().join("events.sqlite3");
+        let error = SqliteStore::open(&path, Commit::Grouped).err().unwrap();
+        assert!(format!("{error:#}").contains("in use"), "{error:#}");
+        drop(first);
+        SqliteStore::open(&path, Commit::Grouped).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_store_from_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.sqlite3");
+        drop(store(&dir));
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let error = SqliteStore::open(&path, Commit::Grouped).err().unwrap();
+        assert!(format!("{error:#}").contains("newer"), "{error:#}");
+    }
+
+    #[tokio::test]
+    async fn purging_removes_old_events_with_their_requests_and_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        store
+            .persist_ingest(record(&["old"], &["notify"], 100))
+            .await
+            .unwrap();
+        store
+            .persist_ingest(record(&["new"], &["notify"], 900))
+            .await
+            .unwrap();
+        assert_eq!(store.purge_older_than(500).await.unwrap(), 1);
+        let left = store.list_events(all(10)).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].event_id, "new");
+        let deliveries = store
+            .list_deliveries(DeliveryFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(deliveries.len(), 1);
+        // The purged event may arrive again and is then new.
+        let again = store
+            .persist_ingest(record(&["old"], &[], 1000))
+            .await
+            .unwrap();
+        assert!(matches!(again[0], Persisted::New(_)));
+    }
+}

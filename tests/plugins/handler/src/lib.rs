@@ -1,0 +1,75 @@
+//! A test handler plugin: subscribes to events and succeeds or fails on request.
+//!
+//! - `describe` subscribes to the comma-separated patterns in
+//!   `config.get("subscriptions")` (none when unset) and emits nothing.
+//! - `on-event` looks at the event's JSON payload:
+//!   - `{"fail_attempts": N}`: fails with `unavailable` on attempts 1 to N, then
+//!     succeeds (a plugin keeps no state between calls, so it counts on the
+//!     host's `attempt`);
+//!   - `{"always_fail": true}`: fails every attempt with `internal`;
+//!   - anything else: succeeds.
+//!
+//!   On success it logs `handled <source>/<event id> attempt <n>` at info level.
+//! - `handle-webhook` and `poll` are errors.
+
+wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
+
+use exports::hookhost::plugin::guest::{
+    Guest, Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome, WebhookRequest,
+};
+use hookhost::plugin::config;
+use hookhost::plugin::log::{log, Level};
+
+struct Handler;
+
+impl Guest for Handler {
+    fn describe() -> Manifest {
+        Manifest {
+            name: "Handler".into(),
+            version: "1".into(),
+            description: "fails or succeeds on request, for tests".into(),
+            emits: vec![],
+            poll_interval_seconds: None,
+            subscriptions: config::get("subscriptions")
+                .map(|list| list.split(',').map(|p| p.trim().to_string()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn handle_webhook(_request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
+        Err(PluginError::BadRequest("handler takes no webhooks".into()))
+    }
+
+    fn poll(_cursor: Option<String>) -> Result<PollOutcome, PluginError> {
+        Err(PluginError::Internal("handler does not poll".into()))
+    }
+
+    fn on_event(stored: StoredEvent) -> Result<(), PluginError> {
+        let payload: serde_json::Value = serde_json::from_str(&stored.event.payload)
+            .map_err(|e| PluginError::Internal(format!("payload is not JSON: {e}")))?;
+        if payload["always_fail"] == true {
+            return Err(PluginError::Internal(format!(
+                "always failing, attempt {}",
+                stored.attempt
+            )));
+        }
+        if let Some(n) = payload["fail_attempts"].as_u64() {
+            if u64::from(stored.attempt) <= n {
+                return Err(PluginError::Unavailable(format!(
+                    "failing attempt {} of {n}",
+                    stored.attempt
+                )));
+            }
+        }
+        log(
+            Level::Info,
+            &format!(
+                "handled {}/{} attempt {}",
+                stored.source, stored.event.id, stored.attempt
+            ),
+        );
+        Ok(())
+    }
+}
+
+export!(Handler);
