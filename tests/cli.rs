@@ -133,3 +133,48 @@ fn new_c_plugin_builds_and_checks() {
 fn new_go_plugin_builds_and_checks() {
     scaffold_builds_and_checks("go");
 }
+
+#[test]
+fn a_plugin_importing_what_the_host_lacks_is_named_and_the_others_serve() {
+    let greedy = common::test_plugin("greedy");
+    let output = check(&greedy);
+    assert!(!output.status.success(), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("plugin greedy"), "{stderr}");
+    assert!(
+        stderr.contains("imports that hookhost does not provide"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("test:greedy/secrets"), "{stderr}");
+
+    let host = common::HostSpec::default()
+        .plugin("greedy", greedy)
+        .plugin("faulty", common::test_plugin("faulty"))
+        .start();
+    let listed: serde_json::Value = common::client()
+        .get(host.url("/api/plugins"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let entry = |id: &str| {
+        listed["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not listed: {listed}"))
+    };
+    assert_eq!(entry("greedy")["status"], "failed", "{listed}");
+    assert!(entry("greedy")["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("test:greedy/secrets"));
+    assert_eq!(entry("faulty")["status"], "ok", "{listed}");
+    let response = common::client()
+        .post(host.url("/hooks/faulty/ok"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
