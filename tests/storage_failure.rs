@@ -61,7 +61,7 @@ impl EventStore for FailingStore {
 async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after() {
     let config = Config::load(None, Default::default(), |_| None).unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let runtime = Runtime::new(cache.path().to_path_buf()).unwrap();
+    let runtime = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
     let registry = Arc::new(Registry::default());
     let bytes = std::fs::read(test_plugin("faulty")).unwrap();
     let sha256 = content_sha256(&bytes);

@@ -132,7 +132,7 @@ async fn serve_and_send(
 ) -> Result<Duration> {
     let config = Config::load(None, Default::default(), |_| None)?;
     let cache = tempfile::tempdir()?;
-    let runtime = Runtime::new(cache.path().to_path_buf())?;
+    let runtime = Runtime::new(Some(cache.path().to_path_buf()))?;
     let registry = Arc::new(Registry::default());
     let bytes = std::fs::read(plugin_file).context("reading faulty.wasm")?;
     let sha256 = content_sha256(&bytes);

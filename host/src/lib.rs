@@ -86,7 +86,7 @@ impl Host {
             SqliteStore::open(&store_path, Commit::Grouped)
                 .with_context(|| format!("opening the event store {}", store_path.display()))?,
         );
-        let runtime = Runtime::new(config.data_dir.join("cache"))?;
+        let runtime = Runtime::new(Some(config.data_dir.join("cache")))?;
         let registry = Arc::new(Registry::default());
         let reloader = Reloader {
             runtime,

@@ -1,4 +1,8 @@
-//! The `hookhost` command line: parses arguments and hands over to the library.
+//! The `hookhost` command line: parses arguments and hands over to the library
+//! (`serve`), to `check` (validate a component) or to `new` (scaffold a plugin).
+
+mod check;
+mod new;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -52,6 +56,23 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Check that a component implements the plugin world and print its manifest;
+    /// exits non-zero and says what does not match otherwise.
+    Check {
+        /// The compiled plugin, such as plugins/github.wasm.
+        file: PathBuf,
+    },
+    /// Create a plugin project that builds with one command (`./build.sh`).
+    New {
+        /// The plugin id: its URL (/hooks/<id>), config table and file name.
+        id: String,
+        /// The language of the project.
+        #[arg(long, value_enum)]
+        lang: new::Lang,
+        /// Where to create the project; defaults to ./<id>.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -71,6 +92,19 @@ fn main() -> Result<()> {
                 data_dir: data,
             },
         ),
+        Command::Check { file } => {
+            // One line naming the plugin and every cause, without anyhow's
+            // backtrace: this is a user-facing verdict, not a crash.
+            if let Err(error) = check::run(&file) {
+                eprintln!("error: {error:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::New { id, lang, dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&id));
+            new::run(&id, lang, &dir)
+        }
     }
 }
 

@@ -23,12 +23,14 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct Runtime {
     pub engine: Engine,
     pub linker: Arc<Linker<PluginState>>,
-    cache: Arc<ArtifactCache>,
+    /// Compiled components kept between loads; `None` compiles every time.
+    cache: Option<Arc<ArtifactCache>>,
 }
 
 impl Runtime {
-    /// `cache_dir` holds compiled components between loads and restarts.
-    pub fn new(cache_dir: PathBuf) -> Result<Self> {
+    /// `cache_dir` holds compiled components between loads and restarts; without
+    /// one (a one-off `hookhost check`) every load compiles.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self> {
         let engine = Engine::new(&engine_config())
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;
@@ -44,19 +46,27 @@ impl Runtime {
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)
             .context("linking the hookhost imports")?;
-        let cache = ArtifactCache::new(cache_dir, &engine)?;
+        let cache = cache_dir
+            .map(|dir| ArtifactCache::new(dir, &engine).map(Arc::new))
+            .transpose()?;
         spawn_epoch_ticker(&engine);
         Ok(Self {
             engine,
             linker: Arc::new(linker),
-            cache: Arc::new(cache),
+            cache,
         })
     }
 
     /// Compiles a component, or takes it from the cache. Blocking and CPU-bound:
     /// call it off the async runtime.
     pub fn component(&self, bytes: &[u8], sha256: &str) -> Result<(Component, Source)> {
-        self.cache.component(&self.engine, bytes, sha256)
+        match &self.cache {
+            Some(cache) => cache.component(&self.engine, bytes, sha256),
+            None => Ok((
+                Component::new(&self.engine, bytes).map_err(anyhow::Error::from)?,
+                Source::Compiled,
+            )),
+        }
     }
 }
 

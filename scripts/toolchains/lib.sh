@@ -1,0 +1,20 @@
+# Shared by scripts/toolchains/*: where tools live and an idempotent apt install.
+# Sourced, not run. Everything installed lands under target/toolchains (gitignored),
+# except Debian packages and wit-bindgen (see scripts/toolchains/wit-bindgen).
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+tools="$root/target/toolchains"
+mkdir -p "$tools"
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    # A fresh machine's package lists are empty or stale; update once per run.
+    if [ ! -e "$tools/.apt-updated.$PPID" ]; then
+        apt-get update -qq
+        touch "$tools/.apt-updated.$PPID"
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
