@@ -267,6 +267,30 @@ fn run_group(conn: &mut Connection, group: Vec<Job>) {
     }
 }
 
+/// One page of a newest-first listing: `select` (`SELECT ... FROM table`) filtered by
+/// every clause in `clauses` (each with one `?`, bound from `values` in order), by
+/// descending id, at most `limit` rows.
+fn newest_first<T>(
+    conn: &Connection,
+    select: &str,
+    clauses: &[impl AsRef<str>],
+    mut values: Vec<rusqlite::types::Value>,
+    limit: u32,
+    from_row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut sql = select.to_string();
+    if !clauses.is_empty() {
+        let clauses: Vec<&str> = clauses.iter().map(AsRef::as_ref).collect();
+        sql.push_str(" WHERE ");
+        sql.push_str(&clauses.join(" AND "));
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    values.push(i64::from(limit).into());
+    let mut statement = conn.prepare(&sql)?;
+    let rows = statement.query_map(rusqlite::params_from_iter(values), from_row)?;
+    rows.collect()
+}
+
 fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEventRow> {
     Ok(StoredEventRow {
         id: row.get(0)?,
@@ -416,18 +440,15 @@ impl EventStore for SqliteStore {
                 clauses.push("id < ?".to_string());
                 values.push(before.into());
             }
-            let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events");
-            if !clauses.is_empty() {
-                sql.push_str(" WHERE ");
-                sql.push_str(&clauses.join(" AND "));
-            }
-            sql.push_str(" ORDER BY id DESC LIMIT ?");
-            values.push(i64::from(filter.limit).into());
-            let mut statement = conn.prepare(&sql)?;
-            let rows = statement
-                .query_map(rusqlite::params_from_iter(values), event_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
+            let select = format!("SELECT {EVENT_COLUMNS} FROM events");
+            Ok(newest_first(
+                conn,
+                &select,
+                &clauses,
+                values,
+                filter.limit,
+                event_from_row,
+            )?)
         })
         .await
         .context("listing events")
@@ -500,18 +521,15 @@ impl EventStore for SqliteStore {
                 clauses.push("id < ?");
                 values.push(before.into());
             }
-            let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries");
-            if !clauses.is_empty() {
-                sql.push_str(" WHERE ");
-                sql.push_str(&clauses.join(" AND "));
-            }
-            sql.push_str(" ORDER BY id DESC LIMIT ?");
-            values.push(i64::from(filter.limit).into());
-            let mut statement = conn.prepare(&sql)?;
-            let rows = statement
-                .query_map(rusqlite::params_from_iter(values), delivery_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
+            let select = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries");
+            Ok(newest_first(
+                conn,
+                &select,
+                &clauses,
+                values,
+                filter.limit,
+                delivery_from_row,
+            )?)
         })
         .await
         .context("listing deliveries")
