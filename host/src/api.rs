@@ -132,16 +132,24 @@ fn parse_id(text: &str, what: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::not_found(format!("no {what} with id {text:?}")))
 }
 
+/// The stored event `id` with its raw request (none for a poll result), or 404.
+async fn stored_event(
+    state: &AppState,
+    id: i64,
+) -> Result<(StoredEventRow, Option<RawRequest>), ApiError> {
+    state
+        .store
+        .get_event(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no event with id {id}")))
+}
+
 async fn get_event(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, "event")?;
-    let (event, request) = state
-        .store
-        .get_event(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no event with id {id}")))?;
+    let (event, request) = stored_event(&state, id).await?;
     let deliveries = state
         .store
         .list_deliveries(DeliveryFilter {
@@ -163,11 +171,7 @@ async fn replay_event(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, "event")?;
-    let (event, request) = state
-        .store
-        .get_event(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no event with id {id}")))?;
+    let (event, request) = stored_event(&state, id).await?;
     let request = request.ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
