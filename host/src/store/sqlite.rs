@@ -268,19 +268,23 @@ fn run_group(conn: &mut Connection, group: Vec<Job>) {
 }
 
 /// One page of a newest-first listing: `select` (`SELECT ... FROM table`) filtered by
-/// every clause in `clauses` (each with one `?`, bound from `values` in order), by
-/// descending id, at most `limit` rows.
+/// every clause in `clauses` (each with one `?`, bound from `values` in order) and
+/// by the cursor (ids below `before`), by descending id, at most `limit` rows.
 fn newest_first<T>(
     conn: &Connection,
     select: &str,
-    clauses: &[impl AsRef<str>],
+    mut clauses: Vec<&str>,
     mut values: Vec<rusqlite::types::Value>,
+    before: Option<i64>,
     limit: u32,
     from_row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Vec<T>> {
+    if let Some(before) = before {
+        clauses.push("id < ?");
+        values.push(before.into());
+    }
     let mut sql = select.to_string();
     if !clauses.is_empty() {
-        let clauses: Vec<&str> = clauses.iter().map(AsRef::as_ref).collect();
         sql.push_str(" WHERE ");
         sql.push_str(&clauses.join(" AND "));
     }
@@ -400,16 +404,16 @@ fn persist(conn: &Connection, record: &IngestRecord) -> Result<Vec<Persisted>> {
 }
 
 /// `prefix.*` becomes a LIKE prefix match; anything else is exact.
-fn kind_clause(kind: &str) -> (String, String) {
+fn kind_clause(kind: &str) -> (&'static str, String) {
     match kind.strip_suffix('*') {
         Some(prefix) if prefix.ends_with('.') => {
             let escaped = prefix
                 .replace('\\', "\\\\")
                 .replace('%', "\\%")
                 .replace('_', "\\_");
-            ("kind LIKE ? ESCAPE '\\'".into(), format!("{escaped}%"))
+            ("kind LIKE ? ESCAPE '\\'", format!("{escaped}%"))
         }
-        _ => ("kind = ?".into(), kind.to_string()),
+        _ => ("kind = ?", kind.to_string()),
     }
 }
 
@@ -424,7 +428,7 @@ impl EventStore for SqliteStore {
             let mut clauses = Vec::new();
             let mut values: Vec<rusqlite::types::Value> = Vec::new();
             if let Some(plugin) = filter.plugin {
-                clauses.push("plugin = ?".to_string());
+                clauses.push("plugin = ?");
                 values.push(plugin.into());
             }
             if let Some(kind) = filter.kind {
@@ -433,19 +437,16 @@ impl EventStore for SqliteStore {
                 values.push(value.into());
             }
             if let Some(subject) = filter.subject {
-                clauses.push("subject = ?".to_string());
+                clauses.push("subject = ?");
                 values.push(subject.into());
-            }
-            if let Some(before) = filter.before {
-                clauses.push("id < ?".to_string());
-                values.push(before.into());
             }
             let select = format!("SELECT {EVENT_COLUMNS} FROM events");
             Ok(newest_first(
                 conn,
                 &select,
-                &clauses,
+                clauses,
                 values,
+                filter.before,
                 filter.limit,
                 event_from_row,
             )?)
@@ -517,16 +518,13 @@ impl EventStore for SqliteStore {
                 clauses.push("event_id = ?");
                 values.push(event.into());
             }
-            if let Some(before) = filter.before {
-                clauses.push("id < ?");
-                values.push(before.into());
-            }
             let select = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries");
             Ok(newest_first(
                 conn,
                 &select,
-                &clauses,
+                clauses,
                 values,
+                filter.before,
                 filter.limit,
                 delivery_from_row,
             )?)
