@@ -13,10 +13,12 @@ use hookhost::config::Config;
 use hookhost::plugin::{content_sha256, LoadedPlugin};
 use hookhost::registry::Registry;
 use hookhost::runtime::Runtime;
+use hookhost::scheduler::Scheduler;
 use hookhost::server::{self, AppState};
 use hookhost::store::{
     AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryRow, EventFilter, EventStore,
-    IngestRecord, Persisted, RawRequest, StoredEventRow, UnixMs,
+    IngestRecord, Persisted, PollRecord, RawRequest, SavedCursor, StateChange, StateRefused,
+    StoredEventRow, UnixMs,
 };
 use tokio::sync::Notify;
 
@@ -55,6 +57,26 @@ impl EventStore for FailingStore {
     async fn purge_older_than(&self, _: UnixMs) -> Result<u64> {
         bail!("disk full")
     }
+    async fn persist_poll(&self, _: PollRecord) -> Result<Vec<Persisted>> {
+        bail!("disk full")
+    }
+    async fn poll_cursor(&self, _: &str) -> Result<Option<SavedCursor>> {
+        bail!("disk full")
+    }
+    async fn state_get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>> {
+        bail!("disk full")
+    }
+    async fn state_len(&self, _: &str) -> Result<u64> {
+        bail!("disk full")
+    }
+    async fn state_apply(
+        &self,
+        _: &str,
+        _: Vec<StateChange>,
+        _: UnixMs,
+    ) -> Result<Result<(), StateRefused>> {
+        bail!("disk full")
+    }
 }
 
 #[tokio::test]
@@ -69,11 +91,20 @@ async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after() {
         .await
         .expect("faulty loads");
     registry.install(plugin);
+    let store: Arc<dyn EventStore> = Arc::new(FailingStore);
+    let wake_dispatcher = Arc::new(Notify::new());
+    let (scheduler, _no_timers) = Scheduler::new(
+        &config,
+        registry.clone(),
+        store.clone(),
+        wake_dispatcher.clone(),
+    );
     let state = AppState {
         registry,
         max_body_bytes: config.max_body_bytes,
-        store: Arc::new(FailingStore),
-        wake_dispatcher: Arc::new(Notify::new()),
+        store,
+        wake_dispatcher,
+        scheduler,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

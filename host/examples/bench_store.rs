@@ -21,11 +21,13 @@ use hookhost::config::Config;
 use hookhost::plugin::{content_sha256, LoadedPlugin};
 use hookhost::registry::{self, Registry};
 use hookhost::runtime::Runtime;
+use hookhost::scheduler::Scheduler;
 use hookhost::server::{self, AppState};
 use hookhost::store::sqlite::{Commit, SqliteStore};
 use hookhost::store::{
     AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryRow, EventFilter, EventStore,
-    IngestRecord, NewEvent, Persisted, RawRequest, StoredEventRow, UnixMs,
+    IngestRecord, NewEvent, Persisted, PollRecord, RawRequest, SavedCursor, StateChange,
+    StateRefused, StoredEventRow, UnixMs,
 };
 use tokio::sync::Notify;
 
@@ -140,11 +142,19 @@ async fn serve_and_send(
         .await
         .context("loading faulty")?;
     registry.install(plugin);
+    let wake_dispatcher = Arc::new(Notify::new());
+    let (scheduler, _no_timers) = Scheduler::new(
+        &config,
+        registry.clone(),
+        store.clone(),
+        wake_dispatcher.clone(),
+    );
     let state = AppState {
         registry,
         max_body_bytes: config.max_body_bytes,
         store,
-        wake_dispatcher: Arc::new(Notify::new()),
+        wake_dispatcher,
+        scheduler,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/hooks/faulty/ok", listener.local_addr()?);
@@ -211,5 +221,25 @@ impl EventStore for NullStore {
     }
     async fn purge_older_than(&self, _: UnixMs) -> Result<u64> {
         Ok(0)
+    }
+    async fn persist_poll(&self, record: PollRecord) -> Result<Vec<Persisted>> {
+        Ok(record.events.iter().map(|_| Persisted::New(0)).collect())
+    }
+    async fn poll_cursor(&self, _: &str) -> Result<Option<SavedCursor>> {
+        Ok(None)
+    }
+    async fn state_get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    async fn state_len(&self, _: &str) -> Result<u64> {
+        Ok(0)
+    }
+    async fn state_apply(
+        &self,
+        _: &str,
+        _: Vec<StateChange>,
+        _: UnixMs,
+    ) -> Result<Result<(), StateRefused>> {
+        Ok(Ok(()))
     }
 }

@@ -5,9 +5,10 @@ mod generated {
     wasmtime::component::bindgen!({
         world: "plugin",
         path: "../wit",
-        // Host imports (config, log, crypto) never block, so they stay synchronous;
-        // exports are async because WASI p2 is linked async and calls are interrupted
-        // by epoch deadlines.
+        // Host imports (config, log, crypto) never block, so they stay synchronous,
+        // except `state`, which waits for the store; exports are async because WASI
+        // p2 is linked async and calls are interrupted by epoch deadlines.
+        imports: { "hookhost:plugin/state": async },
         exports: { default: async },
     });
 }
@@ -20,5 +21,5 @@ pub use generated::hookhost::plugin::types::{
     Event, HttpResponse, Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome,
     WebhookRequest,
 };
-pub use generated::hookhost::plugin::{config, crypto, log, types};
+pub use generated::hookhost::plugin::{config, crypto, log, state, types};
 pub use generated::{Plugin, PluginPre};

@@ -39,6 +39,9 @@ pub struct PluginConfig {
     /// The delay before the first retry of a failed delivery; it doubles with each
     /// further attempt.
     pub retry_base: Option<Duration>,
+    /// How often to poll, instead of the manifest's `poll-interval-seconds`; only
+    /// for a plugin that polls at all.
+    pub poll_interval: Option<Duration>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -68,6 +71,7 @@ struct PluginConfigFile {
     allowed_hosts: Vec<String>,
     max_attempts: Option<u32>,
     retry_base: Option<String>,
+    poll_interval: Option<String>,
 }
 
 /// Values given on the command line; they win over the file.
@@ -151,6 +155,15 @@ impl Config {
                 .retry_base
                 .map(|text| parse_duration(&text, &format!("[plugins.{id}] retry_base"), "\"10s\""))
                 .transpose()?;
+            let poll_interval = plugin
+                .poll_interval
+                .map(|text| {
+                    parse_duration(&text, &format!("[plugins.{id}] poll_interval"), "\"30s\"")
+                })
+                .transpose()?;
+            if poll_interval.is_some_and(|interval| interval.is_zero()) {
+                bail!("config `[plugins.{id}] poll_interval` must be longer than zero");
+            }
             if plugin.max_attempts == Some(0) {
                 bail!("config `[plugins.{id}] max_attempts` must be at least 1");
             }
@@ -162,6 +175,7 @@ impl Config {
                     allowed_hosts: plugin.allowed_hosts,
                     max_attempts: plugin.max_attempts,
                     retry_base,
+                    poll_interval,
                 },
             );
         }
@@ -256,6 +270,7 @@ mod tests {
             timeout = "250ms"
             max_attempts = 3
             retry_base = "100ms"
+            poll_interval = "30s"
             "#,
         )
         .unwrap();
@@ -273,6 +288,9 @@ mod tests {
         assert_eq!(github.timeout, Some(Duration::from_millis(250)));
         assert_eq!(github.max_attempts, Some(3));
         assert_eq!(github.retry_base, Some(Duration::from_millis(100)));
+        assert_eq!(github.poll_interval, Some(Duration::from_secs(30)));
+        let error = parse("[plugins.feed]\npoll_interval = \"0s\"").unwrap_err();
+        assert!(format!("{error:#}").contains("poll_interval"), "{error:#}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - `bindings`: Rust types generated from `wit/` (the plugin contract).
 //! - `runtime`: the one wasmtime engine, its linker and epoch ticker.
 //! - `plugin_state`: per-call store data and the host side of plugin imports.
+//! - `keyvalue`: plugins' `state` import: per-plugin keys, limits, poll staging.
 //! - `guest_output`: plugins' stdout/stderr into the log.
 //! - `outbound`: plugins' outgoing HTTP: allowlist, timeouts, size cap.
 //! - `plugin`: one loaded component; a fresh instance per call, with a deadline.
@@ -22,10 +23,15 @@
 //! - `subscriptions`: handler plugins' event-kind patterns.
 //! - `dispatcher`: delivers stored events to subscribed plugins, with retries.
 //! - `retention`: purges events past their retention.
+//! - `poller`: one poll: cursor in, events, cursor and state saved together.
+//! - `scheduler`: poll timers (interval, jitter, backoff), following reloads.
+//! - `poll_api`: `POST /api/plugins/{id}/poll`.
 //!
 //! Data flows one way: HTTP request -> `server` -> `registry` lookup -> `plugin`
 //! call -> `store` (committed) -> response; `store` queue -> `dispatcher` ->
-//! handler `plugin` -> `store`; plugins dir -> `watcher` -> `reload` -> `registry`.
+//! handler `plugin` -> `store`; `scheduler` timer -> `poller` -> `plugin` poll ->
+//! `store` (events + cursor in one commit); plugins dir -> `watcher` -> `reload` ->
+//! `registry` (whose changes re-time the `scheduler`).
 
 pub mod api;
 pub mod artifact_cache;
@@ -34,13 +40,17 @@ pub mod config;
 pub mod dispatcher;
 pub mod error;
 pub mod guest_output;
+pub mod keyvalue;
 pub mod outbound;
 pub mod plugin;
 pub mod plugin_state;
+pub mod poll_api;
+pub mod poller;
 pub mod registry;
 pub mod reload;
 pub mod retention;
 pub mod runtime;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod subscriptions;
@@ -58,6 +68,7 @@ use crate::dispatcher::Dispatcher;
 use crate::registry::Registry;
 use crate::reload::Reloader;
 use crate::runtime::Runtime;
+use crate::scheduler::{Scheduler, TimerTask};
 use crate::server::AppState;
 use crate::store::sqlite::{Commit, SqliteStore};
 use crate::store::EventStore;
@@ -69,6 +80,7 @@ pub const STORE_FILE: &str = "events.sqlite3";
 pub struct Host {
     state: AppState,
     dispatcher: Dispatcher,
+    timers: TimerTask,
     retention: std::time::Duration,
     /// Keeps the plugins directory watched; dropping it ends hot reload.
     _watcher: Option<notify::RecommendedWatcher>,
@@ -86,7 +98,8 @@ impl Host {
             SqliteStore::open(&store_path, Commit::Grouped)
                 .with_context(|| format!("opening the event store {}", store_path.display()))?,
         );
-        let runtime = Runtime::new(Some(config.data_dir.join("cache")))?;
+        let runtime =
+            Runtime::new(Some(config.data_dir.join("cache")))?.with_state_store(store.clone());
         let registry = Arc::new(Registry::default());
         let reloader = Reloader {
             runtime,
@@ -111,7 +124,14 @@ impl Host {
         }
         tokio::spawn(reloader.run(changes_rx));
         let wake_dispatcher = Arc::new(Notify::new());
+        let (scheduler, timers) = Scheduler::new(
+            config,
+            registry.clone(),
+            store.clone(),
+            wake_dispatcher.clone(),
+        );
         Ok(Host {
+            timers,
             dispatcher: Dispatcher::new(
                 config,
                 store.clone(),
@@ -124,6 +144,7 @@ impl Host {
                 max_body_bytes: config.max_body_bytes,
                 store,
                 wake_dispatcher,
+                scheduler,
             },
             _watcher: watcher,
         })
@@ -139,7 +160,8 @@ impl Host {
     ) -> Result<()> {
         let dispatcher = tokio::spawn(self.dispatcher.run());
         let purge = tokio::spawn(retention::run(self.state.store.clone(), self.retention));
-        let _stop_background = AbortOnDrop(vec![dispatcher, purge]);
+        let timers = tokio::spawn(self.timers.run());
+        let _stop_background = AbortOnDrop(vec![dispatcher, purge, timers]);
         axum::serve(listener, server::app(self.state))
             .with_graceful_shutdown(shutdown)
             .await

@@ -15,8 +15,10 @@ use crate::bindings::{
     WebhookRequest, GUEST_EXPORT_V0_1_0,
 };
 use crate::config::PluginConfig;
+use crate::keyvalue::{KeyValue, Mode};
 use crate::plugin_state::{PluginIdentity, PluginState};
 use crate::runtime::Runtime;
+use crate::store::StateChange;
 
 /// How long one call may run when `[plugins.<id>] timeout` does not say.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -147,11 +149,13 @@ impl LoadedPlugin {
         .await
     }
 
+    /// Calls `poll`; the `state` writes it made come back beside its outcome,
+    /// unsaved, for the caller to save with the outcome (see `keyvalue`).
     pub async fn poll(
         &self,
         cursor: Option<String>,
-    ) -> Result<Result<PollOutcome, PluginError>, CallError> {
-        self.call(move |plugin, store| {
+    ) -> Result<(Result<PollOutcome, PluginError>, Vec<StateChange>), CallError> {
+        self.call_in(Mode::staged(), move |plugin, store| {
             Box::pin(async move {
                 plugin
                     .hookhost_plugin_guest()
@@ -160,6 +164,7 @@ impl LoadedPlugin {
             })
         })
         .await
+        .map(|(outcome, kv)| (outcome, kv.into_staged()))
     }
 
     pub async fn on_event(&self, event: StoredEvent) -> Result<Result<(), PluginError>, CallError> {
@@ -174,7 +179,8 @@ impl LoadedPlugin {
         .await
     }
 
-    /// Runs `f` against a fresh instance in a fresh store, bounded by the call timeout.
+    /// Runs `f` against a fresh instance in a fresh store, bounded by the call
+    /// timeout, with `state` writes going straight to the store.
     async fn call<R, F>(&self, f: F) -> Result<R, CallError>
     where
         F: for<'a> FnOnce(
@@ -184,10 +190,30 @@ impl LoadedPlugin {
             Box<dyn std::future::Future<Output = wasmtime::Result<R>> + Send + 'a>,
         >,
     {
+        self.call_in(Mode::WriteThrough, f)
+            .await
+            .map(|(value, _)| value)
+    }
+
+    /// As `call`, with `state` in `mode`; returns the call's `state` view as well.
+    async fn call_in<R, F>(&self, mode: Mode, f: F) -> Result<(R, KeyValue), CallError>
+    where
+        F: for<'a> FnOnce(
+            &'a Plugin,
+            &'a mut Store<PluginState>,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = wasmtime::Result<R>> + Send + 'a>,
+        >,
+    {
         let run = async {
+            let kv = KeyValue::new(
+                self.identity.id.clone(),
+                self.runtime.state_store.clone(),
+                mode,
+            );
             let mut store = Store::new(
                 &self.runtime.engine,
-                PluginState::new(self.identity.clone()),
+                PluginState::new(self.identity.clone(), kv),
             );
             store.limiter(|state| &mut state.limits);
             // Give the executor back every epoch tick, so that a plugin spinning on
@@ -196,7 +222,8 @@ impl LoadedPlugin {
             store.set_epoch_deadline(1);
             store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
             let plugin = self.pre.instantiate_async(&mut store).await?;
-            f(&plugin, &mut store).await
+            let value = f(&plugin, &mut store).await?;
+            Ok::<_, wasmtime::Error>((value, store.into_data().kv))
         };
         match tokio::time::timeout(self.timeout, run).await {
             Ok(Ok(value)) => Ok(value),

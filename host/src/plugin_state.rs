@@ -1,5 +1,6 @@
 //! `PluginState`: what one call into a plugin owns (its WASI context, resource table
-//! and limits), and the host side of the plugin's imports (`config`, `log`, `crypto`).
+//! and limits), and the host side of the plugin's imports (`config`, `log`, `crypto`;
+//! `state` delegates to `keyvalue`).
 //! A fresh one is built for every call, so nothing leaks from one call to the next.
 
 use std::collections::BTreeMap;
@@ -13,8 +14,9 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::bindings::{config, crypto, log, types};
+use crate::bindings::{config, crypto, log, state, types};
 use crate::guest_output::{Channel, GuestOutput};
+use crate::keyvalue::KeyValue;
 use crate::outbound::OutboundPolicy;
 
 /// Who a plugin is, for logs and errors; shared by every call to one loaded version.
@@ -37,6 +39,8 @@ pub struct PluginState {
     outbound: OutboundPolicy,
     table: ResourceTable,
     pub limits: StoreLimits,
+    /// This call's view of the plugin's `state`.
+    pub kv: KeyValue,
 }
 
 /// The most linear memory one instance may grow to. Python components start at about
@@ -44,7 +48,7 @@ pub struct PluginState {
 pub const MAX_MEMORY_BYTES: usize = 128 * 1024 * 1024;
 
 impl PluginState {
-    pub fn new(identity: Arc<PluginIdentity>) -> Self {
+    pub fn new(identity: Arc<PluginIdentity>, kv: KeyValue) -> Self {
         // Nothing is granted: no preopened directories, no environment, no
         // arguments, no sockets or name lookups; HTTP only through wasi:http and
         // only to allowed hosts (see `outbound`). Clocks and randomness are allowed
@@ -74,6 +78,7 @@ impl PluginState {
             outbound,
             table: ResourceTable::new(),
             limits,
+            kv,
         }
     }
 }
@@ -119,6 +124,20 @@ impl log::Host for PluginState {
     }
 }
 
+impl state::Host for PluginState {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, state::StateError> {
+        self.kv.get(key).await
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), state::StateError> {
+        self.kv.set(key, value).await
+    }
+
+    async fn delete(&mut self, key: String) -> Result<(), state::StateError> {
+        self.kv.delete(key).await
+    }
+}
+
 impl crypto::Host for PluginState {
     fn hmac_sha256(&mut self, key: Vec<u8>, data: Vec<u8>) -> Vec<u8> {
         let mut mac =
@@ -141,12 +160,15 @@ mod tests {
     use super::*;
 
     fn state() -> PluginState {
-        PluginState::new(Arc::new(PluginIdentity {
-            id: "t".into(),
-            version: "1".into(),
-            config: BTreeMap::from([("secret".into(), "x".into())]),
-            allowed_hosts: Arc::new([]),
-        }))
+        PluginState::new(
+            Arc::new(PluginIdentity {
+                id: "t".into(),
+                version: "1".into(),
+                config: BTreeMap::from([("secret".into(), "x".into())]),
+                allowed_hosts: Arc::new([]),
+            }),
+            KeyValue::new("t".into(), None, crate::keyvalue::Mode::WriteThrough),
+        )
     }
 
     #[test]

@@ -26,12 +26,28 @@ pub struct Entry {
     pub failure: Option<LoadFailure>,
 }
 
-#[derive(Default)]
 pub struct Registry {
     entries: RwLock<BTreeMap<String, Entry>>,
+    /// Bumped after every install or removal; the poll scheduler watches it to
+    /// keep its timers in line with the plugins.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            entries: RwLock::default(),
+            changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl Registry {
+    /// Changes whenever a plugin is installed or removed.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     /// The version of `id` that new calls should use.
     pub fn get(&self, id: &str) -> Option<Arc<LoadedPlugin>> {
         self.read().get(id).and_then(|entry| entry.current.clone())
@@ -72,11 +88,16 @@ impl Registry {
                 failure: None,
             },
         );
+        self.changes.send_modify(|n| *n += 1);
     }
 
     /// Forgets `id` entirely (its file was deleted); `true` when it was known.
     pub fn remove(&self, id: &str) -> bool {
-        self.write().remove(id).is_some()
+        let removed = self.write().remove(id).is_some();
+        if removed {
+            self.changes.send_modify(|n| *n += 1);
+        }
+        removed
     }
 
     /// Clears a recorded load failure of `id`, keeping the serving version.

@@ -12,6 +12,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 use crate::artifact_cache::{ArtifactCache, Source};
 use crate::bindings::Plugin;
 use crate::plugin_state::{PluginState, MAX_MEMORY_BYTES};
+use crate::store::EventStore;
 
 /// How often the epoch advances. Call deadlines are counted in these ticks, so this
 /// is the granularity of a timeout: fine enough to stop a loop promptly, coarse
@@ -25,6 +26,9 @@ pub struct Runtime {
     pub linker: Arc<Linker<PluginState>>,
     /// Compiled components kept between loads; `None` compiles every time.
     cache: Option<Arc<ArtifactCache>>,
+    /// Where plugins' `state` lives; `None` (as in `hookhost check`) answers every
+    /// `state` call with `unavailable`.
+    pub state_store: Option<Arc<dyn EventStore>>,
 }
 
 impl Runtime {
@@ -54,7 +58,14 @@ impl Runtime {
             engine,
             linker: Arc::new(linker),
             cache,
+            state_store: None,
         })
+    }
+
+    /// Gives plugins loaded with this runtime their `state`, kept in `store`.
+    pub fn with_state_store(mut self, store: Arc<dyn EventStore>) -> Self {
+        self.state_store = Some(store);
+        self
     }
 
     /// Compiles a component, or takes it from the cache. Blocking and CPU-bound:

@@ -22,6 +22,7 @@ use crate::bindings::{Event, PluginError, WebhookOutcome, WebhookRequest};
 use crate::error::ApiError;
 use crate::plugin::{CallError, LoadedPlugin};
 use crate::registry::{is_valid_plugin_id, Registry};
+use crate::scheduler::Scheduler;
 use crate::store::{now_ms, EventStore, IngestRecord, NewEvent, Persisted, RawRequest};
 
 /// What every handler can reach. Built once by `run`.
@@ -33,6 +34,8 @@ pub struct AppState {
     /// Wakes the delivery dispatcher (its only waiter) when new events have
     /// subscribers or a delivery is re-queued.
     pub wake_dispatcher: Arc<Notify>,
+    /// Poll timers and status; `/api/plugins` shows it, the poll route drives it.
+    pub scheduler: Scheduler,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -45,6 +48,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/plugins", get(list_plugins))
         .merge(crate::api::routes())
+        .merge(crate::poll_api::routes())
         .with_state(state)
 }
 
@@ -68,6 +72,9 @@ async fn list_plugins(State(state): State<AppState>) -> Json<Value> {
                 item["subscriptions"] = json!(plugin.manifest.subscriptions);
                 item["sha256"] = json!(plugin.sha256);
                 item["loaded_at"] = json!(humantime::format_rfc3339_millis(plugin.loaded_at).to_string());
+            }
+            if let Some(poll) = state.scheduler.status(&id) {
+                item["poll"] = poll.to_json();
             }
             if let Some(failure) = &entry.failure {
                 item["error"] = json!({
@@ -243,15 +250,7 @@ fn accept_outcome(plugin: &LoadedPlugin, outcome: WebhookOutcome) -> Result<Acce
         ))
     };
     for event in &outcome.events {
-        if let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(&event.payload) {
-            return Err(fail(format!(
-                "event {:?} with a payload that is not JSON: {error}",
-                event.id
-            )));
-        }
-        if event.id.is_empty() || event.kind.is_empty() {
-            return Err(fail("an event with an empty id or kind".into()));
-        }
+        check_event(event).map_err(fail)?;
     }
     let response = outcome.response;
     let status = StatusCode::from_u16(response.status)
@@ -272,6 +271,21 @@ fn accept_outcome(plugin: &LoadedPlugin, outcome: WebhookOutcome) -> Result<Acce
         body: response.body,
         events: outcome.events,
     })
+}
+
+/// Checks one event a plugin emitted (by webhook or poll): a non-empty id and kind
+/// and a JSON payload. The error completes "plugin X returned ...".
+pub fn check_event(event: &Event) -> Result<(), String> {
+    if let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(&event.payload) {
+        return Err(format!(
+            "event {:?} with a payload that is not JSON: {error}",
+            event.id
+        ));
+    }
+    if event.id.is_empty() || event.kind.is_empty() {
+        return Err("an event with an empty id or kind".into());
+    }
+    Ok(())
 }
 
 fn plugin_error_response(plugin: &LoadedPlugin, error: PluginError) -> ApiError {

@@ -153,6 +153,73 @@ pub enum AfterFailure {
     Dead,
 }
 
+/// One poll's result: everything in it is saved in ONE transaction, so a crash can
+/// neither skip items (cursor saved, events lost) nor double them (events saved,
+/// cursor lost, so the same items come again and would be stored again were it not
+/// for the dedup key).
+///
+/// A lease-guarded backend (several nodes, one poller per plugin at a time) adds a
+/// fencing token to this record and checks it against the lease row inside the
+/// same transaction; `from_cursor` already makes a save from a poll that started
+/// from a stale cursor fail instead of overwriting a newer one.
+#[derive(Debug, Clone)]
+pub struct PollRecord {
+    pub plugin: String,
+    pub polled_at: UnixMs,
+    /// The cursor the poll was given. The save is refused, changing nothing, when
+    /// the stored cursor is no longer this one.
+    pub from_cursor: Option<String>,
+    /// The cursor to save; `None` keeps the current one.
+    pub cursor: Option<String>,
+    /// The poll's events with their subscribers; stored and queued as by
+    /// `persist_ingest` with no request.
+    pub events: Vec<NewEvent>,
+    /// The plugin's `state` writes made during the poll, in order.
+    pub state: Vec<StateChange>,
+}
+
+/// Where a plugin's polling stands in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedCursor {
+    /// `None` until a poll returned a cursor.
+    pub cursor: Option<String>,
+    /// When the last successful poll was saved.
+    pub polled_at: UnixMs,
+}
+
+/// One write to a plugin's key-value state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateChange {
+    Set(String, Vec<u8>),
+    Delete(String),
+}
+
+impl StateChange {
+    pub fn key(&self) -> &str {
+        match self {
+            StateChange::Set(key, _) | StateChange::Delete(key) => key,
+        }
+    }
+}
+
+/// Limits of one plugin's key-value state; every backend enforces them the same.
+pub const STATE_MAX_KEY_BYTES: usize = 256;
+pub const STATE_MAX_VALUE_BYTES: usize = 64 * 1024;
+pub const STATE_MAX_KEYS: u64 = 1000;
+
+/// Why a batch of state writes was refused (nothing of it was applied).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateRefused {
+    #[error("plugin {plugin} would hold {would_hold} state keys; the limit is {STATE_MAX_KEYS}")]
+    TooManyKeys { plugin: String, would_hold: u64 },
+    #[error("the poll of {plugin} started from cursor {started:?}, but the saved cursor is now {saved:?}")]
+    CursorMoved {
+        plugin: String,
+        started: Option<String>,
+        saved: Option<String>,
+    },
+}
+
 /// The event log and delivery queue. Every write returns only once it is durable.
 #[async_trait::async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -198,6 +265,29 @@ pub trait EventStore: Send + Sync + 'static {
     /// Deletes events stored before `cutoff` with their requests and deliveries;
     /// returns how many events went.
     async fn purge_older_than(&self, cutoff: UnixMs) -> Result<u64>;
+
+    /// Saves a poll's events (deduplicated, deliveries queued), its new cursor and
+    /// its state writes in one transaction, or nothing at all. A refusal
+    /// (`StateRefused` inside the error) also saves nothing.
+    async fn persist_poll(&self, record: PollRecord) -> Result<Vec<Persisted>>;
+
+    /// The saved cursor of `plugin`; `None` before its first successful poll.
+    async fn poll_cursor(&self, plugin: &str) -> Result<Option<SavedCursor>>;
+
+    /// The value of `key` in `plugin`'s state.
+    async fn state_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// How many keys `plugin`'s state holds.
+    async fn state_len(&self, plugin: &str) -> Result<u64>;
+
+    /// Applies `changes` to `plugin`'s state in one transaction; refused, changing
+    /// nothing, when the plugin would then hold more than `STATE_MAX_KEYS` keys.
+    async fn state_apply(
+        &self,
+        plugin: &str,
+        changes: Vec<StateChange>,
+        now: UnixMs,
+    ) -> Result<Result<(), StateRefused>>;
 }
 
 /// Now, as the store counts time.

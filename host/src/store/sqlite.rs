@@ -20,7 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryRow, DeliveryState, EventFilter,
-    EventStore, IngestRecord, Persisted, RawRequest, StoredEventRow, UnixMs,
+    EventStore, IngestRecord, Persisted, PollRecord, RawRequest, SavedCursor, StateChange,
+    StateRefused, StoredEventRow, UnixMs, STATE_MAX_KEYS,
 };
 
 /// The most jobs one commit covers; bounds the latency a single group adds.
@@ -51,7 +52,9 @@ pub struct SqliteStore {
 }
 
 /// Bumped, with a migration, whenever `SCHEMA` changes.
-const SCHEMA_VERSION: u32 = 1;
+/// Version 2 added `poll_cursors` and `plugin_state`; the tables are created if
+/// missing, which is the whole migration from 1.
+const SCHEMA_VERSION: u32 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS requests (
@@ -91,6 +94,18 @@ CREATE TABLE IF NOT EXISTS deliveries (
     UNIQUE (event_id, plugin)
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(state, next_at);
+CREATE TABLE IF NOT EXISTS poll_cursors (
+    plugin TEXT PRIMARY KEY,
+    cursor TEXT,
+    polled_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS plugin_state (
+    plugin TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (plugin, key)
+) WITHOUT ROWID;
 "#;
 
 impl SqliteStore {
@@ -403,6 +418,77 @@ fn persist(conn: &Connection, record: &IngestRecord) -> Result<Vec<Persisted>> {
     Ok(outcomes)
 }
 
+fn saved_cursor(conn: &Connection, plugin: &str) -> rusqlite::Result<Option<SavedCursor>> {
+    conn.prepare_cached("SELECT cursor, polled_at FROM poll_cursors WHERE plugin = ?1")?
+        .query_row([plugin], |row| {
+            Ok(SavedCursor {
+                cursor: row.get(0)?,
+                polled_at: row.get::<_, i64>(1)? as UnixMs,
+            })
+        })
+        .optional()
+}
+
+/// Applies state writes inside the caller's transaction (a savepoint that the
+/// writer rolls back when this, or anything after it in the same job, fails).
+fn apply_state(
+    conn: &Connection,
+    plugin: &str,
+    changes: &[StateChange],
+    now: UnixMs,
+) -> Result<Result<(), StateRefused>> {
+    for change in changes {
+        match change {
+            StateChange::Set(key, value) => conn
+                .prepare_cached(
+                    "INSERT INTO plugin_state (plugin, key, value, updated_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (plugin, key) DO UPDATE SET value = ?3, updated_at = ?4",
+                )?
+                .execute(params![plugin, key, value, now as i64])?,
+            StateChange::Delete(key) => conn
+                .prepare_cached("DELETE FROM plugin_state WHERE plugin = ?1 AND key = ?2")?
+                .execute(params![plugin, key])?,
+        };
+    }
+    let held = conn
+        .prepare_cached("SELECT COUNT(*) FROM plugin_state WHERE plugin = ?1")?
+        .query_row([plugin], |row| row.get::<_, i64>(0))? as u64;
+    if held > STATE_MAX_KEYS {
+        return Ok(Err(StateRefused::TooManyKeys {
+            plugin: plugin.to_string(),
+            would_hold: held,
+        }));
+    }
+    Ok(Ok(()))
+}
+
+fn persist_poll(conn: &Connection, record: PollRecord) -> Result<Vec<Persisted>> {
+    let saved = saved_cursor(conn, &record.plugin)?.and_then(|saved| saved.cursor);
+    if saved != record.from_cursor {
+        return Err(StateRefused::CursorMoved {
+            plugin: record.plugin,
+            started: record.from_cursor,
+            saved,
+        }
+        .into());
+    }
+    apply_state(conn, &record.plugin, &record.state, record.polled_at)??;
+    let cursor = record.cursor.or(saved);
+    conn.prepare_cached(
+        "INSERT INTO poll_cursors (plugin, cursor, polled_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (plugin) DO UPDATE SET cursor = ?2, polled_at = ?3",
+    )?
+    .execute(params![record.plugin, cursor, record.polled_at as i64])?;
+    let events = IngestRecord {
+        plugin: record.plugin,
+        received_at: record.polled_at,
+        request: None,
+        events: record.events,
+    };
+    persist(conn, &events)
+}
+
 /// `prefix.*` becomes a LIKE prefix match; anything else is exact.
 fn kind_clause(kind: &str) -> (&'static str, String) {
     match kind.strip_suffix('*') {
@@ -659,6 +745,63 @@ impl EventStore for SqliteStore {
         })
         .await
         .context("purging old events")
+    }
+
+    async fn persist_poll(&self, record: PollRecord) -> Result<Vec<Persisted>> {
+        let plugin = record.plugin.clone();
+        self.write(move |conn| persist_poll(conn, record))
+            .await
+            .with_context(|| format!("saving a poll of {plugin}"))
+    }
+
+    async fn poll_cursor(&self, plugin: &str) -> Result<Option<SavedCursor>> {
+        let plugin = plugin.to_string();
+        self.read(move |conn| Ok(saved_cursor(conn, &plugin)?))
+            .await
+            .context("reading a poll cursor")
+    }
+
+    async fn state_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        let (plugin, key) = (plugin.to_string(), key.to_string());
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT value FROM plugin_state WHERE plugin = ?1 AND key = ?2")?
+                .query_row(params![plugin, key], |row| row.get(0))
+                .optional()?)
+        })
+        .await
+        .context("reading plugin state")
+    }
+
+    async fn state_len(&self, plugin: &str) -> Result<u64> {
+        let plugin = plugin.to_string();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT COUNT(*) FROM plugin_state WHERE plugin = ?1")?
+                .query_row([plugin], |row| row.get::<_, i64>(0))? as u64)
+        })
+        .await
+        .context("counting plugin state keys")
+    }
+
+    async fn state_apply(
+        &self,
+        plugin: &str,
+        changes: Vec<StateChange>,
+        now: UnixMs,
+    ) -> Result<Result<(), StateRefused>> {
+        let plugin = plugin.to_string();
+        self.write(move |conn| {
+            // A refusal must change nothing, so it fails the job (rolling its
+            // savepoint back) and is turned back into a value below.
+            apply_state(conn, &plugin, &changes, now)?.map_err(anyhow::Error::from)
+        })
+        .await
+        .map(Ok)
+        .or_else(|error| match error.downcast::<StateRefused>() {
+            Ok(refused) => Ok(Err(refused)),
+            Err(error) => Err(error.context("writing plugin state")),
+        })
     }
 }
 
@@ -920,5 +1063,128 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(again[0], Persisted::New(_)));
+    }
+
+    fn poll(
+        from: Option<&str>,
+        to: Option<&str>,
+        ids: &[&str],
+        state: Vec<StateChange>,
+    ) -> PollRecord {
+        PollRecord {
+            plugin: "feed".into(),
+            polled_at: 500,
+            from_cursor: from.map(str::to_string),
+            cursor: to.map(str::to_string),
+            events: record(ids, &["notify"], 500).events,
+            state,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_poll_saves_events_cursor_and_state_together_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        assert_eq!(store.poll_cursor("feed").await.unwrap(), None);
+        let etag = || vec![StateChange::Set("etag".into(), b"v1".to_vec())];
+        let saved = store
+            .persist_poll(poll(None, Some("2"), &["1", "2"], etag()))
+            .await
+            .unwrap();
+        assert!(saved.iter().all(|p| matches!(p, Persisted::New(_))));
+        assert_eq!(
+            store.poll_cursor("feed").await.unwrap(),
+            Some(SavedCursor {
+                cursor: Some("2".into()),
+                polled_at: 500
+            })
+        );
+        assert_eq!(
+            store.state_get("feed", "etag").await.unwrap(),
+            Some(b"v1".to_vec())
+        );
+
+        // A poll that started from a cursor that is no longer saved changes nothing.
+        let stale = vec![StateChange::Set("etag".into(), b"stale".to_vec())];
+        let error = store
+            .persist_poll(poll(None, Some("3"), &["3"], stale))
+            .await
+            .unwrap_err();
+        assert!(error.downcast_ref::<StateRefused>().is_some(), "{error:#}");
+        // So does one whose state writes break the key limit.
+        let too_many = (0..=STATE_MAX_KEYS)
+            .map(|n| StateChange::Set(format!("k{n}"), vec![]))
+            .collect();
+        let error = store
+            .persist_poll(poll(Some("2"), Some("3"), &["3"], too_many))
+            .await
+            .unwrap_err();
+        assert!(format!("{error:#}").contains("state keys"), "{error:#}");
+        assert_eq!(store.list_events(all(10)).await.unwrap().len(), 2);
+        assert_eq!(
+            store
+                .poll_cursor("feed")
+                .await
+                .unwrap()
+                .unwrap()
+                .cursor
+                .as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            store.state_get("feed", "etag").await.unwrap(),
+            Some(b"v1".to_vec())
+        );
+        assert_eq!(store.state_len("feed").await.unwrap(), 1);
+
+        // No cursor from the plugin keeps the saved one; repeated items are duplicates.
+        let again = store
+            .persist_poll(poll(Some("2"), None, &["2", "3"], vec![]))
+            .await
+            .unwrap();
+        assert!(matches!(again[0], Persisted::Duplicate(_)));
+        assert!(matches!(again[1], Persisted::New(_)));
+        assert_eq!(
+            store
+                .poll_cursor("feed")
+                .await
+                .unwrap()
+                .unwrap()
+                .cursor
+                .as_deref(),
+            Some("2")
+        );
+    }
+
+    #[tokio::test]
+    async fn state_is_per_plugin_and_a_refused_batch_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let set = |key: &str| StateChange::Set(key.into(), key.as_bytes().to_vec());
+        store
+            .state_apply("a", vec![set("x")], 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.state_get("b", "x").await.unwrap(), None);
+        let batch: Vec<StateChange> = (0..STATE_MAX_KEYS).map(|n| set(&format!("k{n}"))).collect();
+        let refused = store.state_apply("a", batch, 2).await.unwrap().unwrap_err();
+        assert!(
+            matches!(refused, StateRefused::TooManyKeys { would_hold, .. } if would_hold == STATE_MAX_KEYS + 1)
+        );
+        assert_eq!(store.state_len("a").await.unwrap(), 1);
+        store
+            .state_apply(
+                "a",
+                vec![
+                    StateChange::Delete("x".into()),
+                    StateChange::Delete("nope".into()),
+                ],
+                3,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.state_len("a").await.unwrap(), 0);
     }
 }

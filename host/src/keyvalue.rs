@@ -1,0 +1,182 @@
+//! The host side of the `state` import: each plugin's key-value pairs, kept in the
+//! event store under the plugin's id, with limits that answer the plugin with an
+//! error rather than a trap.
+//!
+//! A call either writes through (webhooks, `on-event`: a `set` is durable when it
+//! returns) or stages its writes (`poll`: they are saved with the poll's events and
+//! cursor in one transaction, see `store::PollRecord`, and dropped if the poll fails).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::bindings::state::StateError;
+use crate::store::{
+    now_ms, EventStore, StateChange, StateRefused, STATE_MAX_KEYS, STATE_MAX_KEY_BYTES,
+    STATE_MAX_VALUE_BYTES,
+};
+
+/// How one call's `state` writes reach the store.
+pub enum Mode {
+    WriteThrough,
+    /// Held until the poll's outcome is saved; the last write of a key wins.
+    Staged(BTreeMap<String, Staged>),
+}
+
+impl Mode {
+    pub fn staged() -> Self {
+        Mode::Staged(BTreeMap::new())
+    }
+}
+
+/// A write held back during a poll.
+pub struct Staged {
+    /// `None` deletes.
+    value: Option<Vec<u8>>,
+    /// Whether the store held the key when it was first written in this poll.
+    existed: bool,
+}
+
+/// One call's view of its plugin's state.
+pub struct KeyValue {
+    plugin: Arc<str>,
+    /// `None` where the host runs without a store (`hookhost check`).
+    store: Option<Arc<dyn EventStore>>,
+    mode: Mode,
+}
+
+impl KeyValue {
+    pub fn new(plugin: Arc<str>, store: Option<Arc<dyn EventStore>>, mode: Mode) -> Self {
+        Self {
+            plugin,
+            store,
+            mode,
+        }
+    }
+
+    /// The staged writes, in key order, for the poll's transaction.
+    pub fn into_staged(self) -> Vec<StateChange> {
+        match self.mode {
+            Mode::WriteThrough => Vec::new(),
+            Mode::Staged(writes) => writes
+                .into_iter()
+                .map(|(key, staged)| match staged.value {
+                    Some(value) => StateChange::Set(key, value),
+                    None => StateChange::Delete(key),
+                })
+                .collect(),
+        }
+    }
+
+    fn store(&self) -> Result<&Arc<dyn EventStore>, StateError> {
+        self.store.as_ref().ok_or_else(|| {
+            StateError::Unavailable("plugin state is not available outside `serve`".into())
+        })
+    }
+
+    pub async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, StateError> {
+        check_key(&key)?;
+        if let Mode::Staged(writes) = &self.mode {
+            if let Some(staged) = writes.get(&key) {
+                return Ok(staged.value.clone());
+            }
+        }
+        self.store()?
+            .state_get(&self.plugin, &key)
+            .await
+            .map_err(|error| self.unavailable(error))
+    }
+
+    pub async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), StateError> {
+        check_key(&key)?;
+        if value.len() > STATE_MAX_VALUE_BYTES {
+            return Err(StateError::ValueTooLarge(format!(
+                "a value of {} bytes is over the limit of {STATE_MAX_VALUE_BYTES}",
+                value.len()
+            )));
+        }
+        self.write(key, Some(value)).await
+    }
+
+    pub async fn delete(&mut self, key: String) -> Result<(), StateError> {
+        check_key(&key)?;
+        self.write(key, None).await
+    }
+
+    async fn write(&mut self, key: String, value: Option<Vec<u8>>) -> Result<(), StateError> {
+        let store = self.store()?.clone();
+        match &mut self.mode {
+            Mode::WriteThrough => {
+                let change = match value {
+                    Some(value) => StateChange::Set(key, value),
+                    None => StateChange::Delete(key),
+                };
+                match store
+                    .state_apply(&self.plugin, vec![change], now_ms())
+                    .await
+                {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(refused)) => Err(too_many_keys(refused)),
+                    Err(error) => Err(self.unavailable(error)),
+                }
+            }
+            Mode::Staged(writes) => {
+                let plugin = &self.plugin;
+                let existed = match writes.get(&key) {
+                    Some(staged) => staged.existed,
+                    None => store
+                        .state_get(plugin, &key)
+                        .await
+                        .map_err(|error| unavailable(plugin, error))?
+                        .is_some(),
+                };
+                if value.is_some() && !existed {
+                    // Checked here so that the plugin hears of the limit at `set`;
+                    // the poll's transaction checks again when it saves.
+                    let stored = store
+                        .state_len(plugin)
+                        .await
+                        .map_err(|error| unavailable(plugin, error))?;
+                    let mut would_hold = stored + 1;
+                    for (_, staged) in writes.iter().filter(|(other, _)| **other != key) {
+                        match (&staged.value, staged.existed) {
+                            (Some(_), false) => would_hold += 1,
+                            (None, true) => would_hold -= 1,
+                            _ => {}
+                        }
+                    }
+                    if would_hold > STATE_MAX_KEYS {
+                        return Err(too_many_keys(StateRefused::TooManyKeys {
+                            plugin: plugin.to_string(),
+                            would_hold,
+                        }));
+                    }
+                }
+                writes.insert(key, Staged { value, existed });
+                Ok(())
+            }
+        }
+    }
+
+    fn unavailable(&self, error: anyhow::Error) -> StateError {
+        unavailable(&self.plugin, error)
+    }
+}
+
+fn unavailable(plugin: &str, error: anyhow::Error) -> StateError {
+    tracing::error!(plugin, "plugin state: {error:#}");
+    StateError::Unavailable("the host could not reach its store; retry later".into())
+}
+
+fn too_many_keys(refused: StateRefused) -> StateError {
+    StateError::TooManyKeys(format!("{refused}; delete keys before adding more"))
+}
+
+fn check_key(key: &str) -> Result<(), StateError> {
+    if key.is_empty() || key.len() > STATE_MAX_KEY_BYTES {
+        return Err(StateError::InvalidKey(format!(
+            "a key must be 1 to {STATE_MAX_KEY_BYTES} bytes; this one is {}",
+            key.len()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! `POST /api/plugins/{id}/poll`: polls a plugin now (after any poll of it already
+//! running) and answers with the outcome.
+//!
+//! 200: `{plugin, version, events: [{id, event_id, kind, duplicate}], cursor,
+//! next_poll_seconds, next_poll_at}`. A failed poll answers `{error, message,
+//! next_poll_at}` with 503 (plugin said `unavailable`, or the store failed), 502
+//! (another plugin error), 504 (timeout) or 500 (trap, malformed outcome). 404: no
+//! such plugin; 409: the plugin does not poll (a conflict with the plugin's
+//! manifest, not a malformed request).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::scheduler::PollNowError;
+use crate::server::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/plugins/{id}/poll", post(poll_now))
+}
+
+async fn poll_now(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let (result, next_at) = match state.scheduler.poll_now(&id).await {
+        Ok(done) => done,
+        Err(error @ PollNowError::NotFound(_)) => {
+            return ApiError::not_found(error.to_string()).into_response()
+        }
+        Err(error @ PollNowError::NotPolling(_)) => {
+            return ApiError::new(StatusCode::CONFLICT, "not_polling", error.to_string())
+                .into_response()
+        }
+    };
+    let next_poll_at = humantime::format_rfc3339_millis(next_at).to_string();
+    match result {
+        Ok(report) => {
+            let mut body = json!(report);
+            body["next_poll_at"] = json!(next_poll_at);
+            Json(body).into_response()
+        }
+        Err(failure) => (
+            failure.status(),
+            Json(json!({
+                "error": failure.code(),
+                "message": failure.summary(),
+                "next_poll_at": next_poll_at,
+            })),
+        )
+            .into_response(),
+    }
+}
