@@ -1,0 +1,85 @@
+//! A test plugin that polls nothing but counts: each poll emits one `ticker.tick`
+//! event whose id is one more than the cursor it was given (`1` on the first poll),
+//! and returns that id as the new cursor. It exists in two builds for timer tests:
+//! version `1.0.0` asks to be polled every 3,600 s, `2.0.0` (feature `v2`) every
+//! second. Its webhook (`POST /hooks/<id>`) answers the `state` key from the
+//! request body, or sets it when the body is `key=value`, for state tests.
+
+wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
+
+use exports::hookhost::plugin::guest::{
+    Guest, Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome, WebhookRequest,
+};
+use hookhost::plugin::state;
+use hookhost::plugin::types::{Event, HttpResponse};
+
+const INTERVAL: u32 = if cfg!(feature = "v2") { 1 } else { 3600 };
+const VERSION: &str = if cfg!(feature = "v2") {
+    "2.0.0"
+} else {
+    "1.0.0"
+};
+
+struct Ticker;
+
+impl Guest for Ticker {
+    fn describe() -> Manifest {
+        Manifest {
+            name: "Ticker".into(),
+            version: VERSION.into(),
+            description: format!("counts one tick per poll, every {INTERVAL} s, for tests"),
+            emits: vec!["ticker.tick".into()],
+            poll_interval_seconds: Some(INTERVAL),
+            subscriptions: vec![],
+        }
+    }
+
+    fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
+        let body = String::from_utf8_lossy(&request.body).into_owned();
+        let answer = match body.split_once('=') {
+            Some((key, value)) => match state::set(key, value.as_bytes()) {
+                Ok(()) => "ok".to_string(),
+                Err(error) => format!("{error:?}"),
+            },
+            None => match state::get(&body) {
+                Ok(Some(value)) => String::from_utf8_lossy(&value).into_owned(),
+                Ok(None) => "none".to_string(),
+                Err(error) => format!("{error:?}"),
+            },
+        };
+        Ok(WebhookOutcome {
+            response: HttpResponse {
+                status: 200,
+                headers: vec![("content-type".into(), "text/plain".into())],
+                body: answer.into_bytes(),
+            },
+            events: vec![],
+        })
+    }
+
+    fn poll(cursor: Option<String>) -> Result<PollOutcome, PluginError> {
+        let last: u64 = match cursor {
+            Some(cursor) => cursor
+                .parse()
+                .map_err(|_| PluginError::Internal(format!("cursor {cursor:?} is not a count")))?,
+            None => 0,
+        };
+        let tick = (last + 1).to_string();
+        Ok(PollOutcome {
+            events: vec![Event {
+                id: tick.clone(),
+                kind: "ticker.tick".into(),
+                subject: Some(VERSION.into()),
+                payload: format!("{{\"tick\":{tick}}}"),
+            }],
+            cursor: Some(tick),
+            next_poll_seconds: None,
+        })
+    }
+
+    fn on_event(_event: StoredEvent) -> Result<(), PluginError> {
+        Err(PluginError::Internal("ticker subscribes to no events".into()))
+    }
+}
+
+export!(Ticker);
