@@ -180,3 +180,84 @@ fn check_key(key: &str) -> Result<(), StateError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::{Commit, SqliteStore};
+
+    fn kv(store: &Arc<dyn EventStore>, mode: Mode) -> KeyValue {
+        KeyValue::new("feed".into(), Some(store.clone()), mode)
+    }
+
+    #[tokio::test]
+    async fn staged_writes_are_seen_by_the_call_and_reach_the_store_only_when_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn EventStore> =
+            Arc::new(SqliteStore::open(&dir.path().join("s.sqlite3"), Commit::Grouped).unwrap());
+        let mut direct = kv(&store, Mode::WriteThrough);
+        direct.set("old".into(), b"1".to_vec()).await.unwrap();
+
+        let mut poll = kv(&store, Mode::staged());
+        poll.set("etag".into(), b"v2".to_vec()).await.unwrap();
+        poll.delete("old".into()).await.unwrap();
+        assert_eq!(poll.get("etag".into()).await.unwrap(), Some(b"v2".to_vec()));
+        assert_eq!(poll.get("old".into()).await.unwrap(), None);
+        // Nothing is in the store until the poll's outcome is saved.
+        assert_eq!(store.state_get("feed", "etag").await.unwrap(), None);
+        assert_eq!(
+            store.state_get("feed", "old").await.unwrap(),
+            Some(b"1".to_vec())
+        );
+        assert_eq!(
+            poll.into_staged(),
+            [
+                StateChange::Set("etag".into(), b"v2".to_vec()),
+                StateChange::Delete("old".into()),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn limits_are_errors_for_the_plugin() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn EventStore> =
+            Arc::new(SqliteStore::open(&dir.path().join("s.sqlite3"), Commit::Grouped).unwrap());
+        let mut direct = kv(&store, Mode::WriteThrough);
+        let long = "k".repeat(STATE_MAX_KEY_BYTES + 1);
+        assert!(matches!(
+            direct.get(long).await,
+            Err(StateError::InvalidKey(_))
+        ));
+        assert!(matches!(
+            direct.set(String::new(), vec![]).await,
+            Err(StateError::InvalidKey(_))
+        ));
+        let big = vec![0; STATE_MAX_VALUE_BYTES + 1];
+        assert!(matches!(
+            direct.set("k".into(), big).await,
+            Err(StateError::ValueTooLarge(_))
+        ));
+        let almost: Vec<StateChange> = (1..STATE_MAX_KEYS)
+            .map(|n| StateChange::Set(format!("k{n}"), vec![]))
+            .collect();
+        store.state_apply("feed", almost, 1).await.unwrap().unwrap();
+
+        // One key is left: a poll may stage it (and overwrite it), not a second.
+        let mut poll = kv(&store, Mode::staged());
+        poll.set("last".into(), vec![1]).await.unwrap();
+        poll.set("last".into(), vec![2]).await.unwrap();
+        poll.set("k1".into(), vec![3]).await.unwrap();
+        assert!(matches!(
+            poll.set("one-more".into(), vec![]).await,
+            Err(StateError::TooManyKeys(_))
+        ));
+        // Freeing a key in the same poll makes room.
+        poll.delete("k2".into()).await.unwrap();
+        poll.set("one-more".into(), vec![]).await.unwrap();
+
+        direct.set("last".into(), vec![]).await.unwrap();
+        let full = direct.set("another".into(), vec![]).await;
+        assert!(matches!(full, Err(StateError::TooManyKeys(_))), "{full:?}");
+    }
+}
