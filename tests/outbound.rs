@@ -518,3 +518,25 @@ fn notify_to_a_url_not_on_the_allowlist_ends_as_a_dead_letter_with_the_reason() 
         "a refused post reached the network"
     );
 }
+
+#[test]
+fn notify_without_a_url_subscribes_to_nothing() {
+    let host = HostSpec::default()
+        .plugin("github", example_plugin("github"))
+        .plugin("notify", example_plugin("notify"))
+        .config(&format!(
+            "[plugins.github]\nconfig = {{ secret = \"{GITHUB_SECRET}\" }}\n"
+        ))
+        .start();
+    send_push(&host, "push-unconfigured");
+    let events = stored_events(&host, "github");
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = get(
+        &host,
+        &format!("/api/events/{}", events[0]["id"].as_str().unwrap()),
+    );
+    assert_eq!(event["deliveries"], json!([]), "{event}");
+    assert!(host
+        .log()
+        .contains("config `url` is not set: notify subscribes to nothing"));
+}

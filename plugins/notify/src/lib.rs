@@ -2,6 +2,7 @@
 //! GitHub push and each paid Stripe invoice to config `url`, as the JSON
 //! `{"text": "..."}` that Slack incoming webhooks (and many chat tools) accept.
 //!
+//! Without `url` it subscribes to nothing, so an unconfigured notify is inert.
 //! The post goes through the host's outbound HTTP (wasi:http), so the URL's host
 //! must be in `[plugins.notify] allowed_hosts`. A refused, failed or non-2xx post
 //! is returned as an error, so the host's delivery retries, backoff and dead
@@ -21,6 +22,7 @@ use exports::hookhost::plugin::guest::{
     Guest, Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome, WebhookRequest,
 };
 use hookhost::plugin::config;
+use hookhost::plugin::log::{log, Level};
 use wasip2::http::types::Method;
 
 /// Below the host's default 10 s call timeout, so that a stalled receiver ends as
@@ -39,7 +41,17 @@ impl Guest for Notify {
                     .into(),
             emits: vec![],
             poll_interval_seconds: None,
-            subscriptions: vec!["github.push".into(), "stripe.invoice.paid".into()],
+            subscriptions: if configured_url().is_some() {
+                vec!["github.push".into(), "stripe.invoice.paid".into()]
+            } else {
+                // Nothing to post to: queueing deliveries would only fill the dead
+                // letters.
+                log(
+                    Level::Warn,
+                    "config `url` is not set: notify subscribes to nothing",
+                );
+                vec![]
+            },
         }
     }
 
@@ -52,8 +64,7 @@ impl Guest for Notify {
     }
 
     fn on_event(stored: StoredEvent) -> Result<(), PluginError> {
-        let url = config::get("url")
-            .filter(|url| !url.is_empty())
+        let url = configured_url()
             .ok_or_else(|| PluginError::Internal("config `url` is not set".into()))?;
         let payload: serde_json::Value = serde_json::from_str(&stored.event.payload)
             .map_err(|e| PluginError::Internal(format!("payload is not JSON: {e}")))?;
@@ -61,6 +72,10 @@ impl Guest for Notify {
         let body = serde_json::json!({ "text": text }).to_string();
         post(&url, body)
     }
+}
+
+fn configured_url() -> Option<String> {
+    config::get("url").filter(|url| !url.is_empty())
 }
 
 /// POSTs `body` as JSON to `url`; any answer but a 2xx is an error.
