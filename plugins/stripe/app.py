@@ -5,7 +5,20 @@ delivery: id = the body's `id` (`evt_...`), kind = `stripe.<type>`
 (`stripe.invoice.paid`), subject = the customer id when the object has one,
 payload = the body.
 
-Config: `secret` (the endpoint's signing secret), `tolerance` (seconds, optional)."""
+Invoice follow-up: for `invoice.*` events, when config `api_key` is set, the plugin
+fetches `GET {api_base}/v1/invoices/{id}` (the id from `data.object.id`) with
+`Authorization: Bearer <api_key>` and stores it in the payload as a top-level
+`invoice` field beside the event's own fields, which are kept as Stripe sent them.
+When the API cannot be reached, times out, or answers other than 2xx, the webhook
+fails with `unavailable` (HTTP 503 to Stripe) and nothing is stored: Stripe retries
+the delivery for up to three days, so the event is stored once, complete, when the
+API answers again, rather than stored now without its invoice and never completed.
+Without `api_key` the follow-up is skipped (logged at debug) and the payload is the
+body, so the example works without a Stripe account.
+
+Config: `secret` (the endpoint's signing secret), `tolerance` (seconds, optional),
+`api_key` (a Stripe secret or restricted key, optional), `api_base` (default
+`https://api.stripe.com`; its host must be in `[plugins.stripe] allowed_hosts`)."""
 
 import json
 import re
@@ -13,9 +26,14 @@ import time
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports import config, crypto, types
+from wit_world.imports import config, crypto, log
+# Named apart from wasi:http's `types`, which this plugin's world also imports.
+from wit_world.imports import hookhost_plugin_types as types
+
+import stripe_api
 
 DEFAULT_TOLERANCE_SECONDS = 300
+DEFAULT_API_BASE = "https://api.stripe.com"
 DIGITS = re.compile(r"[0-9]{1,15}")
 
 
@@ -51,6 +69,9 @@ class Guest(exports.Guest):
         data_object = (body.get("data") or {}).get("object") or {}
         customer = data_object.get("customer") if isinstance(data_object, dict) else None
         kind = f"stripe.{event_type}"
+        payload = request.body.decode()
+        if event_type.startswith("invoice."):
+            payload = with_invoice(body, data_object, payload)
         reply = json.dumps({"received": True, "event": {"id": event_id, "kind": kind}})
         return types.WebhookOutcome(
             response=types.HttpResponse(
@@ -62,7 +83,7 @@ class Guest(exports.Guest):
                 id=event_id,
                 kind=kind,
                 subject=customer if isinstance(customer, str) else None,
-                payload=request.body.decode(),
+                payload=payload,
             )],
         )
 
@@ -71,6 +92,29 @@ class Guest(exports.Guest):
 
     def on_event(self, event):
         raise Err(types.PluginError_Internal("stripe subscribes to no events"))
+
+
+def with_invoice(body: dict, data_object, payload: str) -> str:
+    """The payload of an `invoice.*` event: the body plus the invoice as the API
+    returns it now, under `invoice`."""
+    api_key = config.get("api_key")
+    if not api_key:
+        # Every call runs in a fresh instance, so there is no "once" to keep; debug
+        # keeps the log quiet for setups that never configure a key.
+        log.log(log.Level.DEBUG, "config `api_key` is not set: invoice follow-up skipped")
+        return payload
+    invoice_id = data_object.get("id") if isinstance(data_object, dict) else None
+    if not isinstance(invoice_id, str) or not invoice_id:
+        raise Err(types.PluginError_BadRequest("invoice event has no string `data.object.id`"))
+    api_base = config.get("api_base") or DEFAULT_API_BASE
+    try:
+        invoice = stripe_api.fetch_invoice(api_base, api_key, invoice_id)
+    except stripe_api.ApiError as error:
+        # 503 rather than storing the event without its invoice: see the module doc.
+        log.log(log.Level.WARN, f"invoice follow-up failed, asking Stripe to retry: {error}")
+        raise Err(types.PluginError_Unavailable(f"fetching invoice {invoice_id}: {error}"))
+    body["invoice"] = invoice
+    return json.dumps(body)
 
 
 def tolerance_seconds() -> int:
