@@ -14,6 +14,7 @@
 //! - `registry`: plugins by id, load errors, plugin-file discovery.
 //! - `watcher`: plugins-directory events -> changed plugin ids.
 //! - `reload`: the only registry writer; debounces changes, loads, swaps.
+//! - `http_server`: the listener; header count, size and read-time limits.
 //! - `server`: the axum router (`/hooks`, `/api/plugins`, `/healthz`) and the
 //!   webhook path.
 //! - `api`: the event log's routes (`/api/events`, `/api/deliveries`).
@@ -34,6 +35,8 @@ pub mod config;
 pub mod dispatcher;
 pub mod error;
 pub mod guest_output;
+pub mod http_server;
+pub mod limits;
 pub mod outbound;
 pub mod plugin;
 pub mod plugin_state;

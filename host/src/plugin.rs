@@ -15,11 +15,12 @@ use crate::bindings::{
     WebhookRequest, GUEST_EXPORT_V0_1_0,
 };
 use crate::config::PluginConfig;
+use crate::limits::{self, PluginLimits, QUEUE_WAIT};
 use crate::plugin_state::{PluginIdentity, PluginState};
 use crate::runtime::Runtime;
 
 /// How long one call may run when `[plugins.<id>] timeout` does not say.
-pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_CALL_TIMEOUT: Duration = limits::DEFAULT_TIMEOUT;
 
 /// A plugin that compiled, linked and described itself; ready to take calls.
 pub struct LoadedPlugin {
@@ -30,7 +31,10 @@ pub struct LoadedPlugin {
     pub loaded_at: SystemTime,
     /// Whether this load compiled the component (`false`: it came from the cache).
     pub compiled: bool,
-    timeout: Duration,
+    pub limits: PluginLimits,
+    /// One permit per call allowed to run at once (`max_concurrent_calls`); a
+    /// call holds its permit until its instance is dropped.
+    slots: tokio::sync::Semaphore,
     runtime: Runtime,
     pre: PluginPre<PluginState>,
 }
@@ -51,6 +55,12 @@ pub enum CallError {
         version: String,
         trap: anyhow::Error,
     },
+    #[error("plugin {plugin} {version} already runs {limit} calls (max_concurrent_calls); no slot freed within {QUEUE_WAIT:?}")]
+    Busy {
+        plugin: Arc<str>,
+        version: String,
+        limit: usize,
+    },
 }
 
 impl LoadedPlugin {
@@ -68,6 +78,7 @@ impl LoadedPlugin {
         sha256: String,
         config: &PluginConfig,
     ) -> Result<Self> {
+        let limits = PluginLimits::from_config(id, config)?;
         let compile_runtime = runtime.clone();
         let key = sha256.clone();
         let (component, source) =
@@ -103,7 +114,8 @@ impl LoadedPlugin {
             sha256,
             loaded_at: SystemTime::now(),
             compiled: source == Source::Compiled,
-            timeout: config.timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
+            slots: tokio::sync::Semaphore::new(limits.max_concurrent_calls),
+            limits,
             runtime: runtime.clone(),
             pre,
         };
@@ -125,7 +137,7 @@ impl LoadedPlugin {
 
     /// The longest one call may run.
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.limits.timeout
     }
 
     pub fn id(&self) -> &str {
@@ -184,12 +196,26 @@ impl LoadedPlugin {
             Box<dyn std::future::Future<Output = wasmtime::Result<R>> + Send + 'a>,
         >,
     {
+        let busy = || CallError::Busy {
+            plugin: self.identity.id.clone(),
+            version: self.identity.version.clone(),
+            limit: self.limits.max_concurrent_calls,
+        };
+        let _slot = match tokio::time::timeout(QUEUE_WAIT, self.slots.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            // The semaphore is never closed; treat it like a full queue anyway.
+            Ok(Err(_)) | Err(_) => return Err(busy()),
+        };
+        let timeout = self.limits.timeout;
         let run = async {
             let mut store = Store::new(
                 &self.runtime.engine,
-                PluginState::new(self.identity.clone()),
+                PluginState::new(self.identity.clone(), &self.limits),
             );
             store.limiter(|state| &mut state.limits);
+            // Bounds on what the guest can make the host allocate; see `limits`.
+            store.set_hostcall_fuel(limits::HOSTCALL_FUEL);
+            store.set_max_component_handles(limits::COMPONENT_HANDLES);
             // Give the executor back every epoch tick, so that a plugin spinning on
             // the CPU cannot hold a runtime worker; the deadline itself is enforced
             // by the timeout around this future, which then drops the instance.
@@ -198,7 +224,7 @@ impl LoadedPlugin {
             let plugin = self.pre.instantiate_async(&mut store).await?;
             f(&plugin, &mut store).await
         };
-        match tokio::time::timeout(self.timeout, run).await {
+        match tokio::time::timeout(timeout, run).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(trap)) => Err(CallError::Trap {
                 plugin: self.identity.id.clone(),
@@ -208,7 +234,7 @@ impl LoadedPlugin {
             Err(_) => Err(CallError::Timeout {
                 plugin: self.identity.id.clone(),
                 version: self.identity.version.clone(),
-                timeout: self.timeout,
+                timeout,
             }),
         }
     }

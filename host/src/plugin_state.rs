@@ -14,7 +14,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::{config, crypto, log, types};
-use crate::guest_output::{Channel, GuestOutput};
+use crate::guest_output::{Channel, GuestOutput, LogBudget};
+use crate::limits::{self, PluginLimits};
 use crate::outbound::OutboundPolicy;
 
 /// Who a plugin is, for logs and errors; shared by every call to one loaded version.
@@ -37,32 +38,49 @@ pub struct PluginState {
     outbound: OutboundPolicy,
     table: ResourceTable,
     pub limits: StoreLimits,
+    log_budget: Arc<LogBudget>,
 }
 
-/// The most linear memory one instance may grow to. Python components start at about
-/// 12 MiB; this leaves room for real work while bounding a runaway plugin.
-pub const MAX_MEMORY_BYTES: usize = 128 * 1024 * 1024;
-
 impl PluginState {
-    pub fn new(identity: Arc<PluginIdentity>) -> Self {
+    pub fn new(identity: Arc<PluginIdentity>, plugin_limits: &PluginLimits) -> Self {
+        let log_budget = Arc::new(LogBudget::new(
+            identity.id.clone(),
+            plugin_limits.max_log_bytes,
+        ));
         // Nothing is granted: no preopened directories, no environment, no
         // arguments, no sockets or name lookups; HTTP only through wasi:http and
         // only to allowed hosts (see `outbound`). Clocks and randomness are allowed
         // because guest languages' runtimes need them (timestamps, hash seeds).
         let wasi = WasiCtx::builder()
-            .stdout(GuestOutput::new(identity.id.clone(), Channel::Stdout))
-            .stderr(GuestOutput::new(identity.id.clone(), Channel::Stderr))
+            .stdout(GuestOutput::new(
+                identity.id.clone(),
+                Channel::Stdout,
+                log_budget.clone(),
+            ))
+            .stderr(GuestOutput::new(
+                identity.id.clone(),
+                Channel::Stderr,
+                log_budget.clone(),
+            ))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .max_random_size(limits::MAX_RANDOM_BYTES)
             .build();
+        // Growing past a limit traps, so a runaway plugin ends its own call with
+        // a clear error instead of limping on with failed allocations.
         let limits = StoreLimitsBuilder::new()
-            .memory_size(MAX_MEMORY_BYTES)
-            .instances(64)
+            .memory_size(plugin_limits.memory)
+            .table_elements(plugin_limits.table_elements)
+            .instances(plugin_limits.instances)
             .tables(64)
             .memories(16)
             .trap_on_grow_failure(true)
             .build();
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(limits::HTTP_FIELD_SIZE_LIMIT);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits::RESOURCE_TABLE_CAPACITY);
         let outbound = OutboundPolicy {
             plugin: identity.id.clone(),
             allowed_hosts: identity.allowed_hosts.clone(),
@@ -70,10 +88,11 @@ impl PluginState {
         Self {
             identity,
             wasi,
-            http: WasiHttpCtx::new(),
+            http,
             outbound,
-            table: ResourceTable::new(),
+            table,
             limits,
+            log_budget,
         }
     }
 }
@@ -107,6 +126,9 @@ impl config::Host for PluginState {
 
 impl log::Host for PluginState {
     fn log(&mut self, level: log::Level, message: String) {
+        if !self.log_budget.spend(message.len()) {
+            return;
+        }
         let plugin = &*self.identity.id;
         let version = &self.identity.version;
         match level {
@@ -141,12 +163,15 @@ mod tests {
     use super::*;
 
     fn state() -> PluginState {
-        PluginState::new(Arc::new(PluginIdentity {
-            id: "t".into(),
-            version: "1".into(),
-            config: BTreeMap::from([("secret".into(), "x".into())]),
-            allowed_hosts: Arc::new([]),
-        }))
+        PluginState::new(
+            Arc::new(PluginIdentity {
+                id: "t".into(),
+                version: "1".into(),
+                config: BTreeMap::from([("secret".into(), "x".into())]),
+                allowed_hosts: Arc::new([]),
+            }),
+            &PluginLimits::default(),
+        )
     }
 
     #[test]
