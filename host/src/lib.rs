@@ -6,6 +6,7 @@
 //! - `config`: the TOML file, `${ENV}` expansion, defaults.
 //! - `bindings`: Rust types generated from `wit/` (the plugin contract).
 //! - `runtime`: the one wasmtime engine, its linker and epoch ticker.
+//! - `limits`: per-plugin resource limits and the host-wide caps on guests.
 //! - `plugin_state`: per-call store data and the host side of plugin imports.
 //! - `guest_output`: plugins' stdout/stderr into the log.
 //! - `outbound`: plugins' outgoing HTTP: allowlist, timeouts, size cap.
@@ -132,6 +133,12 @@ impl Host {
         })
     }
 
+    /// The HTTP routes over this host's state, for driving without a socket (the
+    /// fuzz target in `host/fuzz`). Background delivery does not run until `serve`.
+    pub fn app(&self) -> axum::Router {
+        server::app(self.state.clone())
+    }
+
     /// Serves HTTP on `listener` and delivers events to handlers until `shutdown`
     /// resolves, then lets requests in flight finish. Deliveries in flight are
     /// abandoned; their leases make them due again at the next start.
@@ -143,8 +150,7 @@ impl Host {
         let dispatcher = tokio::spawn(self.dispatcher.run());
         let purge = tokio::spawn(retention::run(self.state.store.clone(), self.retention));
         let _stop_background = AbortOnDrop(vec![dispatcher, purge]);
-        axum::serve(listener, server::app(self.state))
-            .with_graceful_shutdown(shutdown)
+        http_server::serve(listener, server::app(self.state), shutdown)
             .await
             .context("serving HTTP")
     }
