@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use crate::limits::{parse_bytes, PluginLimits};
+
 /// Everything `hookhost serve` needs to run, after the file, the environment and the
 /// command line have been merged.
 #[derive(Debug, Clone)]
@@ -42,6 +44,16 @@ pub struct PluginConfig {
     /// How often to poll, instead of the manifest's `poll-interval-seconds`; only
     /// for a plugin that polls at all.
     pub poll_interval: Option<Duration>,
+    /// Resource limits (`memory`, `table_elements`, `instances`,
+    /// `max_concurrent_calls`, `max_response_bytes`, `max_event_bytes`,
+    /// `max_log_bytes`); `None` takes the default in `limits`.
+    pub memory: Option<usize>,
+    pub table_elements: Option<usize>,
+    pub instances: Option<usize>,
+    pub max_concurrent_calls: Option<usize>,
+    pub max_response_bytes: Option<usize>,
+    pub max_event_bytes: Option<usize>,
+    pub max_log_bytes: Option<usize>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -72,6 +84,32 @@ struct PluginConfigFile {
     max_attempts: Option<u32>,
     retry_base: Option<String>,
     poll_interval: Option<String>,
+    memory: Option<ByteSize>,
+    table_elements: Option<usize>,
+    instances: Option<usize>,
+    max_concurrent_calls: Option<usize>,
+    max_response_bytes: Option<ByteSize>,
+    max_event_bytes: Option<ByteSize>,
+    max_log_bytes: Option<ByteSize>,
+}
+
+/// A byte size as written: `65536` or `"64KiB"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ByteSize {
+    Bytes(usize),
+    Text(String),
+}
+
+impl ByteSize {
+    fn resolve(self, key: &str) -> Result<usize> {
+        match self {
+            ByteSize::Bytes(bytes) => Ok(bytes),
+            ByteSize::Text(text) => parse_bytes(&text).with_context(|| {
+                format!("config `{key} = {text:?}` is not a size such as \"64MiB\" or 65536")
+            }),
+        }
+    }
 }
 
 /// Values given on the command line; they win over the file.
@@ -167,17 +205,28 @@ impl Config {
             if plugin.max_attempts == Some(0) {
                 bail!("config `[plugins.{id}] max_attempts` must be at least 1");
             }
-            plugins.insert(
-                id,
-                PluginConfig {
-                    values,
-                    timeout,
-                    allowed_hosts: plugin.allowed_hosts,
-                    max_attempts: plugin.max_attempts,
-                    retry_base,
-                    poll_interval,
-                },
-            );
+            let bytes = |size: Option<ByteSize>, name: &str| {
+                size.map(|size| size.resolve(&format!("[plugins.{id}] {name}")))
+                    .transpose()
+            };
+            let config = PluginConfig {
+                values,
+                timeout,
+                allowed_hosts: plugin.allowed_hosts,
+                max_attempts: plugin.max_attempts,
+                retry_base,
+                poll_interval,
+                memory: bytes(plugin.memory, "memory")?,
+                table_elements: plugin.table_elements,
+                instances: plugin.instances,
+                max_concurrent_calls: plugin.max_concurrent_calls,
+                max_response_bytes: bytes(plugin.max_response_bytes, "max_response_bytes")?,
+                max_event_bytes: bytes(plugin.max_event_bytes, "max_event_bytes")?,
+                max_log_bytes: bytes(plugin.max_log_bytes, "max_log_bytes")?,
+            };
+            // Refuse limits the engine cannot honour now, not at the first call.
+            PluginLimits::from_config(&id, &config)?;
+            plugins.insert(id, config);
         }
 
         Ok(Config {
@@ -299,6 +348,25 @@ mod tests {
         let text = format!("{err:#}");
         assert!(text.contains("NOPE"), "{text}");
         assert!(text.contains("plugins.github"), "{text}");
+    }
+
+    #[test]
+    fn limits_parse_as_sizes_and_are_checked_at_load() {
+        let config = parse(
+            "[plugins.p]\nmemory = \"64MiB\"\nmax_log_bytes = 1000\nmax_concurrent_calls = 2\n",
+        )
+        .unwrap();
+        let p = &config.plugins["p"];
+        assert_eq!(p.memory, Some(64 << 20));
+        assert_eq!(p.max_log_bytes, Some(1000));
+        assert_eq!(p.max_concurrent_calls, Some(2));
+        let error = parse("[plugins.p]\nmemory = \"lots\"").unwrap_err();
+        assert!(
+            format!("{error:#}").contains("[plugins.p] memory"),
+            "{error:#}"
+        );
+        let error = parse("[plugins.p]\nmemory = \"1GiB\"").unwrap_err();
+        assert!(format!("{error:#}").contains("ceiling"), "{error:#}");
     }
 
     #[test]

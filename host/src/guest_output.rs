@@ -1,8 +1,11 @@
 //! Where a plugin's stdout and stderr go: into the host's log, one line per entry,
-//! tagged with the plugin. Nothing is written to the host's own stdout.
+//! tagged with the plugin. Nothing is written to the host's own stdout. What one
+//! call may log, through these streams and the `log` import together, is bounded
+//! by its `LogBudget`.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -21,6 +24,45 @@ pub enum Channel {
     Stderr,
 }
 
+/// The log bytes one call may still write (`[plugins.<id>] max_log_bytes`). Shared by
+/// the call's stdout, stderr and `log` import; once spent, output is dropped and
+/// the host notes that once, so a flooding plugin costs the log one line.
+pub struct LogBudget {
+    plugin: Arc<str>,
+    limit: usize,
+    remaining: AtomicUsize,
+    exhausted: AtomicBool,
+}
+
+impl LogBudget {
+    pub fn new(plugin: Arc<str>, limit: usize) -> Self {
+        Self {
+            plugin,
+            limit,
+            remaining: AtomicUsize::new(limit),
+            exhausted: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether `bytes` more may be logged; spends them when so.
+    pub fn spend(&self, bytes: usize) -> bool {
+        let spent = self
+            .remaining
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(bytes)
+            })
+            .is_ok();
+        if !spent && !self.exhausted.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                plugin = %self.plugin,
+                "plugin logged more than max_log_bytes = {} in one call; the rest of this call's output is dropped",
+                self.limit
+            );
+        }
+        spent
+    }
+}
+
 /// A line-buffered writer that logs each complete line. Cloned into every stream
 /// the guest opens; the clones share one buffer so lines are not split between them.
 #[derive(Clone)]
@@ -28,18 +70,23 @@ pub struct GuestOutput {
     plugin: Arc<str>,
     channel: Channel,
     pending: Arc<Mutex<Vec<u8>>>,
+    budget: Arc<LogBudget>,
 }
 
 impl GuestOutput {
-    pub fn new(plugin: Arc<str>, channel: Channel) -> Self {
+    pub fn new(plugin: Arc<str>, channel: Channel, budget: Arc<LogBudget>) -> Self {
         Self {
             plugin,
             channel,
             pending: Arc::default(),
+            budget,
         }
     }
 
     fn write_bytes(&self, bytes: &[u8]) {
+        if self.budget.exhausted.load(Ordering::Relaxed) {
+            return;
+        }
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         for chunk in bytes.split_inclusive(|&b| b == b'\n') {
             let room = MAX_LINE_BYTES.saturating_sub(pending.len());
@@ -56,6 +103,9 @@ impl GuestOutput {
     }
 
     fn emit(&self, line: &[u8]) {
+        if !self.budget.spend(line.len() + 1) {
+            return;
+        }
         let line = String::from_utf8_lossy(line);
         let line = line.trim_end_matches('\r');
         match self.channel {

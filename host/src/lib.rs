@@ -6,6 +6,7 @@
 //! - `config`: the TOML file, `${ENV}` expansion, defaults.
 //! - `bindings`: Rust types generated from `wit/` (the plugin contract).
 //! - `runtime`: the one wasmtime engine, its linker and epoch ticker.
+//! - `limits`: per-plugin resource limits and the host-wide caps on guests.
 //! - `plugin_state`: per-call store data and the host side of plugin imports.
 //! - `keyvalue`: plugins' `state` import: per-plugin keys, limits, poll staging.
 //! - `guest_output`: plugins' stdout/stderr into the log.
@@ -15,6 +16,7 @@
 //! - `registry`: plugins by id, load errors, plugin-file discovery.
 //! - `watcher`: plugins-directory events -> changed plugin ids.
 //! - `reload`: the only registry writer; debounces changes, loads, swaps.
+//! - `http_server`: the listener; header count, size and read-time limits.
 //! - `server`: the axum router (`/hooks`, `/api/plugins`, `/healthz`) and the
 //!   webhook path.
 //! - `api`: the event log's routes (`/api/events`, `/api/deliveries`).
@@ -40,7 +42,9 @@ pub mod config;
 pub mod dispatcher;
 pub mod error;
 pub mod guest_output;
+pub mod http_server;
 pub mod keyvalue;
+pub mod limits;
 pub mod outbound;
 pub mod plugin;
 pub mod plugin_state;
@@ -150,6 +154,12 @@ impl Host {
         })
     }
 
+    /// The HTTP routes over this host's state, for driving without a socket (the
+    /// fuzz target in `host/fuzz`). Background delivery does not run until `serve`.
+    pub fn app(&self) -> axum::Router {
+        server::app(self.state.clone())
+    }
+
     /// Serves HTTP on `listener` and delivers events to handlers until `shutdown`
     /// resolves, then lets requests in flight finish. Deliveries in flight are
     /// abandoned; their leases make them due again at the next start.
@@ -162,8 +172,7 @@ impl Host {
         let purge = tokio::spawn(retention::run(self.state.store.clone(), self.retention));
         let timers = tokio::spawn(self.timers.run());
         let _stop_background = AbortOnDrop(vec![dispatcher, purge, timers]);
-        axum::serve(listener, server::app(self.state))
-            .with_graceful_shutdown(shutdown)
+        http_server::serve(listener, server::app(self.state), shutdown)
             .await
             .context("serving HTTP")
     }

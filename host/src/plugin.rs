@@ -16,12 +16,13 @@ use crate::bindings::{
 };
 use crate::config::PluginConfig;
 use crate::keyvalue::{KeyValue, Mode};
+use crate::limits::{self, PluginLimits, QUEUE_WAIT};
 use crate::plugin_state::{PluginIdentity, PluginState};
 use crate::runtime::Runtime;
 use crate::store::StateChange;
 
 /// How long one call may run when `[plugins.<id>] timeout` does not say.
-pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_CALL_TIMEOUT: Duration = limits::DEFAULT_TIMEOUT;
 
 /// A plugin that compiled, linked and described itself; ready to take calls.
 pub struct LoadedPlugin {
@@ -32,7 +33,10 @@ pub struct LoadedPlugin {
     pub loaded_at: SystemTime,
     /// Whether this load compiled the component (`false`: it came from the cache).
     pub compiled: bool,
-    timeout: Duration,
+    pub limits: PluginLimits,
+    /// One permit per call allowed to run at once (`max_concurrent_calls`); a
+    /// call holds its permit until its instance is dropped.
+    slots: tokio::sync::Semaphore,
     runtime: Runtime,
     pre: PluginPre<PluginState>,
 }
@@ -53,6 +57,12 @@ pub enum CallError {
         version: String,
         trap: anyhow::Error,
     },
+    #[error("plugin {plugin} {version} already runs {limit} calls (max_concurrent_calls); no slot freed within {QUEUE_WAIT:?}")]
+    Busy {
+        plugin: Arc<str>,
+        version: String,
+        limit: usize,
+    },
 }
 
 impl LoadedPlugin {
@@ -70,6 +80,7 @@ impl LoadedPlugin {
         sha256: String,
         config: &PluginConfig,
     ) -> Result<Self> {
+        let limits = PluginLimits::from_config(id, config)?;
         let compile_runtime = runtime.clone();
         let key = sha256.clone();
         let (component, source) =
@@ -105,7 +116,8 @@ impl LoadedPlugin {
             sha256,
             loaded_at: SystemTime::now(),
             compiled: source == Source::Compiled,
-            timeout: config.timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
+            slots: tokio::sync::Semaphore::new(limits.max_concurrent_calls),
+            limits,
             runtime: runtime.clone(),
             pre,
         };
@@ -127,7 +139,7 @@ impl LoadedPlugin {
 
     /// The longest one call may run.
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.limits.timeout
     }
 
     pub fn id(&self) -> &str {
@@ -205,6 +217,17 @@ impl LoadedPlugin {
             Box<dyn std::future::Future<Output = wasmtime::Result<R>> + Send + 'a>,
         >,
     {
+        let busy = || CallError::Busy {
+            plugin: self.identity.id.clone(),
+            version: self.identity.version.clone(),
+            limit: self.limits.max_concurrent_calls,
+        };
+        let _slot = match tokio::time::timeout(QUEUE_WAIT, self.slots.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            // The semaphore is never closed; treat it like a full queue anyway.
+            Ok(Err(_)) | Err(_) => return Err(busy()),
+        };
+        let timeout = self.limits.timeout;
         let run = async {
             let kv = KeyValue::new(
                 self.identity.id.clone(),
@@ -213,9 +236,12 @@ impl LoadedPlugin {
             );
             let mut store = Store::new(
                 &self.runtime.engine,
-                PluginState::new(self.identity.clone(), kv),
+                PluginState::new(self.identity.clone(), &self.limits, kv),
             );
             store.limiter(|state| &mut state.limits);
+            // Bounds on what the guest can make the host allocate; see `limits`.
+            store.set_hostcall_fuel(limits::HOSTCALL_FUEL);
+            store.set_max_component_handles(limits::COMPONENT_HANDLES);
             // Give the executor back every epoch tick, so that a plugin spinning on
             // the CPU cannot hold a runtime worker; the deadline itself is enforced
             // by the timeout around this future, which then drops the instance.
@@ -225,7 +251,7 @@ impl LoadedPlugin {
             let value = f(&plugin, &mut store).await?;
             Ok::<_, wasmtime::Error>((value, store.into_data().kv))
         };
-        match tokio::time::timeout(self.timeout, run).await {
+        match tokio::time::timeout(timeout, run).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(trap)) => Err(CallError::Trap {
                 plugin: self.identity.id.clone(),
@@ -235,7 +261,7 @@ impl LoadedPlugin {
             Err(_) => Err(CallError::Timeout {
                 plugin: self.identity.id.clone(),
                 version: self.identity.version.clone(),
-                timeout: self.timeout,
+                timeout,
             }),
         }
     }

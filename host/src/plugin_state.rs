@@ -15,8 +15,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::{config, crypto, log, state, types};
-use crate::guest_output::{Channel, GuestOutput};
+use crate::guest_output::{Channel, GuestOutput, LogBudget};
 use crate::keyvalue::KeyValue;
+use crate::limits::{self, PluginLimits};
 use crate::outbound::OutboundPolicy;
 
 /// Who a plugin is, for logs and errors; shared by every call to one loaded version.
@@ -41,32 +42,49 @@ pub struct PluginState {
     pub limits: StoreLimits,
     /// This call's view of the plugin's `state`.
     pub kv: KeyValue,
+    log_budget: Arc<LogBudget>,
 }
 
-/// The most linear memory one instance may grow to. Python components start at about
-/// 12 MiB; this leaves room for real work while bounding a runaway plugin.
-pub const MAX_MEMORY_BYTES: usize = 128 * 1024 * 1024;
-
 impl PluginState {
-    pub fn new(identity: Arc<PluginIdentity>, kv: KeyValue) -> Self {
+    pub fn new(identity: Arc<PluginIdentity>, plugin_limits: &PluginLimits, kv: KeyValue) -> Self {
+        let log_budget = Arc::new(LogBudget::new(
+            identity.id.clone(),
+            plugin_limits.max_log_bytes,
+        ));
         // Nothing is granted: no preopened directories, no environment, no
         // arguments, no sockets or name lookups; HTTP only through wasi:http and
         // only to allowed hosts (see `outbound`). Clocks and randomness are allowed
         // because guest languages' runtimes need them (timestamps, hash seeds).
         let wasi = WasiCtx::builder()
-            .stdout(GuestOutput::new(identity.id.clone(), Channel::Stdout))
-            .stderr(GuestOutput::new(identity.id.clone(), Channel::Stderr))
+            .stdout(GuestOutput::new(
+                identity.id.clone(),
+                Channel::Stdout,
+                log_budget.clone(),
+            ))
+            .stderr(GuestOutput::new(
+                identity.id.clone(),
+                Channel::Stderr,
+                log_budget.clone(),
+            ))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .max_random_size(limits::MAX_RANDOM_BYTES)
             .build();
+        // Growing past a limit traps, so a runaway plugin ends its own call with
+        // a clear error instead of limping on with failed allocations.
         let limits = StoreLimitsBuilder::new()
-            .memory_size(MAX_MEMORY_BYTES)
-            .instances(64)
+            .memory_size(plugin_limits.memory)
+            .table_elements(plugin_limits.table_elements)
+            .instances(plugin_limits.instances)
             .tables(64)
             .memories(16)
             .trap_on_grow_failure(true)
             .build();
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(limits::HTTP_FIELD_SIZE_LIMIT);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits::RESOURCE_TABLE_CAPACITY);
         let outbound = OutboundPolicy {
             plugin: identity.id.clone(),
             allowed_hosts: identity.allowed_hosts.clone(),
@@ -74,11 +92,12 @@ impl PluginState {
         Self {
             identity,
             wasi,
-            http: WasiHttpCtx::new(),
+            http,
             outbound,
-            table: ResourceTable::new(),
+            table,
             limits,
             kv,
+            log_budget,
         }
     }
 }
@@ -112,6 +131,9 @@ impl config::Host for PluginState {
 
 impl log::Host for PluginState {
     fn log(&mut self, level: log::Level, message: String) {
+        if !self.log_budget.spend(message.len()) {
+            return;
+        }
         let plugin = &*self.identity.id;
         let version = &self.identity.version;
         match level {
@@ -167,6 +189,7 @@ mod tests {
                 config: BTreeMap::from([("secret".into(), "x".into())]),
                 allowed_hosts: Arc::new([]),
             }),
+            &PluginLimits::default(),
             KeyValue::new("t".into(), None, crate::keyvalue::Mode::WriteThrough),
         )
     }

@@ -63,7 +63,9 @@ impl PollFailure {
             PollFailure::Call(CallError::Trap { .. }) | PollFailure::Invalid { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            PollFailure::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            PollFailure::Storage(_) | PollFailure::Call(CallError::Busy { .. }) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -73,6 +75,7 @@ impl PollFailure {
             PollFailure::Plugin(..) => "plugin_error",
             PollFailure::Call(CallError::Timeout { .. }) => "timeout",
             PollFailure::Call(CallError::Trap { .. }) => "trap",
+            PollFailure::Call(CallError::Busy { .. }) => "busy",
             PollFailure::Invalid { .. } => "invalid_outcome",
             PollFailure::Storage(_) => "storage",
         }
@@ -110,7 +113,7 @@ pub async fn poll_once(
     let polled_at = now_ms();
     let (answer, state) = plugin.poll(from_cursor.clone()).await?;
     let outcome = answer.map_err(|error| plugin_failure(&id, &version, error))?;
-    check_outcome(&outcome).map_err(|what| PollFailure::Invalid {
+    check_outcome(&outcome, plugin.limits.max_event_bytes).map_err(|what| PollFailure::Invalid {
         plugin: id.clone(),
         version: version.clone(),
         what,
@@ -179,9 +182,9 @@ pub async fn poll_once(
     })
 }
 
-fn check_outcome(outcome: &PollOutcome) -> Result<(), String> {
+fn check_outcome(outcome: &PollOutcome, max_event_bytes: usize) -> Result<(), String> {
     for event in &outcome.events {
-        check_event(event)?;
+        check_event(event, max_event_bytes)?;
     }
     match &outcome.cursor {
         Some(cursor) if cursor.len() > MAX_CURSOR_BYTES => Err(format!(

@@ -11,7 +11,8 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use crate::artifact_cache::{ArtifactCache, Source};
 use crate::bindings::Plugin;
-use crate::plugin_state::{PluginState, MAX_MEMORY_BYTES};
+use crate::limits;
+use crate::plugin_state::PluginState;
 use crate::store::EventStore;
 
 /// How often the epoch advances. Call deadlines are counted in these ticks, so this
@@ -85,17 +86,23 @@ fn engine_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // Deep recursion traps with "stack overflow" at this depth instead of touching
+    // the host's stack (wasmtime's default, set so the bound is visible here).
+    config.max_wasm_stack(512 * 1024);
     // Pool sizes that held for Rust, Python, JS, C and Go components plus 100 live
     // instances (see ../shared/TOOLCHAINS.md): a Python component alone has 14 core
     // instances and JS needs ~7,700 table elements.
+    // The slot sizes are the ceilings of the per-plugin `memory` and
+    // `table_elements` (checked at config load); each plugin's own, lower limit is
+    // enforced per store by `PluginState`'s `StoreLimits`.
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_component_instances(100)
+    pool.total_component_instances(limits::POOL_COMPONENT_INSTANCES as u32)
         .total_core_instances(1500)
         .total_memories(100)
         .total_tables(200)
         .total_stacks(100)
-        .max_memory_size(MAX_MEMORY_BYTES)
-        .table_elements(10_000)
+        .max_memory_size(limits::MAX_MEMORY)
+        .table_elements(limits::MAX_TABLE_ELEMENTS)
         .pagemap_scan(Enabled::Auto)
         .linear_memory_keep_resident(32 * 1024 * 1024)
         .table_keep_resident(128 * 1024);

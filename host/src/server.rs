@@ -8,13 +8,16 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
@@ -41,8 +44,7 @@ pub struct AppState {
 pub fn app(state: AppState) -> Router {
     let hooks = Router::new()
         .route("/hooks/{id}", any(webhook_at_root))
-        .route("/hooks/{id}/{*rest}", any(webhook_below_root))
-        .layer(DefaultBodyLimit::max(state.max_body_bytes));
+        .route("/hooks/{id}/{*rest}", any(webhook_below_root));
     Router::new()
         .merge(hooks)
         .route("/healthz", get(healthz))
@@ -90,25 +92,42 @@ async fn list_plugins(State(state): State<AppState>) -> Json<Value> {
 
 async fn webhook_at_root(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
+    let Path(id) = id.map_err(path_rejection)?;
     webhook(state, id, String::new(), method, uri, headers, body).await
 }
 
 async fn webhook_below_root(
     State(state): State<AppState>,
-    Path((id, rest)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
+    let Path((id, rest)) = path.map_err(path_rejection)?;
     webhook(state, id, rest, method, uri, headers, body).await
 }
+
+/// A path axum cannot decode (percent-encoded bytes that are not UTF-8): the
+/// same JSON error shape as every other refusal, without axum's own text.
+fn path_rejection(_: PathRejection) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "path",
+        "the request path is not valid percent-encoded UTF-8",
+    )
+}
+
+/// The longest a client may take to send a webhook's body. A provider sends a
+/// few KiB at once; a client dribbling bytes to hold a connection and a buffer
+/// open is cut off with 408.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn webhook(
     state: AppState,
@@ -117,24 +136,13 @@ async fn webhook(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let plugin = is_valid_plugin_id(&id)
         .then(|| state.registry.get(&id))
         .flatten()
         .ok_or_else(|| ApiError::not_found(format!("no plugin is loaded at /hooks/{id}")))?;
-    let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            format!(
-                "request body is larger than the limit of {} bytes",
-                state.max_body_bytes
-            )
-        } else {
-            "could not read the request body".to_string()
-        };
-        ApiError::new(status, "body", message)
-    })?;
+    let body = read_body(body, &headers, state.max_body_bytes).await?;
 
     let request = WebhookRequest {
         method: method.as_str().to_string(),
@@ -210,6 +218,40 @@ async fn webhook(
     Ok((accepted.status, accepted.headers, accepted.body).into_response())
 }
 
+/// Reads a webhook's body, at most `limit` bytes (413) within
+/// `BODY_READ_TIMEOUT` (408).
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body",
+            format!("request body is larger than the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    let read = Limited::new(body, limit).collect();
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(too_large()),
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "body",
+            "could not read the request body",
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body",
+            format!("the request body did not arrive within {BODY_READ_TIMEOUT:?}"),
+        )),
+    }
+}
+
 /// A webhook the plugin accepted, with an outcome that passed every check.
 pub struct Accepted {
     pub status: StatusCode,
@@ -236,6 +278,15 @@ pub async fn call_webhook(
             ))
         }
         Err(error @ CallError::Trap { .. }) => Err(ApiError::internal(&error)),
+        Err(error @ CallError::Busy { .. }) => {
+            tracing::warn!("{error}");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the plugin is handling as many requests as it may; retry shortly",
+            )
+            .with_retry_after(1))
+        }
     }
 }
 
@@ -249,8 +300,16 @@ fn accept_outcome(plugin: &LoadedPlugin, outcome: WebhookOutcome) -> Result<Acce
             plugin.manifest.version
         ))
     };
+    let limits = &plugin.limits;
+    if outcome.response.body.len() > limits.max_response_bytes {
+        return Err(fail(format!(
+            "a response body of {} bytes, above max_response_bytes = {}",
+            outcome.response.body.len(),
+            limits.max_response_bytes
+        )));
+    }
     for event in &outcome.events {
-        check_event(event).map_err(fail)?;
+        check_event(event, limits.max_event_bytes).map_err(fail)?;
     }
     let response = outcome.response;
     let status = StatusCode::from_u16(response.status)
@@ -275,7 +334,14 @@ fn accept_outcome(plugin: &LoadedPlugin, outcome: WebhookOutcome) -> Result<Acce
 
 /// Checks one event a plugin emitted (by webhook or poll): a non-empty id and kind
 /// and a JSON payload. The error completes "plugin X returned ...".
-pub fn check_event(event: &Event) -> Result<(), String> {
+pub fn check_event(event: &Event, max_event_bytes: usize) -> Result<(), String> {
+    if event.payload.len() > max_event_bytes {
+        return Err(format!(
+            "event {:?} with a payload of {} bytes, above max_event_bytes = {max_event_bytes}",
+            event.id,
+            event.payload.len(),
+        ));
+    }
     if let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(&event.payload) {
         return Err(format!(
             "event {:?} with a payload that is not JSON: {error}",

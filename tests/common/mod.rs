@@ -177,6 +177,11 @@ impl Host {
         self.child.wait().unwrap();
     }
 
+    /// The host's process id (for reading its memory from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn plugins_dir(&self) -> PathBuf {
         self.dir.path().join("plugins")
     }

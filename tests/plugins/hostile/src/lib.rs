@@ -1,0 +1,218 @@
+//! Test plugin `hostile`: each webhook path is one attack on the host. Contract:
+//! every attack ends the call (with the status the host gives that failure) or is
+//! refused by the sandbox, and the host and its other plugins carry on.
+//!
+//! - `/ok`: 200 `ok`, no events (to show the plugin itself still works).
+//! - `/spin`: an endless loop; only the call deadline ends it (504).
+//! - `/memory-bomb`: grows memory without bound; the memory limit traps it (500).
+//! - `/recursion`: unbounded recursion; a stack overflow traps it (500).
+//! - `/trap`: an `unreachable` trap (500), every time it is called.
+//! - `/huge-response`: a response body of `x-bytes` bytes (default 32 MiB) (500
+//!   above `max_response_bytes`).
+//! - `/huge-event`: one event whose payload is `x-bytes` bytes of JSON (500 above
+//!   `max_event_bytes`).
+//! - `/log-flood`: `x-count` (default 100,000) lines through `log` and as many to
+//!   stdout, then 200.
+//! - `/invalid-utf8`: an event payload that is not UTF-8 (500: the host refuses to
+//!   lift it).
+//! - `/bad-json`: an event payload that is not JSON (500).
+//! - `/probe`: tries to read the file named by `x-file`, list `/` and `.`, read the
+//!   environment, connect to `x-connect` (`127.0.0.1:PORT`) over TCP and UDP,
+//!   resolve `localhost`, and read config keys named by `x-config` (comma
+//!   separated). Answers 200 with one line per attempt: `<what> denied` or
+//!   `<what> GOT <what it got>`.
+
+wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
+
+use std::fmt::Write as _;
+
+use exports::hookhost::plugin::guest::{
+    Guest, Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome, WebhookRequest,
+};
+use hookhost::plugin::types::{Event, HttpResponse};
+use hookhost::plugin::{config, log};
+
+struct Hostile;
+
+fn respond(body: Vec<u8>, events: Vec<Event>) -> WebhookOutcome {
+    WebhookOutcome {
+        response: HttpResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body,
+        },
+        events,
+    }
+}
+
+fn event(payload: String) -> Event {
+    Event {
+        id: "1".into(),
+        kind: "hostile.event".into(),
+        subject: None,
+        payload,
+    }
+}
+
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    // A frame the optimiser cannot fold into a loop, and an exit it cannot prove
+    // is never taken.
+    if std::hint::black_box(depth) == u64::MAX {
+        return 0;
+    }
+    let frame = std::hint::black_box([depth; 64]);
+    recurse(depth + 1).wrapping_add(frame[(depth % 64) as usize])
+}
+
+fn probe(request: &WebhookRequest) -> String {
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut report = String::new();
+    let mut line = |what: &str, got: Result<String, String>| {
+        let _ = match got {
+            Ok(got) => writeln!(report, "{what} GOT {got}"),
+            Err(_) => writeln!(report, "{what} denied"),
+        };
+    };
+    if let Some(file) = header("x-file") {
+        line(
+            "read-file",
+            std::fs::read_to_string(&file).map_err(|e| e.to_string()),
+        );
+    }
+    for dir in ["/", "."] {
+        line(
+            &format!("list-dir {dir}"),
+            std::fs::read_dir(dir)
+                .map(|entries| format!("{} entries", entries.count()))
+                .map_err(|e| e.to_string()),
+        );
+    }
+    let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+    line(
+        "env",
+        if vars.is_empty() {
+            Err("empty".into())
+        } else {
+            Ok(vars.join(","))
+        },
+    );
+    if let Some(target) = header("x-connect") {
+        line(
+            "tcp-connect",
+            std::net::TcpStream::connect(&target)
+                .map(|_| "connected".into())
+                .map_err(|e| e.to_string()),
+        );
+        line(
+            "udp-send",
+            std::net::UdpSocket::bind("0.0.0.0:0")
+                .and_then(|socket| socket.send_to(b"hello", &target))
+                .map(|n| format!("sent {n}"))
+                .map_err(|e| e.to_string()),
+        );
+    }
+    line(
+        "resolve",
+        std::net::ToSocketAddrs::to_socket_addrs("localhost:80")
+            .map(|addrs| format!("{:?}", addrs.collect::<Vec<_>>()))
+            .map_err(|e| e.to_string()),
+    );
+    for key in header("x-config").unwrap_or_default().split(',') {
+        if !key.is_empty() {
+            line(
+                &format!("config {key}"),
+                config::get(key).ok_or_else(|| "unset".to_string()),
+            );
+        }
+    }
+    report
+}
+
+impl Guest for Hostile {
+    fn describe() -> Manifest {
+        Manifest {
+            name: "Hostile".into(),
+            version: "1".into(),
+            description: "attacks the host, for tests".into(),
+            emits: vec!["hostile.*".into()],
+            poll_interval_seconds: None,
+            subscriptions: vec![],
+        }
+    }
+
+    fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
+        let number = |name: &str, default: usize| {
+            request
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(default)
+        };
+        match request.path.as_str() {
+            "/ok" => Ok(respond(b"ok".to_vec(), vec![])),
+            "/spin" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "/memory-bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    let mut chunk = vec![0u8; 1 << 20];
+                    chunk[0] = 1; // touch it so it is really there
+                    hoard.push(std::hint::black_box(chunk));
+                }
+            }
+            "/recursion" => Ok(respond(recurse(0).to_string().into_bytes(), vec![])),
+            "/trap" => core::arch::wasm32::unreachable(),
+            "/huge-response" => Ok(respond(vec![b'x'; number("x-bytes", 32 << 20)], vec![])),
+            "/huge-event" => {
+                let bytes = number("x-bytes", 32 << 20).max(2);
+                let payload = format!("\"{}\"", "x".repeat(bytes - 2));
+                Ok(respond(b"ok".to_vec(), vec![event(payload)]))
+            }
+            "/log-flood" => {
+                let line = "flood ".repeat(20);
+                for i in 0..number("x-count", 100_000) {
+                    log::log(log::Level::Info, &format!("{i} {line}"));
+                    println!("{i} {line}");
+                }
+                Ok(respond(b"flooded".to_vec(), vec![]))
+            }
+            "/invalid-utf8" => {
+                // A `string` that is not UTF-8 breaks the component-model contract;
+                // the host must refuse it rather than store it.
+                #[allow(unsafe_code)]
+                let payload = unsafe { String::from_utf8_unchecked(vec![b'"', 0xff, 0xfe, b'"']) };
+                Ok(respond(b"ok".to_vec(), vec![event(payload)]))
+            }
+            "/bad-json" => Ok(respond(
+                b"ok".to_vec(),
+                vec![event("{\"unclosed\": ".into())],
+            )),
+            "/probe" => Ok(respond(probe(&request).into_bytes(), vec![])),
+            other => Err(PluginError::BadRequest(format!("unknown path {other}"))),
+        }
+    }
+
+    fn poll(_cursor: Option<String>) -> Result<PollOutcome, PluginError> {
+        Err(PluginError::Internal("hostile does not poll".into()))
+    }
+
+    fn on_event(_event: StoredEvent) -> Result<(), PluginError> {
+        Err(PluginError::Internal(
+            "hostile subscribes to no events".into(),
+        ))
+    }
+}
+
+export!(Hostile);

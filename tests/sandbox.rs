@@ -1,0 +1,361 @@
+//! Limits and isolation: the `hostile` test plugin attacks the host while a
+//! well-behaved plugin takes steady traffic, and hostile HTTP clients attack the
+//! listener. Real binary, real compiled plugins, real sockets.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{client, test_plugin, HostSpec};
+use serde_json::Value;
+
+/// The hostile plugin's call deadline in these tests.
+const DEADLINE: Duration = Duration::from_secs(2);
+/// What a call may take beyond its deadline: the wait for a free slot (1 s) plus
+/// a generous allowance for a loaded machine. A correctness bound, not a target.
+const MARGIN: Duration = Duration::from_secs(8);
+
+fn hostile_host(extra: &str) -> common::Host {
+    HostSpec::default()
+        .plugin("hostile", test_plugin("hostile"))
+        .plugin("faulty", test_plugin("faulty"))
+        .config(&format!(
+            "[plugins.hostile]\ntimeout = \"2s\"\nmemory = \"32MiB\"\nmax_log_bytes = \"16KiB\"\n\
+             max_event_bytes = \"1MiB\"\nconfig = {{ own = \"mine\" }}\n{extra}\n\
+             [plugins.faulty]\nconfig = {{ secret = \"faulty-secret\" }}\n"
+        ))
+        .env("HOOKHOST_TEST_SECRET", "env-secret")
+        .start()
+}
+
+/// Resident memory of a process, from /proc/<pid>/status.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in {status}"))
+}
+
+/// Posts to the good plugin every 20 ms until stopped; counts answers and
+/// remembers every one that was not a 200.
+struct SteadyTraffic {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+    failures: Arc<Mutex<Vec<String>>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl SteadyTraffic {
+    fn start(url: String) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, sent, failures) = (stop.clone(), sent.clone(), failures.clone());
+            std::thread::spawn(move || {
+                let client = client();
+                while !stop.load(Ordering::Relaxed) {
+                    let n = sent.fetch_add(1, Ordering::Relaxed);
+                    let outcome = client
+                        .post(&url)
+                        .header("x-id", format!("steady-{n}"))
+                        .send()
+                        .map(|response| response.status().as_u16());
+                    if !matches!(outcome, Ok(200)) {
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("request {n}: {outcome:?}"));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        Self {
+            stop,
+            sent,
+            failures,
+            thread,
+        }
+    }
+
+    /// Stops the traffic; returns how many requests were sent and the failures.
+    fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        let failures = self.failures.lock().unwrap().clone();
+        (self.sent.load(Ordering::Relaxed), failures)
+    }
+}
+
+/// One attack: the path, headers to send, and the status the host must answer.
+type Attack = (&'static str, &'static [(&'static str, &'static str)], u16);
+
+const ATTACKS: &[Attack] = &[
+    ("/spin", &[], 504),
+    ("/memory-bomb", &[], 500),
+    ("/recursion", &[], 500),
+    ("/trap", &[], 500),
+    ("/trap", &[], 500),
+    ("/trap", &[], 500),
+    ("/huge-response", &[("x-bytes", "4194304")], 500),
+    ("/huge-event", &[("x-bytes", "2097152")], 500),
+    ("/log-flood", &[("x-count", "20000")], 200),
+    ("/invalid-utf8", &[], 500),
+    ("/bad-json", &[], 500),
+    ("/ok", &[], 200),
+];
+
+fn run_attacks(host: &common::Host) {
+    let client = client();
+    for (path, headers, status) in ATTACKS {
+        let mut request = client.post(host.url(&format!("/hooks/hostile{path}")));
+        for (name, value) in *headers {
+            request = request.header(*name, *value);
+        }
+        let started = Instant::now();
+        let response = request.send().unwrap();
+        let elapsed = started.elapsed();
+        assert_eq!(response.status(), *status, "{path}");
+        assert!(
+            elapsed < DEADLINE + MARGIN,
+            "{path} took {elapsed:?}, past its deadline {DEADLINE:?} + {MARGIN:?}"
+        );
+        let body = response.text().unwrap();
+        if *status >= 500 {
+            for internal in [
+                "wasm",
+                "trap",
+                "unreachable",
+                "stack",
+                "memory",
+                "hostile 1",
+            ] {
+                assert!(
+                    !body.contains(internal),
+                    "{path} leaked {internal:?}: {body}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn hostile_calls_end_with_the_right_status_while_a_good_plugin_keeps_serving() {
+    let host = hostile_host("");
+    let traffic = SteadyTraffic::start(host.url("/hooks/faulty/ok"));
+
+    // The first round warms the pool, the caches and the allocator; the rounds
+    // after it must not make the host grow.
+    run_attacks(&host);
+    let rss_before = rss_kib(host.pid());
+    const ROUNDS: usize = 3;
+    for _ in 0..ROUNDS {
+        run_attacks(&host);
+    }
+    let rss_after = rss_kib(host.pid());
+
+    let (sent, failures) = traffic.finish();
+    assert!(failures.is_empty(), "the good plugin failed: {failures:#?}");
+    assert!(sent >= 20, "only {sent} steady requests were sent");
+
+    // Each round grows a 32 MiB memory and lifts a 4 MiB response and a 2 MiB
+    // event into the host; none of it may stay. 128 MiB of growth over three rounds
+    // would mean something is kept per call.
+    eprintln!("host RSS {rss_before} KiB -> {rss_after} KiB; {sent} steady requests all 200");
+    let growth_kib = rss_after.saturating_sub(rss_before);
+    assert!(
+        growth_kib < 128 * 1024,
+        "host RSS grew from {rss_before} KiB to {rss_after} KiB over {ROUNDS} rounds"
+    );
+
+    let log = host.log();
+    assert!(log.contains("above max_response_bytes"), "{log}");
+    assert!(log.contains("above max_event_bytes"), "{log}");
+    assert!(log.contains("payload that is not JSON"), "{log}");
+    // The log flood: a budget's worth of lines per call and one note, not 40,000.
+    let floods = ROUNDS + 1;
+    let notes = log.matches("in one call; the rest").count();
+    assert_eq!(notes, floods, "one note per flooding call");
+    let flood_lines = log.lines().filter(|l| l.contains("flood flood")).count();
+    assert!(
+        flood_lines < floods * 200,
+        "{flood_lines} flood lines reached the log"
+    );
+}
+
+#[test]
+fn a_plugin_sees_nothing_of_the_host_or_other_plugins() {
+    let host = hostile_host("");
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let udp = UdpSocket::bind(tcp.local_addr().unwrap()).unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let secret_file = host.dir.path().join("hookhost.toml");
+
+    let response = client()
+        .post(host.url("/hooks/hostile/probe"))
+        .header("x-file", secret_file.to_str().unwrap())
+        .header("x-connect", tcp.local_addr().unwrap().to_string())
+        .header("x-config", "secret,own")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let report = response.text().unwrap();
+    for denied in [
+        "read-file denied",
+        "list-dir / denied",
+        "list-dir . denied",
+        "env denied",
+        "tcp-connect denied",
+        "udp-send denied",
+        "resolve denied",
+        "config secret denied",
+    ] {
+        assert!(report.lines().any(|l| l == denied), "{denied}: {report}");
+    }
+    // Its own config is there, so the probe would have seen the others'.
+    assert!(
+        report.lines().any(|l| l == "config own GOT mine"),
+        "{report}"
+    );
+    for secret in ["faulty-secret", "env-secret", "HOOKHOST_TEST_SECRET"] {
+        assert!(!report.contains(secret), "{report}");
+    }
+    // Nothing arrived on the sockets either.
+    assert_eq!(
+        tcp.accept().map(|_| ()).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        udp.recv(&mut buf).map(|_| ()).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+}
+
+#[test]
+fn calls_past_max_concurrent_calls_wait_then_get_503_with_retry_after() {
+    let host = hostile_host("max_concurrent_calls = 1\n");
+    let url = host.url("/hooks/hostile/spin");
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let response = client().post(url).send().unwrap();
+                let retry_after = response.headers().get("retry-after").cloned();
+                (response.status().as_u16(), retry_after)
+            })
+        })
+        .collect();
+    let mut outcomes: Vec<_> = calls.into_iter().map(|c| c.join().unwrap()).collect();
+    outcomes.sort_by_key(|(status, _)| *status);
+    assert_eq!(outcomes[0].0, 503, "{outcomes:?}");
+    assert!(outcomes[0].1.is_some(), "503 without Retry-After");
+    assert_eq!(outcomes[1].0, 504, "{outcomes:?}");
+    // The slot is free again.
+    let ok = client().post(host.url("/hooks/hostile/ok")).send().unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+fn raw_request(host: &common::Host, head: &str) -> String {
+    let addr = host.base_url.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn too_many_or_too_large_headers_get_431() {
+    let host = hostile_host("");
+    let many: String = (0..150).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let answer = raw_request(
+        &host,
+        &format!("POST /hooks/hostile/ok HTTP/1.1\r\nhost: x\r\n{many}content-length: 0\r\n\r\n"),
+    );
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+    let large = "v".repeat(100 * 1024);
+    let answer = raw_request(
+        &host,
+        &format!("POST /hooks/hostile/ok HTTP/1.1\r\nhost: x\r\nx-big: {large}\r\ncontent-length: 0\r\n\r\n"),
+    );
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+    // Within the limits, the same plugin answers.
+    let answer = raw_request(
+        &host,
+        "POST /hooks/hostile/ok HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn slow_clients_are_cut_off() {
+    let host = hostile_host("");
+    let addr = host.base_url.trim_start_matches("http://").to_string();
+    // Headers that never finish, and a body that never finishes, at once.
+    let slow_headers = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(40)))
+                .unwrap();
+            stream
+                .write_all(b"POST /hooks/hostile/ok HTTP/1.1\r\nhost: x\r\n")
+                .unwrap();
+            let started = Instant::now();
+            let mut answer = Vec::new();
+            let read = stream.read_to_end(&mut answer);
+            (started.elapsed(), read.map_err(|e| e.kind()))
+        })
+    };
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(40)))
+        .unwrap();
+    stream
+        .write_all(
+            b"POST /hooks/hostile/ok HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789",
+        )
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    let (elapsed, read) = slow_headers.join().unwrap();
+    // The server closed the connection (not our read timeout firing).
+    assert!(read.is_ok(), "{read:?} after {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
+
+    // Meanwhile and afterwards, others are served.
+    let ok = client().post(host.url("/hooks/hostile/ok")).send().unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+#[test]
+fn undecodable_paths_get_a_json_400() {
+    let host = hostile_host("");
+    let response = client()
+        .post(host.url("/hooks/hostile/%ff%fe"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let reply: Value = response.json().unwrap();
+    assert_eq!(reply["error"], "path");
+}
