@@ -74,6 +74,7 @@ async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after() {
         max_body_bytes: config.max_body_bytes,
         store: Arc::new(FailingStore),
         wake_dispatcher: Arc::new(Notify::new()),
+        metrics: runtime.metrics.clone(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

@@ -15,6 +15,7 @@ use crate::bindings::{
     WebhookRequest, GUEST_EXPORT_V0_1_0,
 };
 use crate::config::PluginConfig;
+use crate::metrics::{Call, CallFailure};
 use crate::plugin_state::{PluginIdentity, PluginState};
 use crate::runtime::Runtime;
 
@@ -108,7 +109,7 @@ impl LoadedPlugin {
             pre,
         };
         let manifest = plugin
-            .call(|plugin, store| {
+            .call(Call::Describe, |plugin, store| {
                 Box::pin(async move { plugin.hookhost_plugin_guest().call_describe(store).await })
             })
             .await
@@ -136,7 +137,7 @@ impl LoadedPlugin {
         &self,
         request: WebhookRequest,
     ) -> Result<Result<WebhookOutcome, PluginError>, CallError> {
-        self.call(move |plugin, store| {
+        self.call(Call::Webhook, move |plugin, store| {
             Box::pin(async move {
                 plugin
                     .hookhost_plugin_guest()
@@ -151,19 +152,23 @@ impl LoadedPlugin {
         &self,
         cursor: Option<String>,
     ) -> Result<Result<PollOutcome, PluginError>, CallError> {
-        self.call(move |plugin, store| {
-            Box::pin(async move {
-                plugin
-                    .hookhost_plugin_guest()
-                    .call_poll(store, cursor.as_deref())
-                    .await
+        let result = self
+            .call(Call::Poll, move |plugin, store| {
+                Box::pin(async move {
+                    plugin
+                        .hookhost_plugin_guest()
+                        .call_poll(store, cursor.as_deref())
+                        .await
+                })
             })
-        })
-        .await
+            .await;
+        let ok = matches!(result, Ok(Ok(_)));
+        self.runtime.metrics.poll_finished(self.id(), ok);
+        result
     }
 
     pub async fn on_event(&self, event: StoredEvent) -> Result<Result<(), PluginError>, CallError> {
-        self.call(move |plugin, store| {
+        self.call(Call::OnEvent, move |plugin, store| {
             Box::pin(async move {
                 plugin
                     .hookhost_plugin_guest()
@@ -175,7 +180,7 @@ impl LoadedPlugin {
     }
 
     /// Runs `f` against a fresh instance in a fresh store, bounded by the call timeout.
-    async fn call<R, F>(&self, f: F) -> Result<R, CallError>
+    async fn call<R, F>(&self, kind: Call, f: F) -> Result<R, CallError>
     where
         F: for<'a> FnOnce(
             &'a Plugin,
@@ -198,18 +203,26 @@ impl LoadedPlugin {
             let plugin = self.pre.instantiate_async(&mut store).await?;
             f(&plugin, &mut store).await
         };
+        let metrics = &self.runtime.metrics;
+        let _in_use = metrics.call_started(self.id(), kind);
         match tokio::time::timeout(self.timeout, run).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(trap)) => Err(CallError::Trap {
-                plugin: self.identity.id.clone(),
-                version: self.identity.version.clone(),
-                trap: trap.into(),
-            }),
-            Err(_) => Err(CallError::Timeout {
-                plugin: self.identity.id.clone(),
-                version: self.identity.version.clone(),
-                timeout: self.timeout,
-            }),
+            Ok(Err(trap)) => {
+                metrics.call_failed(self.id(), kind, CallFailure::Trap);
+                Err(CallError::Trap {
+                    plugin: self.identity.id.clone(),
+                    version: self.identity.version.clone(),
+                    trap: trap.into(),
+                })
+            }
+            Err(_) => {
+                metrics.call_failed(self.id(), kind, CallFailure::Timeout);
+                Err(CallError::Timeout {
+                    plugin: self.identity.id.clone(),
+                    version: self.identity.version.clone(),
+                    timeout: self.timeout,
+                })
+            }
         }
     }
 }

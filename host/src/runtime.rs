@@ -11,6 +11,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use crate::artifact_cache::{ArtifactCache, Source};
 use crate::bindings::Plugin;
+use crate::metrics::Metrics;
 use crate::plugin_state::{PluginState, MAX_MEMORY_BYTES};
 
 /// How often the epoch advances. Call deadlines are counted in these ticks, so this
@@ -25,6 +26,8 @@ pub struct Runtime {
     pub linker: Arc<Linker<PluginState>>,
     /// Compiled components kept between loads; `None` compiles every time.
     cache: Option<Arc<ArtifactCache>>,
+    /// The host's metrics; here because every plugin call goes through a `Runtime`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Runtime {
@@ -54,6 +57,7 @@ impl Runtime {
             engine,
             linker: Arc::new(linker),
             cache,
+            metrics: Arc::default(),
         })
     }
 

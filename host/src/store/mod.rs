@@ -198,6 +198,12 @@ pub trait EventStore: Send + Sync + 'static {
     /// Deletes events stored before `cutoff` with their requests and deliveries;
     /// returns how many events went.
     async fn purge_older_than(&self, cutoff: UnixMs) -> Result<u64>;
+
+    /// Makes everything committed so far complete in the store's files and refuses
+    /// later writes; called once at shutdown, after the last write was answered.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Now, as the store counts time.
