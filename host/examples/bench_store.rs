@@ -23,11 +23,12 @@ use hookhost::registry::{self, Registry};
 use hookhost::runtime::Runtime;
 use hookhost::server::{self, AppState};
 use hookhost::store::sqlite::{Commit, SqliteStore};
-use hookhost::store::{
-    AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryRow, EventFilter, EventStore,
-    IngestRecord, NewEvent, Persisted, RawRequest, StoredEventRow, UnixMs,
-};
+use hookhost::store::{EventStore, IngestRecord, NewEvent, RawRequest, UnixMs};
 use tokio::sync::Notify;
+
+#[path = "support/null_store.rs"]
+mod null_store;
+use null_store::NullStore;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -176,41 +177,4 @@ async fn serve_and_send(
     let elapsed = started.elapsed();
     server.abort();
     Ok(elapsed)
-}
-
-/// Persistence off: acknowledges everything and keeps nothing.
-struct NullStore;
-
-#[async_trait::async_trait]
-impl EventStore for NullStore {
-    async fn persist_ingest(&self, record: IngestRecord) -> Result<Vec<Persisted>> {
-        Ok(record.events.iter().map(|_| Persisted::New(0)).collect())
-    }
-    async fn list_events(&self, _: EventFilter) -> Result<Vec<StoredEventRow>> {
-        Ok(vec![])
-    }
-    async fn get_event(&self, _: i64) -> Result<Option<(StoredEventRow, Option<RawRequest>)>> {
-        Ok(None)
-    }
-    async fn list_deliveries(&self, _: DeliveryFilter) -> Result<Vec<DeliveryRow>> {
-        Ok(vec![])
-    }
-    async fn claim_due(&self, _: UnixMs, _: Duration, _: u32) -> Result<Vec<ClaimedDelivery>> {
-        Ok(vec![])
-    }
-    async fn next_due(&self) -> Result<Option<UnixMs>> {
-        Ok(None)
-    }
-    async fn complete(&self, _: i64, _: UnixMs) -> Result<()> {
-        Ok(())
-    }
-    async fn fail(&self, _: i64, _: String, _: AfterFailure, _: UnixMs) -> Result<()> {
-        Ok(())
-    }
-    async fn retry(&self, _: i64, _: UnixMs) -> Result<Option<DeliveryRow>> {
-        Ok(None)
-    }
-    async fn purge_older_than(&self, _: UnixMs) -> Result<u64> {
-        Ok(0)
-    }
 }
