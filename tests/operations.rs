@@ -107,6 +107,18 @@ fn scrape(host: &common::Host) -> Scrape {
     Scrape::parse(&response.text().unwrap())
 }
 
+/// Waits until one call into `faulty` is running, as the host itself reports it.
+fn wait_for_a_call_in_flight(host: &common::Host) {
+    eventually(
+        "the slow call to be in flight",
+        Duration::from_secs(10),
+        || {
+            let scrape = scrape(host);
+            scrape.value("hookhost_plugin_instances_in_use", &[("plugin", "faulty")]) == Some(1.0)
+        },
+    );
+}
+
 fn post(host: &common::Host, path: &str, headers: &[(&str, &str)], body: &str) -> u16 {
     let mut request = client().post(host.url(path)).body(body.to_string());
     for (name, value) in headers {
@@ -257,14 +269,7 @@ fn sigterm_lets_the_call_in_flight_finish_refuses_new_connections_and_exits_0() 
         let response = client().post(url).header("x-id", "slow").send().unwrap();
         (response.status().as_u16(), response.text().unwrap())
     });
-    eventually(
-        "the slow call to be in flight",
-        Duration::from_secs(10),
-        || {
-            scrape(&host).value("hookhost_plugin_instances_in_use", &[("plugin", "faulty")])
-                == Some(1.0)
-        },
-    );
+    wait_for_a_call_in_flight(&host);
 
     host.signal("TERM");
     eventually(
@@ -312,14 +317,7 @@ fn a_call_that_outlasts_shutdown_timeout_is_abandoned_and_the_host_still_exits_0
         .start();
     let url = host.url("/hooks/faulty/sleep/30000");
     let slow = std::thread::spawn(move || client().post(url).send());
-    eventually(
-        "the slow call to be in flight",
-        Duration::from_secs(10),
-        || {
-            scrape(&host).value("hookhost_plugin_instances_in_use", &[("plugin", "faulty")])
-                == Some(1.0)
-        },
-    );
+    wait_for_a_call_in_flight(&host);
     let signalled = std::time::Instant::now();
     host.signal("INT");
     let exit = host.wait_for_exit(Duration::from_secs(20));

@@ -914,6 +914,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn closing_empties_the_wal_into_the_file_and_refuses_later_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        store
+            .persist_ingest(record(&["a", "b"], &[], 1))
+            .await
+            .unwrap();
+        let wal = dir.path().join("events.sqlite3-wal");
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+        store.close().await.unwrap();
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+        let refused = store.persist_ingest(record(&["c"], &[], 2)).await;
+        assert!(refused.is_err());
+        // What was committed is in the database file alone.
+        std::fs::remove_file(&wal).unwrap();
+        let conn = Connection::open(dir.path().join("events.sqlite3")).unwrap();
+        let count: i64 = conn
+            .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(count, 2);
+    }
+
+    #[tokio::test]
     async fn a_second_store_on_the_same_file_is_refused_while_the_first_is_open() {
         let dir = tempfile::tempdir().unwrap();
         let first = store(&dir);
