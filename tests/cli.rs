@@ -178,3 +178,211 @@ fn a_plugin_importing_what_the_host_lacks_is_named_and_the_others_serve() {
         .unwrap();
     assert_eq!(response.status(), 200);
 }
+
+/// Runs `hookhost ARGS` with `env` and without any inherited HOOKHOST_* settings.
+fn remote(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hookhost"))
+        .args(args)
+        .env_remove("HOOKHOST_URL")
+        .env_remove("HOOKHOST_ADMIN_TOKEN")
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running hookhost")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn events_and_plugins_commands_read_and_replay_through_the_api() {
+    let host = common::HostSpec::default()
+        .plugin("faulty", common::test_plugin("faulty"))
+        .start();
+    let base_url = host.base_url.clone();
+    let url = base_url.as_str();
+    for (id, kind) in [("first", "faulty.alpha"), ("second", "faulty.beta")] {
+        let response = common::client()
+            .post(host.url("/hooks/faulty/event"))
+            .header("x-id", id)
+            .header("x-kind", kind)
+            .header("x-trace", "trace-me")
+            .body(format!(r#"{{"name":"{id}"}}"#))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    let list = remote(&["events", "list", "--url", url], &[]);
+    assert!(list.status.success(), "{}", text(&list));
+    let table = stdout(&list);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("ID "), "{table}");
+    assert!(lines[0].contains("KIND"), "{table}");
+    // Newest first.
+    assert!(
+        lines[1].contains("second") && lines[1].contains("faulty.beta"),
+        "{table}"
+    );
+    assert!(
+        lines[2].contains("first") && lines[2].contains("faulty.alpha"),
+        "{table}"
+    );
+    assert_eq!(lines.len(), 3, "{table}");
+
+    // Filters and paging go to the API; the URL can come from the environment.
+    let filtered = remote(
+        &["events", "list", "--kind", "faulty.alpha"],
+        &[("HOOKHOST_URL", url)],
+    );
+    assert!(filtered.status.success(), "{}", text(&filtered));
+    assert!(stdout(&filtered).contains("first"));
+    assert!(!stdout(&filtered).contains("second"));
+    let page = remote(
+        &["events", "list", "--url", url, "--limit", "1", "--json"],
+        &[],
+    );
+    assert!(page.status.success(), "{}", text(&page));
+    let page: serde_json::Value = serde_json::from_slice(&page.stdout).unwrap();
+    assert_eq!(page["events"].as_array().unwrap().len(), 1, "{page}");
+    let next = page["next"].as_str().unwrap().to_string();
+    let rest = remote(
+        &["events", "list", "--url", url, "--after", &next, "--json"],
+        &[],
+    );
+    let rest: serde_json::Value = serde_json::from_slice(&rest.stdout).unwrap();
+    assert_eq!(rest["events"][0]["event_id"], "first", "{rest}");
+    let first_id = rest["events"][0]["id"].as_str().unwrap().to_string();
+    let more = remote(&["events", "list", "--url", url, "--limit", "1"], &[]);
+    assert!(
+        String::from_utf8_lossy(&more.stderr).contains(&format!("--after {next}")),
+        "{}",
+        text(&more)
+    );
+
+    let show = remote(&["events", "show", &first_id, "--url", url], &[]);
+    assert!(show.status.success(), "{}", text(&show));
+    let shown = stdout(&show);
+    assert!(shown.contains("faulty.alpha"), "{shown}");
+    assert!(shown.contains(r#""name": "first""#), "{shown}");
+    assert!(shown.contains("x-trace: trace-me"), "{shown}");
+    assert!(shown.contains("POST /event"), "{shown}");
+
+    let replay = remote(&["events", "replay", &first_id, "--url", url], &[]);
+    assert!(replay.status.success(), "{}", text(&replay));
+    assert!(stdout(&replay).contains("HTTP 200"), "{}", text(&replay));
+    assert!(
+        stdout(&replay).contains("faulty.alpha"),
+        "{}",
+        text(&replay)
+    );
+    let replay = remote(
+        &["events", "replay", &first_id, "--url", url, "--json"],
+        &[],
+    );
+    let replay: serde_json::Value = serde_json::from_slice(&replay.stdout).unwrap();
+    assert_eq!(replay["replay"]["status"], 200, "{replay}");
+
+    let plugins = remote(&["plugins", "list", "--url", url], &[]);
+    assert!(plugins.status.success(), "{}", text(&plugins));
+    let listed = stdout(&plugins);
+    let faulty = listed
+        .lines()
+        .find(|l| l.starts_with("faulty "))
+        .unwrap_or("");
+    assert!(
+        faulty.contains(" ok ") && faulty.contains("Faulty"),
+        "{listed}"
+    );
+
+    // Exit codes: 3 not found, 2 usage, 1 unreachable.
+    let missing = remote(&["events", "show", "999999", "--url", url], &[]);
+    assert_eq!(missing.status.code(), Some(3), "{}", text(&missing));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no event with id 999999"));
+    let missing = remote(&["events", "replay", "999999", "--url", url], &[]);
+    assert_eq!(missing.status.code(), Some(3), "{}", text(&missing));
+    let usage = remote(&["events", "show", "not-a-number", "--url", url], &[]);
+    assert_eq!(usage.status.code(), Some(2), "{}", text(&usage));
+    let usage = remote(&["events", "list", "--limit", "0", "--url", url], &[]);
+    assert_eq!(usage.status.code(), Some(1), "{}", text(&usage));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("limit must be between"));
+    drop(host);
+    let unreachable = remote(&["plugins", "list", "--url", url], &[]);
+    assert_eq!(unreachable.status.code(), Some(1), "{}", text(&unreachable));
+    assert!(
+        String::from_utf8_lossy(&unreachable.stderr).contains("could not reach hookhost"),
+        "{}",
+        text(&unreachable)
+    );
+}
+
+#[test]
+fn the_admin_token_is_sent_as_a_bearer_and_401_exits_4() {
+    // A real HTTP server on loopback that refuses every request as the admin API
+    // does without the right token, and reports what it was sent.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Write};
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let body = r#"{"error":"unauthorized","message":"an admin token is required"}"#;
+        write!(
+            &stream,
+            "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        head
+    });
+    let output = remote(
+        &["plugins", "list", "--url", &url],
+        &[("HOOKHOST_ADMIN_TOKEN", "s3cret-token")],
+    );
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("an admin token is required"), "{stderr}");
+    let head = server.join().unwrap().to_lowercase();
+    assert!(head.starts_with("get /api/plugins "), "{head}");
+    assert!(
+        head.contains("authorization: bearer s3cret-token\r\n"),
+        "{head}"
+    );
+}
+
+#[test]
+fn remote_commands_document_their_exit_codes_and_environment() {
+    for args in [
+        &["events", "--help"][..],
+        &["events", "list", "--help"],
+        &["events", "show", "--help"],
+        &["events", "replay", "--help"],
+        &["plugins", "list", "--help"],
+    ] {
+        let output = remote(args, &[]);
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+        let help = stdout(&output);
+        for expected in [
+            "HOOKHOST_URL",
+            "HOOKHOST_ADMIN_TOKEN",
+            "--json",
+            "4  unauthorized",
+        ] {
+            assert!(
+                help.contains(expected),
+                "{args:?} --help lacks {expected}:\n{help}"
+            );
+        }
+    }
+}

@@ -22,6 +22,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Stored events older than this are purged in the background.
     pub retention: Duration,
+    /// After SIGTERM/SIGINT, how long requests and deliveries in flight may take to
+    /// finish before they are abandoned (a provider retries; a delivery is due again
+    /// at the next start).
+    pub shutdown_timeout: Duration,
     pub plugins: BTreeMap<String, PluginConfig>,
 }
 
@@ -59,6 +63,7 @@ pub struct PluginConfig {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The file as written by the user; every field optional so that the defaults apply.
 #[derive(Debug, Default, Deserialize)]
@@ -69,6 +74,7 @@ struct ConfigFile {
     data_dir: Option<PathBuf>,
     max_body_bytes: Option<usize>,
     retention: Option<String>,
+    shutdown_timeout: Option<String>,
     #[serde(default)]
     plugins: BTreeMap<String, PluginConfigFile>,
 }
@@ -173,6 +179,10 @@ impl Config {
         if retention.is_zero() {
             bail!("config `retention` must be longer than zero");
         }
+        let shutdown_timeout = match file.shutdown_timeout {
+            Some(text) => parse_duration(&text, "shutdown_timeout", "\"30s\"")?,
+            None => DEFAULT_SHUTDOWN_TIMEOUT,
+        };
 
         let mut plugins = BTreeMap::new();
         for (id, plugin) in file.plugins {
@@ -235,6 +245,7 @@ impl Config {
             data_dir,
             max_body_bytes,
             retention,
+            shutdown_timeout,
             plugins,
         })
     }
@@ -301,6 +312,11 @@ mod tests {
         assert_eq!(config.plugins_dir, PathBuf::from("plugins"));
         assert_eq!(config.max_body_bytes, 1024 * 1024);
         assert_eq!(config.retention, DEFAULT_RETENTION);
+        assert_eq!(config.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+        assert_eq!(
+            parse("shutdown_timeout = \"5s\"").unwrap().shutdown_timeout,
+            Duration::from_secs(5)
+        );
         assert_eq!(
             parse("retention = \"7d\"").unwrap().retention.as_secs(),
             7 * 86400

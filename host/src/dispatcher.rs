@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::bindings::{Event, PluginError, StoredEvent};
 use crate::config::Config;
+use crate::metrics::{Delivery, Metrics};
 use crate::plugin::DEFAULT_CALL_TIMEOUT;
 use crate::registry::Registry;
 use crate::store::{now_ms, AfterFailure, ClaimedDelivery, EventStore};
@@ -48,6 +49,7 @@ pub struct Dispatcher {
     /// Notified by the webhook path after it stored events with subscribers, and by
     /// the retry API; the dispatcher loop is the only waiter.
     pub wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Dispatcher {
@@ -56,6 +58,7 @@ impl Dispatcher {
         store: Arc<dyn EventStore>,
         registry: Arc<Registry>,
         wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let policies = config
             .plugins
@@ -81,6 +84,7 @@ impl Dispatcher {
             policies,
             lease: longest_call + Duration::from_secs(60),
             wake,
+            metrics,
         }
     }
 
@@ -91,10 +95,13 @@ impl Dispatcher {
         })
     }
 
-    /// Runs for as long as the host does.
-    pub async fn run(self) {
+    /// Runs until `stop` resolves, then waits for the deliveries in flight to be
+    /// recorded and returns. The caller bounds that wait: a delivery abandoned
+    /// mid-call keeps its lease and is tried again at the next start.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
         let this = Arc::new(self);
         let mut in_flight = JoinSet::new();
+        tokio::pin!(stop);
         loop {
             let room = MAX_IN_FLIGHT - in_flight.len();
             if room == 0 {
@@ -130,11 +137,19 @@ impl Dispatcher {
                 }
             };
             tokio::select! {
+                _ = &mut stop => break,
                 _ = this.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             }
         }
+        if !in_flight.is_empty() {
+            tracing::info!(
+                deliveries = in_flight.len(),
+                "waiting for deliveries in flight"
+            );
+        }
+        while in_flight.join_next().await.is_some() {}
     }
 
     async fn deliver(self: Arc<Self>, delivery: ClaimedDelivery) {
@@ -170,6 +185,8 @@ impl Dispatcher {
                     attempt = delivery.attempt,
                     "event delivered"
                 );
+                self.metrics
+                    .delivery_finished(&plugin_id, Delivery::Delivered);
                 self.store.complete(delivery.id, now).await
             }
             Err(error) => {
@@ -183,6 +200,7 @@ impl Dispatcher {
                         "delivery dead-lettered after {} attempts: {error}",
                         delivery.attempt
                     );
+                    self.metrics.delivery_finished(&plugin_id, Delivery::Dead);
                     AfterFailure::Dead
                 } else {
                     let delay = backoff(policy.base, delivery.attempt, fastrand::f64());
@@ -194,6 +212,7 @@ impl Dispatcher {
                         retry_in_ms = delay.as_millis() as u64,
                         "delivery failed, will retry: {error}"
                     );
+                    self.metrics.delivery_finished(&plugin_id, Delivery::Failed);
                     AfterFailure::RetryAt(now + delay.as_millis() as u64)
                 };
                 self.store.fail(delivery.id, error, after, now).await

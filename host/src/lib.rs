@@ -17,8 +17,9 @@
 //! - `watcher`: plugins-directory events -> changed plugin ids.
 //! - `reload`: the only registry writer; debounces changes, loads, swaps.
 //! - `http_server`: the listener; header count, size and read-time limits.
-//! - `server`: the axum router (`/hooks`, `/api/plugins`, `/healthz`) and the
-//!   webhook path.
+//! - `server`: the axum router (`/hooks`, `/api/plugins`, `/healthz`, `/metrics`)
+//!   and the webhook path.
+//! - `metrics`: what the host counts and its Prometheus text form.
 //! - `api`: the event log's routes (`/api/events`, `/api/deliveries`).
 //! - `error`: the JSON error shape every route answers with.
 //! - `store`: the `EventStore` trait; `store::sqlite` is the embedded backend.
@@ -45,6 +46,7 @@ pub mod guest_output;
 pub mod http_server;
 pub mod keyvalue;
 pub mod limits;
+pub mod metrics;
 pub mod outbound;
 pub mod plugin;
 pub mod plugin_state;
@@ -62,6 +64,7 @@ pub mod watcher;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
@@ -85,7 +88,8 @@ pub struct Host {
     state: AppState,
     dispatcher: Dispatcher,
     timers: TimerTask,
-    retention: std::time::Duration,
+    retention: Duration,
+    shutdown_timeout: Duration,
     /// Keeps the plugins directory watched; dropping it ends hot reload.
     _watcher: Option<notify::RecommendedWatcher>,
 }
@@ -104,6 +108,7 @@ impl Host {
         );
         let runtime =
             Runtime::new(Some(config.data_dir.join("cache")))?.with_state_store(store.clone());
+        let metrics = runtime.metrics.clone();
         let registry = Arc::new(Registry::default());
         let reloader = Reloader {
             runtime,
@@ -141,14 +146,17 @@ impl Host {
                 store.clone(),
                 registry.clone(),
                 wake_dispatcher.clone(),
+                metrics.clone(),
             ),
             retention: config.retention,
+            shutdown_timeout: config.shutdown_timeout,
             state: AppState {
                 registry,
                 max_body_bytes: config.max_body_bytes,
                 store,
                 wake_dispatcher,
                 scheduler,
+                metrics,
             },
             _watcher: watcher,
         })
@@ -161,20 +169,57 @@ impl Host {
     }
 
     /// Serves HTTP on `listener` and delivers events to handlers until `shutdown`
-    /// resolves, then lets requests in flight finish. Deliveries in flight are
-    /// abandoned; their leases make them due again at the next start.
+    /// resolves. Then it shuts down gracefully: it stops accepting connections,
+    /// lets requests and deliveries in flight finish (together bounded by
+    /// `shutdown_timeout`; whatever is still running then is abandoned: a provider
+    /// retries an unanswered webhook, a delivery keeps its lease and is due again at
+    /// the next start), and closes the event store.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        let dispatcher = tokio::spawn(self.dispatcher.run());
-        let purge = tokio::spawn(retention::run(self.state.store.clone(), self.retention));
+        let store = self.state.store.clone();
+        let (stop_dispatcher, dispatcher_stopped) = tokio::sync::oneshot::channel::<()>();
+        let dispatcher = tokio::spawn(self.dispatcher.run(async {
+            let _ = dispatcher_stopped.await;
+        }));
+        let purge = tokio::spawn(retention::run(store.clone(), self.retention));
         let timers = tokio::spawn(self.timers.run());
-        let _stop_background = AbortOnDrop(vec![dispatcher, purge, timers]);
-        http_server::serve(listener, server::app(self.state), shutdown)
-            .await
-            .context("serving HTTP")
+        let mut background = AbortOnDrop(vec![purge, timers]);
+
+        // The deadline starts when the signal arrives, not when serving ends.
+        let (signalled, signal) = tokio::sync::oneshot::channel::<()>();
+        let server = http_server::serve(listener, server::app(self.state), async move {
+            shutdown.await;
+            let _ = signalled.send(());
+        });
+        tokio::pin!(server);
+        let deadline = tokio::select! {
+            served = &mut server => {
+                background.0.push(dispatcher);
+                return served.context("serving HTTP");
+            }
+            _ = signal => tokio::time::Instant::now() + self.shutdown_timeout,
+        };
+        match tokio::time::timeout_at(deadline, &mut server).await {
+            Ok(served) => served.context("serving HTTP")?,
+            Err(_) => tracing::warn!(
+                timeout = ?self.shutdown_timeout,
+                "requests still in flight at the shutdown deadline were abandoned"
+            ),
+        }
+        let _ = stop_dispatcher.send(());
+        let dispatcher_abort = dispatcher.abort_handle();
+        if tokio::time::timeout_at(deadline, dispatcher).await.is_err() {
+            dispatcher_abort.abort();
+            tracing::warn!(
+                "deliveries still in flight at the shutdown deadline were abandoned; \
+                 they are retried at the next start"
+            );
+        }
+        drop(background);
+        store.close().await.context("closing the event store")
     }
 }
 

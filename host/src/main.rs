@@ -1,7 +1,9 @@
 //! The `hookhost` command line: parses arguments and hands over to the library
-//! (`serve`), to `check` (validate a component) or to `new` (scaffold a plugin).
+//! (`serve`), to `check` (validate a component), to `new` (scaffold a plugin), or to
+//! `cli` (`events`, `plugins`: ask a running host).
 
 mod check;
+mod cli;
 mod new;
 
 use std::io::IsTerminal;
@@ -73,6 +75,22 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Stored events of a running host: list, show one, replay one.
+    #[command(after_help = cli::EXIT_CODES)]
+    Events {
+        #[command(flatten)]
+        remote: cli::Remote,
+        #[command(subcommand)]
+        command: cli::EventsCommand,
+    },
+    /// Plugins of a running host.
+    #[command(after_help = cli::EXIT_CODES)]
+    Plugins {
+        #[command(flatten)]
+        remote: cli::Remote,
+        #[command(subcommand)]
+        command: cli::PluginsCommand,
+    },
 }
 
 fn main() -> Result<()> {
@@ -105,7 +123,18 @@ fn main() -> Result<()> {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&id));
             new::run(&id, lang, &dir)
         }
+        Command::Events { remote, command } => exit_on_error(cli::events(&remote, command)),
+        Command::Plugins { remote, command } => exit_on_error(cli::plugins(&remote, command)),
     }
+}
+
+/// Ends the process with the exit code scripts rely on (see `cli::EXIT_CODES`).
+fn exit_on_error(result: Result<(), cli::CliError>) -> Result<()> {
+    if let Err(error) = result {
+        eprintln!("error: {error}");
+        std::process::exit(error.exit_code());
+    }
+    Ok(())
 }
 
 fn init_logging(format: LogFormat) {

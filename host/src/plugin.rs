@@ -17,6 +17,7 @@ use crate::bindings::{
 use crate::config::PluginConfig;
 use crate::keyvalue::{KeyValue, Mode};
 use crate::limits::{self, PluginLimits, QUEUE_WAIT};
+use crate::metrics::{Call, CallFailure};
 use crate::plugin_state::{PluginIdentity, PluginState};
 use crate::runtime::Runtime;
 use crate::store::StateChange;
@@ -122,7 +123,7 @@ impl LoadedPlugin {
             pre,
         };
         let manifest = plugin
-            .call(|plugin, store| {
+            .call(Call::Describe, |plugin, store| {
                 Box::pin(async move { plugin.hookhost_plugin_guest().call_describe(store).await })
             })
             .await
@@ -150,7 +151,7 @@ impl LoadedPlugin {
         &self,
         request: WebhookRequest,
     ) -> Result<Result<WebhookOutcome, PluginError>, CallError> {
-        self.call(move |plugin, store| {
+        self.call(Call::Webhook, move |plugin, store| {
             Box::pin(async move {
                 plugin
                     .hookhost_plugin_guest()
@@ -167,7 +168,8 @@ impl LoadedPlugin {
         &self,
         cursor: Option<String>,
     ) -> Result<(Result<PollOutcome, PluginError>, Vec<StateChange>), CallError> {
-        self.call_in(Mode::staged(), move |plugin, store| {
+        let result = self
+            .call_in(Call::Poll, Mode::staged(), move |plugin, store| {
             Box::pin(async move {
                 plugin
                     .hookhost_plugin_guest()
@@ -175,12 +177,15 @@ impl LoadedPlugin {
                     .await
             })
         })
-        .await
-        .map(|(outcome, kv)| (outcome, kv.into_staged()))
+            .await
+            .map(|(outcome, kv)| (outcome, kv.into_staged()));
+        let ok = matches!(result, Ok((Ok(_), _)));
+        self.runtime.metrics.poll_finished(self.id(), ok);
+        result
     }
 
     pub async fn on_event(&self, event: StoredEvent) -> Result<Result<(), PluginError>, CallError> {
-        self.call(move |plugin, store| {
+        self.call(Call::OnEvent, move |plugin, store| {
             Box::pin(async move {
                 plugin
                     .hookhost_plugin_guest()
@@ -193,7 +198,7 @@ impl LoadedPlugin {
 
     /// Runs `f` against a fresh instance in a fresh store, bounded by the call
     /// timeout, with `state` writes going straight to the store.
-    async fn call<R, F>(&self, f: F) -> Result<R, CallError>
+    async fn call<R, F>(&self, kind: Call, f: F) -> Result<R, CallError>
     where
         F: for<'a> FnOnce(
             &'a Plugin,
@@ -202,13 +207,13 @@ impl LoadedPlugin {
             Box<dyn std::future::Future<Output = wasmtime::Result<R>> + Send + 'a>,
         >,
     {
-        self.call_in(Mode::WriteThrough, f)
+        self.call_in(kind, Mode::WriteThrough, f)
             .await
             .map(|(value, _)| value)
     }
 
     /// As `call`, with `state` in `mode`; returns the call's `state` view as well.
-    async fn call_in<R, F>(&self, mode: Mode, f: F) -> Result<(R, KeyValue), CallError>
+    async fn call_in<R, F>(&self, kind: Call, mode: Mode, f: F) -> Result<(R, KeyValue), CallError>
     where
         F: for<'a> FnOnce(
             &'a Plugin,
@@ -251,18 +256,26 @@ impl LoadedPlugin {
             let value = f(&plugin, &mut store).await?;
             Ok::<_, wasmtime::Error>((value, store.into_data().kv))
         };
+        let metrics = &self.runtime.metrics;
+        let _in_use = metrics.call_started(self.id(), kind);
         match tokio::time::timeout(timeout, run).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(trap)) => Err(CallError::Trap {
-                plugin: self.identity.id.clone(),
-                version: self.identity.version.clone(),
-                trap: trap.into(),
-            }),
-            Err(_) => Err(CallError::Timeout {
-                plugin: self.identity.id.clone(),
-                version: self.identity.version.clone(),
-                timeout,
-            }),
+            Ok(Err(trap)) => {
+                metrics.call_failed(self.id(), kind, CallFailure::Trap);
+                Err(CallError::Trap {
+                    plugin: self.identity.id.clone(),
+                    version: self.identity.version.clone(),
+                    trap: trap.into(),
+                })
+            }
+            Err(_) => {
+                metrics.call_failed(self.id(), kind, CallFailure::Timeout);
+                Err(CallError::Timeout {
+                    plugin: self.identity.id.clone(),
+                    version: self.identity.version.clone(),
+                    timeout: timeout,
+                })
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ use anyhow::Context;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::config::Config;
+use crate::metrics::Reload;
 use crate::plugin::{content_sha256, LoadedPlugin};
 use crate::registry::{plugin_files, Registry};
 use crate::runtime::Runtime;
@@ -75,6 +76,7 @@ impl Reloader {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 if self.registry.remove(id) {
                     tracing::info!(plugin = id, "plugin file deleted; plugin unloaded");
+                    self.runtime.metrics.reloaded(id, Reload::Unloaded);
                 }
                 return;
             }
@@ -113,6 +115,7 @@ impl Reloader {
                     "plugin loaded"
                 );
                 self.registry.install(plugin);
+                self.runtime.metrics.reloaded(id, Reload::Loaded);
             }
             Err(error) => self.fail(id, error),
         }
@@ -125,6 +128,7 @@ impl Reloader {
             tracing::error!(plugin = id, "{error:#}");
         }
         self.registry.record_failure(id, &error);
+        self.runtime.metrics.reloaded(id, Reload::Failed);
     }
 
     fn plugin_path(&self, id: &str) -> PathBuf {

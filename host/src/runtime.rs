@@ -12,6 +12,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 use crate::artifact_cache::{ArtifactCache, Source};
 use crate::bindings::Plugin;
 use crate::limits;
+use crate::metrics::Metrics;
 use crate::plugin_state::PluginState;
 use crate::store::EventStore;
 
@@ -30,6 +31,8 @@ pub struct Runtime {
     /// Where plugins' `state` lives; `None` (as in `hookhost check`) answers every
     /// `state` call with `unavailable`.
     pub state_store: Option<Arc<dyn EventStore>>,
+    /// The host's metrics; here because every plugin call goes through a `Runtime`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Runtime {
@@ -60,6 +63,7 @@ impl Runtime {
             linker: Arc::new(linker),
             cache,
             state_store: None,
+            metrics: Arc::default(),
         })
     }
 

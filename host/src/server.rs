@@ -1,5 +1,5 @@
-//! The HTTP surface: `/hooks/{id}[/{*rest}]` into plugins, `/healthz`, and `/api/*`
-//! (the event log's routes live in `api`). `app` builds the router from shared
+//! The HTTP surface: `/hooks/{id}[/{*rest}]` into plugins, `/healthz`, `/metrics`
+//! and `/api/*` (the event log's routes live in `api`). `app` builds the router from shared
 //! state so tests can drive it without a socket.
 //!
 //! A webhook's way through: plugin call -> outcome checked -> request and events
@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 
 use crate::bindings::{Event, PluginError, WebhookOutcome, WebhookRequest};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::plugin::{CallError, LoadedPlugin};
 use crate::registry::{is_valid_plugin_id, Registry};
 use crate::scheduler::Scheduler;
@@ -39,6 +40,7 @@ pub struct AppState {
     pub wake_dispatcher: Arc<Notify>,
     /// Poll timers and status; `/api/plugins` shows it, the poll route drives it.
     pub scheduler: Scheduler,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -48,6 +50,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(hooks)
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/api/plugins", get(list_plugins))
         .merge(crate::api::routes())
         .merge(crate::poll_api::routes())
@@ -56,6 +59,16 @@ pub fn app(state: AppState) -> Router {
 
 async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        state.metrics.encode(),
+    )
 }
 
 async fn list_plugins(State(state): State<AppState>) -> Json<Value> {
@@ -142,6 +155,28 @@ async fn webhook(
         .then(|| state.registry.get(&id))
         .flatten()
         .ok_or_else(|| ApiError::not_found(format!("no plugin is loaded at /hooks/{id}")))?;
+    let started = std::time::Instant::now();
+    let response = deliver_webhook(&state, &plugin, rest, method, uri, headers, body).await;
+    let status = match &response {
+        Ok(response) => response.status(),
+        Err(error) => error.status,
+    };
+    state
+        .metrics
+        .webhook_finished(plugin.id(), status.as_u16(), started.elapsed());
+    response
+}
+
+/// Everything after the plugin lookup: the call, the checks, the commit.
+async fn deliver_webhook(
+    state: &AppState,
+    plugin: &LoadedPlugin,
+    rest: String,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let body = read_body(body, &headers, state.max_body_bytes).await?;
 
     let request = WebhookRequest {
@@ -161,7 +196,7 @@ async fn webhook(
     };
 
     let received_at = now_ms();
-    let accepted = call_webhook(&plugin, request.clone()).await?;
+    let accepted = call_webhook(plugin, request.clone()).await?;
     let record = IngestRecord {
         plugin: plugin.id().to_string(),
         received_at,

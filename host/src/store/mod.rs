@@ -288,6 +288,12 @@ pub trait EventStore: Send + Sync + 'static {
         changes: Vec<StateChange>,
         now: UnixMs,
     ) -> Result<Result<(), StateRefused>>;
+
+    /// Makes everything committed so far complete in the store's files and refuses
+    /// later writes; called once at shutdown, after the last write was answered.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Now, as the store counts time.

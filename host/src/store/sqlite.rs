@@ -33,6 +33,13 @@ const MAX_GROUP: usize = 512;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
 type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
 
+/// What the writer thread is asked to do.
+enum Message {
+    Write(Job),
+    /// Checkpoint the WAL into the database file and stop taking writes.
+    Close(oneshot::Sender<Result<()>>),
+}
+
 /// Whether the writer groups queued writes into one commit. `PerWrite` exists for
 /// the benchmark that measures what grouping buys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +50,7 @@ pub enum Commit {
 
 pub struct SqliteStore {
     /// To the writer thread, which is the only receiver and the only writer.
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::UnboundedSender<Message>,
     /// Read-only queries; a mutex because a connection is not `Sync`, and reads are
     /// short.
     reader: Arc<Mutex<Connection>>,
@@ -153,19 +160,34 @@ impl SqliteStore {
             )
             .context("releasing delivery leases of the previous run")?;
         let reader = open_connection(path)?;
-        let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
+        let (jobs, mut queue) = mpsc::unbounded_channel::<Message>();
         std::thread::Builder::new()
             .name("event-store-writer".into())
             .spawn(move || {
                 while let Some(first) = queue.blocking_recv() {
-                    let mut group = vec![first];
-                    while commit == Commit::Grouped && group.len() < MAX_GROUP {
+                    let mut group = Vec::new();
+                    let mut close = None;
+                    match first {
+                        Message::Write(job) => group.push(job),
+                        Message::Close(reply) => close = Some(reply),
+                    }
+                    while close.is_none() && commit == Commit::Grouped && group.len() < MAX_GROUP {
                         match queue.try_recv() {
-                            Ok(job) => group.push(job),
+                            Ok(Message::Write(job)) => group.push(job),
+                            Ok(Message::Close(reply)) => close = Some(reply),
                             Err(_) => break,
                         }
                     }
-                    run_group(&mut writer, group);
+                    if !group.is_empty() {
+                        run_group(&mut writer, group);
+                    }
+                    if let Some(reply) = close {
+                        // Writes sent after this are refused (their callers report a
+                        // storage failure); the ones queued before were committed above.
+                        queue.close();
+                        let _ = reply.send(checkpoint(&writer));
+                        return;
+                    }
                 }
             })
             .context("starting the event store's writer thread")?;
@@ -195,7 +217,7 @@ impl SqliteStore {
             (ok, finish)
         });
         self.jobs
-            .send(job)
+            .send(Message::Write(job))
             .map_err(|_| anyhow!("the event store's writer thread has stopped"))?;
         answer
             .await
@@ -233,6 +255,21 @@ fn open_connection(path: &Path) -> Result<Connection> {
     )
     .with_context(|| format!("configuring event store {}", path.display()))?;
     Ok(conn)
+}
+
+/// Copies every committed page from the WAL into the database file and empties the
+/// WAL, so that the database file alone holds everything (for a backup taken after
+/// shutdown, or a tool that ignores the WAL).
+fn checkpoint(conn: &Connection) -> Result<()> {
+    let (busy, _, _): (i64, i64, i64) = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .context("checkpointing the event store's write-ahead log")?;
+    if busy != 0 {
+        bail!("checkpointing the event store's write-ahead log: a reader kept it busy");
+    }
+    Ok(())
 }
 
 fn run_group(conn: &mut Connection, group: Vec<Job>) {
@@ -733,6 +770,16 @@ impl EventStore for SqliteStore {
         .with_context(|| format!("re-queueing delivery {delivery}"))
     }
 
+    async fn close(&self) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Message::Close(reply))
+            .map_err(|_| anyhow!("the event store's writer thread has stopped"))?;
+        answer
+            .await
+            .map_err(|_| anyhow!("the event store's writer thread stopped while closing"))?
+    }
+
     async fn purge_older_than(&self, cutoff: UnixMs) -> Result<u64> {
         self.write(move |conn| {
             let events =
@@ -1007,6 +1054,29 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn closing_empties_the_wal_into_the_file_and_refuses_later_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        store
+            .persist_ingest(record(&["a", "b"], &[], 1))
+            .await
+            .unwrap();
+        let wal = dir.path().join("events.sqlite3-wal");
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+        store.close().await.unwrap();
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+        let refused = store.persist_ingest(record(&["c"], &[], 2)).await;
+        assert!(refused.is_err());
+        // What was committed is in the database file alone.
+        std::fs::remove_file(&wal).unwrap();
+        let conn = Connection::open(dir.path().join("events.sqlite3")).unwrap();
+        let count: i64 = conn
+            .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(count, 2);
     }
 
     #[tokio::test]

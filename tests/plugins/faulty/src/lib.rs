@@ -5,6 +5,8 @@
 //!   is the request body.
 //! - `/trap`: panics, which is a trap in the host.
 //! - `/spin`: loops forever, so only the host's call deadline ends it.
+//! - `/sleep/<ms>`: sleeps (a WASI clock wait, not a busy loop), then as `/ok`; a
+//!   call that is slow but well-behaved, for graceful-shutdown tests.
 //! - `/error/<case>`: returns `plugin-error::<case>` with message `said <case>`.
 //! - `/bad-payload`: emits an event whose payload is not JSON.
 //! - `/bad-status`: answers HTTP status 1000.
@@ -77,6 +79,13 @@ impl Guest for Faulty {
             "/error/bad-request" => Err(PluginError::BadRequest("said bad-request".into())),
             "/error/unavailable" => Err(PluginError::Unavailable("said unavailable".into())),
             "/error/internal" => Err(PluginError::Internal("said internal".into())),
+            path if path.starts_with("/sleep/") => {
+                let ms: u64 = path["/sleep/".len()..]
+                    .parse()
+                    .map_err(|_| PluginError::BadRequest(format!("not milliseconds: {path}")))?;
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                Ok(ok("{}"))
+            }
             "/bad-payload" => Ok(ok("{not json")),
             "/bad-status" => {
                 let mut outcome = ok("{}");

@@ -1,0 +1,68 @@
+//! Persistence off, for benchmarks that measure what the store costs: a store that
+//! acknowledges every write and keeps nothing. Shared by examples with `#[path]`.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use hookhost::store::{
+    AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryRow, EventFilter, EventStore,
+    IngestRecord, Persisted, PollRecord, RawRequest, SavedCursor, StateChange, StateRefused,
+    StoredEventRow, UnixMs,
+};
+
+/// Persistence off: acknowledges everything and keeps nothing.
+pub struct NullStore;
+
+#[async_trait::async_trait]
+impl EventStore for NullStore {
+    async fn persist_ingest(&self, record: IngestRecord) -> Result<Vec<Persisted>> {
+        Ok(record.events.iter().map(|_| Persisted::New(0)).collect())
+    }
+    async fn list_events(&self, _: EventFilter) -> Result<Vec<StoredEventRow>> {
+        Ok(vec![])
+    }
+    async fn get_event(&self, _: i64) -> Result<Option<(StoredEventRow, Option<RawRequest>)>> {
+        Ok(None)
+    }
+    async fn list_deliveries(&self, _: DeliveryFilter) -> Result<Vec<DeliveryRow>> {
+        Ok(vec![])
+    }
+    async fn claim_due(&self, _: UnixMs, _: Duration, _: u32) -> Result<Vec<ClaimedDelivery>> {
+        Ok(vec![])
+    }
+    async fn next_due(&self) -> Result<Option<UnixMs>> {
+        Ok(None)
+    }
+    async fn complete(&self, _: i64, _: UnixMs) -> Result<()> {
+        Ok(())
+    }
+    async fn fail(&self, _: i64, _: String, _: AfterFailure, _: UnixMs) -> Result<()> {
+        Ok(())
+    }
+    async fn retry(&self, _: i64, _: UnixMs) -> Result<Option<DeliveryRow>> {
+        Ok(None)
+    }
+    async fn purge_older_than(&self, _: UnixMs) -> Result<u64> {
+        Ok(0)
+    }
+    async fn persist_poll(&self, record: PollRecord) -> Result<Vec<Persisted>> {
+        Ok(record.events.iter().map(|_| Persisted::New(0)).collect())
+    }
+    async fn poll_cursor(&self, _: &str) -> Result<Option<SavedCursor>> {
+        Ok(None)
+    }
+    async fn state_get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    async fn state_len(&self, _: &str) -> Result<u64> {
+        Ok(0)
+    }
+    async fn state_apply(
+        &self,
+        _: &str,
+        _: Vec<StateChange>,
+        _: UnixMs,
+    ) -> Result<Result<(), StateRefused>> {
+        Ok(Ok(()))
+    }
+}

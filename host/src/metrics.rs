@@ -1,0 +1,332 @@
+//! What the host counts, and `/metrics`, their Prometheus (OpenMetrics) text form.
+//!
+//! Every metric is recorded here through one small method per thing that happened
+//! (`webhook_finished`, `call_failed`, `poll_finished`, ...), so call sites stay one
+//! line and the names, labels and buckets live in one place. Labels are bounded:
+//! `plugin` is a loaded plugin's id (requests for unknown ids are not counted), the
+//! others are fixed words or HTTP status codes.
+//!
+//! `prometheus-client` (the Prometheus project's own Rust client) rather than the
+//! `metrics` facade: it keeps a registry value instead of a process-global recorder,
+//! so the host owns its metrics like any other state, and it adds three small crates.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+/// The `Content-Type` of `/metrics`; Prometheus negotiates and parses it.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Latency buckets in seconds: from a fast wasm call (~0.5 ms) through a group
+/// commit's fsync to the 10 s default call deadline and beyond.
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    plugin: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    plugin: String,
+    call: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    plugin: String,
+    call: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    plugin: String,
+    outcome: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// The host's metrics. One per host, shared by `Arc`; recording takes `&self`.
+pub struct Metrics {
+    registry: Registry,
+    webhook_requests: Family<StatusLabels, Counter>,
+    webhook_duration: HistogramFamily<PluginLabels>,
+    call_duration: HistogramFamily<CallLabels>,
+    call_failures: Family<FailureLabels, Counter>,
+    instances_in_use: Family<PluginLabels, Gauge>,
+    polls: Family<OutcomeLabels, Counter>,
+    reloads: Family<OutcomeLabels, Counter>,
+    deliveries: Family<OutcomeLabels, Counter>,
+}
+
+/// Which plugin export a call went to.
+#[derive(Debug, Clone, Copy)]
+pub enum Call {
+    Describe,
+    Webhook,
+    Poll,
+    OnEvent,
+}
+
+impl Call {
+    fn label(self) -> &'static str {
+        match self {
+            Call::Describe => "describe",
+            Call::Webhook => "handle_webhook",
+            Call::Poll => "poll",
+            Call::OnEvent => "on_event",
+        }
+    }
+}
+
+/// Why a plugin call gave no answer.
+#[derive(Debug, Clone, Copy)]
+pub enum CallFailure {
+    Trap,
+    Timeout,
+}
+
+/// What became of a reload of one plugin file.
+#[derive(Debug, Clone, Copy)]
+pub enum Reload {
+    Loaded,
+    Failed,
+    Unloaded,
+}
+
+/// What became of one delivery attempt to a handler plugin.
+#[derive(Debug, Clone, Copy)]
+pub enum Delivery {
+    Delivered,
+    /// Failed and will be retried.
+    Failed,
+    /// Failed for the last time: dead-lettered.
+    Dead,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("hookhost");
+        let metrics = Metrics {
+            webhook_requests: Family::default(),
+            webhook_duration: Family::new_with_constructor(latency_histogram),
+            call_duration: Family::new_with_constructor(latency_histogram),
+            call_failures: Family::default(),
+            instances_in_use: Family::default(),
+            polls: Family::default(),
+            reloads: Family::default(),
+            deliveries: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "webhook_requests",
+            "Webhook requests answered, by plugin and HTTP status",
+            metrics.webhook_requests.clone(),
+        );
+        registry.register_with_unit(
+            "webhook_request_duration",
+            "Time from a webhook's arrival to its answer, including persisting its events",
+            Unit::Seconds,
+            metrics.webhook_duration.clone(),
+        );
+        registry.register_with_unit(
+            "plugin_call_duration",
+            "Time spent in one plugin call (fresh instance plus the export), by export",
+            Unit::Seconds,
+            metrics.call_duration.clone(),
+        );
+        registry.register(
+            "plugin_call_failures",
+            "Plugin calls that trapped or ran past their deadline",
+            metrics.call_failures.clone(),
+        );
+        registry.register(
+            "plugin_instances_in_use",
+            "Plugin instances running a call right now",
+            metrics.instances_in_use.clone(),
+        );
+        registry.register(
+            "polls",
+            "Poll calls, by whether the plugin answered with events (ok) or failed (error)",
+            metrics.polls.clone(),
+        );
+        registry.register(
+            "reloads",
+            "Plugin file changes applied: loaded, failed (the old version keeps serving), unloaded",
+            metrics.reloads.clone(),
+        );
+        registry.register(
+            "deliveries",
+            "Delivery attempts to handler plugins: delivered, failed (will retry), dead (dead-lettered)",
+            metrics.deliveries.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+}
+
+impl Metrics {
+    /// The OpenMetrics text exposition of everything recorded so far.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+
+    pub fn webhook_finished(&self, plugin: &str, status: u16, took: Duration) {
+        let plugin = plugin.to_string();
+        self.webhook_duration
+            .get_or_create(&PluginLabels {
+                plugin: plugin.clone(),
+            })
+            .observe(took.as_secs_f64());
+        self.webhook_requests
+            .get_or_create(&StatusLabels { plugin, status })
+            .inc();
+    }
+
+    /// Counts one instance of `plugin` as in use until the guard is dropped, which
+    /// also records how long the call took. Dropping covers every way a call ends,
+    /// including its future being cancelled by a deadline or a closed connection.
+    pub fn call_started(&self, plugin: &str, call: Call) -> CallGuard {
+        let in_use = self.instances_in_use.get_or_create_owned(&PluginLabels {
+            plugin: plugin.to_string(),
+        });
+        in_use.inc();
+        CallGuard {
+            in_use,
+            duration: self.call_duration.get_or_create_owned(&CallLabels {
+                plugin: plugin.to_string(),
+                call: call.label(),
+            }),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    pub fn call_failed(&self, plugin: &str, call: Call, failure: CallFailure) {
+        let reason = match failure {
+            CallFailure::Trap => "trap",
+            CallFailure::Timeout => "timeout",
+        };
+        self.call_failures
+            .get_or_create(&FailureLabels {
+                plugin: plugin.to_string(),
+                call: call.label(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// One poll of `plugin` ended: `ok` when it answered with an outcome, not an
+    /// error, trap or timeout.
+    pub fn poll_finished(&self, plugin: &str, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.count(&self.polls, plugin, outcome);
+    }
+
+    pub fn reloaded(&self, plugin: &str, reload: Reload) {
+        let outcome = match reload {
+            Reload::Loaded => "loaded",
+            Reload::Failed => "failed",
+            Reload::Unloaded => "unloaded",
+        };
+        self.count(&self.reloads, plugin, outcome);
+    }
+
+    pub fn delivery_finished(&self, plugin: &str, delivery: Delivery) {
+        let outcome = match delivery {
+            Delivery::Delivered => "delivered",
+            Delivery::Failed => "failed",
+            Delivery::Dead => "dead",
+        };
+        self.count(&self.deliveries, plugin, outcome);
+    }
+
+    fn count(&self, family: &Family<OutcomeLabels, Counter>, plugin: &str, outcome: &'static str) {
+        family
+            .get_or_create(&OutcomeLabels {
+                plugin: plugin.to_string(),
+                outcome,
+            })
+            .inc();
+    }
+}
+
+/// A plugin call in progress; see `Metrics::call_started`.
+pub struct CallGuard {
+    in_use: Gauge,
+    duration: Histogram,
+    started: std::time::Instant,
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.in_use.dec();
+        self.duration.observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_values_appear_in_the_exposition() {
+        let metrics = Metrics::default();
+        metrics.webhook_finished("github", 200, Duration::from_millis(3));
+        metrics.webhook_finished("github", 200, Duration::from_millis(4));
+        metrics.call_failed("faulty", Call::Webhook, CallFailure::Timeout);
+        let guard = metrics.call_started("github", Call::Webhook);
+        metrics.delivery_finished("handler", Delivery::Dead);
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"hookhost_webhook_requests_total{plugin="github",status="200"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"hookhost_webhook_request_duration_seconds_bucket{le="0.005",plugin="github"} 2"#
+            ) || text.contains(
+                r#"hookhost_webhook_request_duration_seconds_bucket{plugin="github",le="0.005"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"hookhost_plugin_call_failures_total{plugin="faulty",call="handle_webhook",reason="timeout"} 1"#
+        ), "{text}");
+        assert!(
+            text.contains(r#"hookhost_plugin_instances_in_use{plugin="github"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"hookhost_deliveries_total{plugin="handler",outcome="dead"} 1"#),
+            "{text}"
+        );
+        drop(guard);
+        assert!(metrics
+            .encode()
+            .contains(r#"hookhost_plugin_instances_in_use{plugin="github"} 0"#));
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
