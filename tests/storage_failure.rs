@@ -74,6 +74,8 @@ async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after() {
         max_body_bytes: config.max_body_bytes,
         store: Arc::new(FailingStore),
         wake_dispatcher: Arc::new(Notify::new()),
+        admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
+        live: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

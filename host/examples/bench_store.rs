@@ -145,6 +145,8 @@ async fn serve_and_send(
         max_body_bytes: config.max_body_bytes,
         store,
         wake_dispatcher: Arc::new(Notify::new()),
+        admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
+        live: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/hooks/faulty/ok", listener.local_addr()?);

@@ -18,6 +18,10 @@
 //!   webhook path.
 //! - `api`: the event log's routes (`/api/events`, `/api/deliveries`).
 //! - `error`: the JSON error shape every route answers with.
+//! - `admin_auth`: the admin token (bearer header or dashboard session cookie)
+//!   in front of everything but `/hooks`, `/healthz` and `/metrics`.
+//! - `dashboard`: the page at `/`, embedded HTML/CSS/JS over `/api/*`.
+//! - `live`: the broadcast of changes and `/api/stream` (server-sent events).
 //! - `store`: the `EventStore` trait; `store::sqlite` is the embedded backend.
 //! - `subscriptions`: handler plugins' event-kind patterns.
 //! - `dispatcher`: delivers stored events to subscribed plugins, with retries.
@@ -26,14 +30,19 @@
 //! Data flows one way: HTTP request -> `server` -> `registry` lookup -> `plugin`
 //! call -> `store` (committed) -> response; `store` queue -> `dispatcher` ->
 //! handler `plugin` -> `store`; plugins dir -> `watcher` -> `reload` -> `registry`.
+//! `server`, `api`, `dispatcher` and `reload` also publish what changed to `live`,
+//! which only the dashboard's stream reads.
 
+pub mod admin_auth;
 pub mod api;
 pub mod artifact_cache;
 pub mod bindings;
 pub mod config;
+pub mod dashboard;
 pub mod dispatcher;
 pub mod error;
 pub mod guest_output;
+pub mod live;
 pub mod outbound;
 pub mod plugin;
 pub mod plugin_state;
@@ -53,8 +62,10 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use crate::admin_auth::AdminAuth;
 use crate::config::Config;
 use crate::dispatcher::Dispatcher;
+use crate::live::LiveFeed;
 use crate::registry::Registry;
 use crate::reload::Reloader;
 use crate::runtime::Runtime;
@@ -86,12 +97,15 @@ impl Host {
             SqliteStore::open(&store_path, Commit::Grouped)
                 .with_context(|| format!("opening the event store {}", store_path.display()))?,
         );
+        let admin = Arc::new(AdminAuth::from_config(config)?);
         let runtime = Runtime::new(Some(config.data_dir.join("cache")))?;
         let registry = Arc::new(Registry::default());
+        let live = LiveFeed::default();
         let reloader = Reloader {
             runtime,
             registry: registry.clone(),
             config: Arc::new(config.clone()),
+            live: live.clone(),
         };
         // Watch before the first scan, so that a file written during the scan is
         // not missed; reloading it twice is harmless (same content is skipped).
@@ -117,6 +131,7 @@ impl Host {
                 store.clone(),
                 registry.clone(),
                 wake_dispatcher.clone(),
+                live.clone(),
             ),
             retention: config.retention,
             state: AppState {
@@ -124,6 +139,8 @@ impl Host {
                 max_body_bytes: config.max_body_bytes,
                 store,
                 wake_dispatcher,
+                admin,
+                live,
             },
             _watcher: watcher,
         })
@@ -140,6 +157,13 @@ impl Host {
         let dispatcher = tokio::spawn(self.dispatcher.run());
         let purge = tokio::spawn(retention::run(self.state.store.clone(), self.retention));
         let _stop_background = AbortOnDrop(vec![dispatcher, purge]);
+        // Open `/api/stream` responses never finish by themselves; ending them is
+        // what lets the graceful shutdown complete.
+        let live = self.state.live.clone();
+        let shutdown = async move {
+            shutdown.await;
+            live.close();
+        };
         axum::serve(listener, server::app(self.state))
             .with_graceful_shutdown(shutdown)
             .await
