@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::bindings::WebhookRequest;
 use crate::error::ApiError;
+use crate::live::Change;
 use crate::server::{call_webhook, AppState};
 use crate::store::{
     now_ms, DeliveryFilter, DeliveryRow, DeliveryState, EventFilter, RawRequest, StoredEventRow,
@@ -275,5 +276,9 @@ async fn retry_delivery(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no delivery with id {id}")))?;
     state.wake_dispatcher.notify_one();
+    state.live.publish(Change::Delivery {
+        id: delivery.id.to_string(),
+        state: delivery.state.as_str(),
+    });
     Ok(Json(delivery_json(&delivery)))
 }

@@ -27,6 +27,11 @@ pub struct Config {
     /// at the next start).
     pub shutdown_timeout: Duration,
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// The bearer token `/api/*` and the dashboard require; `None` leaves them open,
+    /// which `load` allows only on a loopback address or when told to.
+    pub admin_token: Option<String>,
+    /// Serve the admin API without a token on a non-loopback address.
+    pub allow_unauthenticated_admin: bool,
 }
 
 /// `[plugins.<id>]`: what the host knows about one plugin besides its component.
@@ -64,6 +69,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Where the admin token comes from when the file sets no `admin_token`; the CLI's
+/// client commands read the same variable, so one export serves both sides.
+pub const ADMIN_TOKEN_ENV: &str = "HOOKHOST_ADMIN_TOKEN";
 
 /// The file as written by the user; every field optional so that the defaults apply.
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +83,9 @@ struct ConfigFile {
     max_body_bytes: Option<usize>,
     retention: Option<String>,
     shutdown_timeout: Option<String>,
+    admin_token: Option<String>,
+    #[serde(default)]
+    allow_unauthenticated_admin: bool,
     #[serde(default)]
     plugins: BTreeMap<String, PluginConfigFile>,
 }
@@ -124,6 +135,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub plugins_dir: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
+    /// `--allow-unauthenticated-admin`: same as the config key; either one enables it.
+    pub allow_unauthenticated_admin: bool,
 }
 
 impl Config {
@@ -239,6 +252,20 @@ impl Config {
             plugins.insert(id, config);
         }
 
+        let admin_token = admin_token(file.admin_token, env)?;
+        let allow_unauthenticated_admin =
+            file.allow_unauthenticated_admin || overrides.allow_unauthenticated_admin;
+        if admin_token.is_none() && !listen.ip().is_loopback() && !allow_unauthenticated_admin {
+            bail!(
+                "refusing to listen on {listen} without an admin token: anyone who can reach \
+                 it could read every stored event and retry deliveries. Set `admin_token` in \
+                 the config or {ADMIN_TOKEN_ENV} in the environment, listen on a loopback \
+                 address such as 127.0.0.1, or, if something in front of hookhost already \
+                 guards /api and /, pass --allow-unauthenticated-admin \
+                 (config `allow_unauthenticated_admin = true`)"
+            );
+        }
+
         Ok(Config {
             listen,
             plugins_dir,
@@ -247,7 +274,33 @@ impl Config {
             retention,
             shutdown_timeout,
             plugins,
+            admin_token,
+            allow_unauthenticated_admin,
         })
+    }
+}
+
+/// The file's `admin_token` (after `${ENV}` expansion), else `HOOKHOST_ADMIN_TOKEN`.
+/// The file wins so that a token exported in a shell for talking to some other host
+/// cannot silently replace the one this host was configured with. An empty token
+/// in the file is a mistake (it would match an empty header); an empty variable
+/// counts as unset, as shells and service managers often leave variables empty.
+fn admin_token(
+    in_file: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<String>> {
+    match in_file {
+        Some(text) => {
+            let token = expand_env(&text, env).context("config `admin_token`")?;
+            if token.trim().is_empty() {
+                bail!(
+                    "config `admin_token` is empty; set a long random value, or remove the \
+                     key to serve the admin API without a token on a loopback address"
+                );
+            }
+            Ok(Some(token))
+        }
+        None => Ok(env(ADMIN_TOKEN_ENV).filter(|token| !token.trim().is_empty())),
     }
 }
 
@@ -396,10 +449,52 @@ mod tests {
         let overrides = Overrides {
             listen: Some("127.0.0.1:2".parse().unwrap()),
             plugins_dir: Some("/p".into()),
-            data_dir: None,
+            ..Overrides::default()
         };
         let config = Config::from_file(file, Path::new(""), overrides, &env).unwrap();
         assert_eq!(config.listen.port(), 2);
         assert_eq!(config.plugins_dir, PathBuf::from("/p"));
+    }
+
+    fn with_admin_env(text: &str, admin_env: Option<&str>) -> Result<Config> {
+        let file: ConfigFile = toml::from_str(text)?;
+        let env = |name: &str| match name {
+            ADMIN_TOKEN_ENV => admin_env.map(str::to_string),
+            other => env(other),
+        };
+        Config::from_file(file, Path::new(""), Overrides::default(), &env)
+    }
+
+    #[test]
+    fn the_admin_token_comes_from_the_file_else_the_environment() {
+        let from_file = with_admin_env("admin_token = \"${SECRET}\"", Some("from-env")).unwrap();
+        assert_eq!(from_file.admin_token.as_deref(), Some("s3cr3t"));
+        let from_env = with_admin_env("", Some("from-env")).unwrap();
+        assert_eq!(from_env.admin_token.as_deref(), Some("from-env"));
+        assert_eq!(with_admin_env("", Some("")).unwrap().admin_token, None);
+        assert_eq!(with_admin_env("", None).unwrap().admin_token, None);
+        let empty = with_admin_env("admin_token = \" \"", None).unwrap_err();
+        assert!(format!("{empty:#}").contains("admin_token"), "{empty:#}");
+    }
+
+    #[test]
+    fn a_non_loopback_address_needs_a_token_or_an_explicit_opt_out() {
+        let err = with_admin_env("listen = \"0.0.0.0:8080\"", None).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("0.0.0.0:8080"), "{text}");
+        assert!(text.contains("--allow-unauthenticated-admin"), "{text}");
+        assert!(with_admin_env("listen = \"0.0.0.0:8080\"", Some("t")).is_ok());
+        assert!(with_admin_env(
+            "listen = \"[::]:8080\"\nallow_unauthenticated_admin = true",
+            None
+        )
+        .is_ok());
+        assert!(with_admin_env("listen = \"[::1]:8080\"", None).is_ok());
+        let file: ConfigFile = toml::from_str("listen = \"10.0.0.1:80\"").unwrap();
+        let overrides = Overrides {
+            allow_unauthenticated_admin: true,
+            ..Overrides::default()
+        };
+        assert!(Config::from_file(file, Path::new(""), overrides, &env).is_ok());
     }
 }

@@ -16,9 +16,10 @@ use tokio::task::JoinSet;
 use crate::bindings::{Event, PluginError, StoredEvent};
 use crate::config::Config;
 use crate::metrics::{Delivery, Metrics};
+use crate::live::{Change, LiveFeed};
 use crate::plugin::DEFAULT_CALL_TIMEOUT;
 use crate::registry::Registry;
-use crate::store::{now_ms, AfterFailure, ClaimedDelivery, EventStore};
+use crate::store::{now_ms, AfterFailure, ClaimedDelivery, DeliveryState, EventStore};
 
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(5);
@@ -50,6 +51,8 @@ pub struct Dispatcher {
     /// the retry API; the dispatcher loop is the only waiter.
     pub wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
+    /// Told the outcome of every attempt, for the dashboard.
+    pub live: LiveFeed,
 }
 
 impl Dispatcher {
@@ -59,6 +62,7 @@ impl Dispatcher {
         registry: Arc<Registry>,
         wake: Arc<Notify>,
         metrics: Arc<Metrics>,
+        live: LiveFeed,
     ) -> Self {
         let policies = config
             .plugins
@@ -85,6 +89,7 @@ impl Dispatcher {
             lease: longest_call + Duration::from_secs(60),
             wake,
             metrics,
+            live,
         }
     }
 
@@ -176,7 +181,7 @@ impl Dispatcher {
             }
         };
         let now = now_ms();
-        let recorded = match outcome {
+        let (recorded, new_state) = match outcome {
             Ok(()) => {
                 tracing::info!(
                     plugin = %plugin_id,
@@ -187,7 +192,10 @@ impl Dispatcher {
                 );
                 self.metrics
                     .delivery_finished(&plugin_id, Delivery::Delivered);
-                self.store.complete(delivery.id, now).await
+                (
+                    self.store.complete(delivery.id, now).await,
+                    DeliveryState::Delivered,
+                )
             }
             Err(error) => {
                 let policy = self.policy(&plugin_id);
@@ -215,12 +223,23 @@ impl Dispatcher {
                     self.metrics.delivery_finished(&plugin_id, Delivery::Failed);
                     AfterFailure::RetryAt(now + delay.as_millis() as u64)
                 };
-                self.store.fail(delivery.id, error, after, now).await
+                let new_state = match after {
+                    AfterFailure::Dead => DeliveryState::Dead,
+                    AfterFailure::RetryAt(_) => DeliveryState::Pending,
+                };
+                (
+                    self.store.fail(delivery.id, error, after, now).await,
+                    new_state,
+                )
             }
         };
         // The lease runs out and the delivery is tried again: at least once.
-        if let Err(error) = recorded {
-            tracing::error!("{error:#}");
+        match recorded {
+            Ok(()) => self.live.publish(Change::Delivery {
+                id: delivery.id.to_string(),
+                state: new_state.as_str(),
+            }),
+            Err(error) => tracing::error!("{error:#}"),
         }
     }
 }

@@ -22,6 +22,10 @@
 //! - `metrics`: what the host counts and its Prometheus text form.
 //! - `api`: the event log's routes (`/api/events`, `/api/deliveries`).
 //! - `error`: the JSON error shape every route answers with.
+//! - `admin_auth`: the admin token (bearer header or dashboard session cookie)
+//!   in front of everything but `/hooks`, `/healthz` and `/metrics`.
+//! - `dashboard`: the page at `/`, embedded HTML/CSS/JS over `/api/*`.
+//! - `live`: the broadcast of changes and `/api/stream` (server-sent events).
 //! - `store`: the `EventStore` trait; `store::sqlite` is the embedded backend.
 //! - `subscriptions`: handler plugins' event-kind patterns.
 //! - `dispatcher`: delivers stored events to subscribed plugins, with retries.
@@ -35,11 +39,15 @@
 //! handler `plugin` -> `store`; `scheduler` timer -> `poller` -> `plugin` poll ->
 //! `store` (events + cursor in one commit); plugins dir -> `watcher` -> `reload` ->
 //! `registry` (whose changes re-time the `scheduler`).
+//! `server`, `api`, `dispatcher` and `reload` also publish what changed to `live`,
+//! which only the dashboard's stream reads.
 
+pub mod admin_auth;
 pub mod api;
 pub mod artifact_cache;
 pub mod bindings;
 pub mod config;
+pub mod dashboard;
 pub mod dispatcher;
 pub mod error;
 pub mod guest_output;
@@ -47,6 +55,7 @@ pub mod http_server;
 pub mod keyvalue;
 pub mod limits;
 pub mod metrics;
+pub mod live;
 pub mod outbound;
 pub mod plugin;
 pub mod plugin_state;
@@ -70,8 +79,10 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use crate::admin_auth::AdminAuth;
 use crate::config::Config;
 use crate::dispatcher::Dispatcher;
+use crate::live::LiveFeed;
 use crate::registry::Registry;
 use crate::reload::Reloader;
 use crate::runtime::Runtime;
@@ -106,14 +117,17 @@ impl Host {
             SqliteStore::open(&store_path, Commit::Grouped)
                 .with_context(|| format!("opening the event store {}", store_path.display()))?,
         );
+        let admin = Arc::new(AdminAuth::from_config(config)?);
         let runtime =
             Runtime::new(Some(config.data_dir.join("cache")))?.with_state_store(store.clone());
         let metrics = runtime.metrics.clone();
         let registry = Arc::new(Registry::default());
+        let live = LiveFeed::default();
         let reloader = Reloader {
             runtime,
             registry: registry.clone(),
             config: Arc::new(config.clone()),
+            live: live.clone(),
         };
         // Watch before the first scan, so that a file written during the scan is
         // not missed; reloading it twice is harmless (same content is skipped).
@@ -147,6 +161,7 @@ impl Host {
                 registry.clone(),
                 wake_dispatcher.clone(),
                 metrics.clone(),
+                live.clone(),
             ),
             retention: config.retention,
             shutdown_timeout: config.shutdown_timeout,
@@ -157,6 +172,8 @@ impl Host {
                 wake_dispatcher,
                 scheduler,
                 metrics,
+                admin,
+                live,
             },
             _watcher: watcher,
         })
@@ -188,10 +205,14 @@ impl Host {
         let timers = tokio::spawn(self.timers.run());
         let mut background = AbortOnDrop(vec![purge, timers]);
 
-        // The deadline starts when the signal arrives, not when serving ends.
+        // The deadline starts when the signal arrives, not when serving ends. Open
+        // `/api/stream` responses never finish by themselves; ending them is what lets
+        // the graceful shutdown complete.
         let (signalled, signal) = tokio::sync::oneshot::channel::<()>();
+        let live = self.state.live.clone();
         let server = http_server::serve(listener, server::app(self.state), async move {
             shutdown.await;
+            live.close();
             let _ = signalled.send(());
         });
         tokio::pin!(server);

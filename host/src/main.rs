@@ -57,6 +57,10 @@ enum Command {
         /// Directory for hookhost's own data.
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Serve /api and the dashboard without an admin token even on a non-loopback
+        /// address (only when something in front of hookhost guards them).
+        #[arg(long)]
+        allow_unauthenticated_admin: bool,
     },
     /// Check that a component implements the plugin world and print its manifest;
     /// exits non-zero and says what does not match otherwise.
@@ -102,12 +106,14 @@ fn main() -> Result<()> {
             listen,
             plugins,
             data,
+            allow_unauthenticated_admin,
         } => serve(
             config,
             Overrides {
                 listen,
                 plugins_dir: plugins,
                 data_dir: data,
+                allow_unauthenticated_admin,
             },
         ),
         Command::Check { file } => {

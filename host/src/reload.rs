@@ -17,6 +17,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::config::Config;
 use crate::metrics::Reload;
+use crate::live::{Change, LiveFeed};
 use crate::plugin::{content_sha256, LoadedPlugin};
 use crate::registry::{plugin_files, Registry};
 use crate::runtime::Runtime;
@@ -30,6 +31,8 @@ pub struct Reloader {
     pub runtime: Runtime,
     pub registry: Arc<Registry>,
     pub config: Arc<Config>,
+    /// Told after every reload, whatever its outcome, for the dashboard.
+    pub live: LiveFeed,
 }
 
 impl Reloader {
@@ -70,6 +73,11 @@ impl Reloader {
     /// Brings plugin `id` in line with `<plugins_dir>/<id>.wasm`: loads a new or
     /// changed file, unloads a deleted one, keeps the old version on failure.
     pub async fn reload(&self, id: &str) {
+        self.apply(id).await;
+        self.live.publish(Change::Plugin { id: id.to_string() });
+    }
+
+    async fn apply(&self, id: &str) {
         let path = self.plugin_path(id);
         let bytes = match tokio::fs::read(&path).await {
             Ok(bytes) => bytes,

@@ -1,6 +1,7 @@
-//! The HTTP surface: `/hooks/{id}[/{*rest}]` into plugins, `/healthz`, `/metrics`
-//! and `/api/*` (the event log's routes live in `api`). `app` builds the router from shared
-//! state so tests can drive it without a socket.
+//! The HTTP surface: `/hooks/{id}[/{*rest}]` into plugins, `/healthz`, `/metrics`,
+//! and `/api/*` (the event log's routes live in `api`, the live stream in `live`), the
+//! dashboard, all but the first three behind `admin_auth`. `app` builds the router
+//! from shared state so tests can drive it without a socket.
 //!
 //! A webhook's way through: plugin call -> outcome checked -> request and events
 //! persisted (awaiting the commit) -> the plugin's response. A 2xx therefore means
@@ -14,6 +15,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
@@ -21,9 +23,11 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
+use crate::admin_auth::AdminAuth;
 use crate::bindings::{Event, PluginError, WebhookOutcome, WebhookRequest};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::live::{Change, LiveFeed};
 use crate::plugin::{CallError, LoadedPlugin};
 use crate::registry::{is_valid_plugin_id, Registry};
 use crate::scheduler::Scheduler;
@@ -41,6 +45,10 @@ pub struct AppState {
     /// Poll timers and status; `/api/plugins` shows it, the poll route drives it.
     pub scheduler: Scheduler,
     pub metrics: Arc<Metrics>,
+    /// Decides who may use everything but `/hooks`, `/healthz` and `/metrics`.
+    pub admin: Arc<AdminAuth>,
+    /// Where the webhook path and the API say what changed, for the dashboard.
+    pub live: LiveFeed,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -54,6 +62,14 @@ pub fn app(state: AppState) -> Router {
         .route("/api/plugins", get(list_plugins))
         .merge(crate::api::routes())
         .merge(crate::poll_api::routes())
+        .merge(crate::live::routes())
+        .merge(crate::dashboard::routes())
+        .merge(crate::admin_auth::routes())
+        // Outermost, so that it also guards paths no route matches.
+        .layer(from_fn_with_state(
+            state.admin.clone(),
+            crate::admin_auth::require_admin,
+        ))
         .with_state(state)
 }
 
@@ -232,11 +248,15 @@ async fn deliver_webhook(
         )
         .with_retry_after(5)
     })?;
+    let mut new_ids = Vec::new();
     for (event, persisted) in accepted.events.iter().zip(&persisted) {
         let (stored_as, duplicate) = match persisted {
             Persisted::New(id) => (*id, false),
             Persisted::Duplicate(id) => (*id, true),
         };
+        if !duplicate {
+            new_ids.push(stored_as.to_string());
+        }
         tracing::info!(
             plugin = plugin.id(),
             event_id = %event.id,
@@ -249,6 +269,13 @@ async fn deliver_webhook(
     }
     if has_subscribers {
         state.wake_dispatcher.notify_one();
+    }
+    if !new_ids.is_empty() {
+        state.live.publish(Change::Events {
+            plugin: plugin.id().to_string(),
+            ids: new_ids,
+            deliveries_queued: has_subscribers,
+        });
     }
     Ok((accepted.status, accepted.headers, accepted.body).into_response())
 }

@@ -50,6 +50,7 @@ pub struct Host {
     pub base_url: String,
     pub dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    args: Vec<String>,
 }
 
 /// What to start a host with.
@@ -62,6 +63,9 @@ pub struct HostSpec {
     /// Config file text; `listen`, `plugins_dir` and `data_dir` come from the command line.
     pub config: String,
     pub env: Vec<(String, String)>,
+    /// Extra `serve` arguments, such as `--listen 0.0.0.0:0` (the default is
+    /// `--listen 127.0.0.1:0`).
+    pub args: Vec<String>,
 }
 
 impl HostSpec {
@@ -85,6 +89,11 @@ impl HostSpec {
         self
     }
 
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
     pub fn start(self) -> Host {
         let dir = tempfile::tempdir().unwrap();
         let plugins_dir = dir.path().join("plugins");
@@ -96,12 +105,13 @@ impl HostSpec {
             std::fs::write(plugins_dir.join(name), bytes).unwrap();
         }
         std::fs::write(dir.path().join("hookhost.toml"), &self.config).unwrap();
-        let (child, base_url) = launch(dir.path(), &self.env);
+        let (child, base_url) = launch(dir.path(), &self.env, &self.args);
         Host {
             child,
             base_url,
             dir,
             env: self.env,
+            args: self.args,
         }
     }
 }
@@ -109,7 +119,7 @@ impl HostSpec {
 /// Starts the binary on the plugins, config and data directory under `dir`, and
 /// waits until it reports its address. The log is appended to, so that it spans
 /// restarts.
-fn launch(dir: &Path, env: &[(String, String)]) -> (Child, String) {
+fn launch(dir: &Path, env: &[(String, String)], args: &[String]) -> (Child, String) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -119,11 +129,18 @@ fn launch(dir: &Path, env: &[(String, String)]) -> (Child, String) {
         .arg("serve")
         .arg("--config")
         .arg(dir.join("hookhost.toml"))
-        .args(["--listen", "127.0.0.1:0"])
+        .args(if args.iter().any(|a| a == "--listen") {
+            &[][..]
+        } else {
+            &["--listen", "127.0.0.1:0"][..]
+        })
+        .args(args)
         .arg("--plugins")
         .arg(dir.join("plugins"))
         .arg("--data")
         .arg(dir.join("data"))
+        // A token exported for the CLI must not turn on admin auth in every test.
+        .env_remove("HOOKHOST_ADMIN_TOKEN")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -137,7 +154,9 @@ fn launch(dir: &Path, env: &[(String, String)]) -> (Child, String) {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(url) = line.strip_prefix("listening on ") {
-                let _ = tx.send(url.to_string());
+                // A host listening on every address is reached over loopback.
+                let url = url.replace("//0.0.0.0:", "//127.0.0.1:");
+                let _ = tx.send(url);
             }
         }
     });
@@ -166,7 +185,7 @@ impl Host {
 
     /// Starts the host again after `kill`, on the same directories.
     pub fn restart(&mut self) {
-        let (child, base_url) = launch(self.dir.path(), &self.env);
+        let (child, base_url) = launch(self.dir.path(), &self.env, &self.args);
         self.child = child;
         self.base_url = base_url;
     }
@@ -203,7 +222,7 @@ impl Host {
         self.child.wait().unwrap();
     }
 
-    /// The host's process id (for reading its memory from /proc).
+    /// The process id, to send it signals or read its memory from /proc.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
