@@ -15,10 +15,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use hookhost::config::PluginConfig;
+use hookhost::config::{Config, PluginConfig};
 use hookhost::plugin::{content_sha256, LoadedPlugin};
 use hookhost::registry::Registry;
 use hookhost::runtime::Runtime;
+use hookhost::scheduler::Scheduler;
 use hookhost::server::{self, AppState};
 use null_store::NullStore;
 use tokio::sync::Notify;
@@ -58,12 +59,23 @@ async fn main() -> Result<()> {
         .with_context(|| format!("loading {file}"))?;
     let registry = Arc::new(Registry::default());
     registry.install(plugin);
+    let store: Arc<dyn hookhost::store::EventStore> = Arc::new(NullStore);
+    let wake_dispatcher = Arc::new(Notify::new());
+    let (scheduler, _no_timers) = Scheduler::new(
+        &Config::load(None, Default::default(), |_| None)?,
+        registry.clone(),
+        store.clone(),
+        wake_dispatcher.clone(),
+    );
     let state = AppState {
         registry,
         max_body_bytes: hookhost::config::DEFAULT_MAX_BODY_BYTES,
-        store: Arc::new(NullStore),
-        wake_dispatcher: Arc::new(Notify::new()),
+        store,
+        wake_dispatcher,
+        scheduler,
         metrics: runtime.metrics.clone(),
+        admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
+        live: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("listening on http://{}", listener.local_addr()?);

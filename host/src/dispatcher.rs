@@ -15,8 +15,8 @@ use tokio::task::JoinSet;
 
 use crate::bindings::{Event, PluginError, StoredEvent};
 use crate::config::Config;
-use crate::metrics::{Delivery, Metrics};
 use crate::live::{Change, LiveFeed};
+use crate::metrics::{Delivery, Metrics};
 use crate::plugin::DEFAULT_CALL_TIMEOUT;
 use crate::registry::Registry;
 use crate::store::{now_ms, AfterFailure, ClaimedDelivery, DeliveryState, EventStore};

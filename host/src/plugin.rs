@@ -170,13 +170,13 @@ impl LoadedPlugin {
     ) -> Result<(Result<PollOutcome, PluginError>, Vec<StateChange>), CallError> {
         let result = self
             .call_in(Call::Poll, Mode::staged(), move |plugin, store| {
-            Box::pin(async move {
-                plugin
-                    .hookhost_plugin_guest()
-                    .call_poll(store, cursor.as_deref())
-                    .await
+                Box::pin(async move {
+                    plugin
+                        .hookhost_plugin_guest()
+                        .call_poll(store, cursor.as_deref())
+                        .await
+                })
             })
-        })
             .await
             .map(|(outcome, kv)| (outcome, kv.into_staged()));
         let ok = matches!(result, Ok((Ok(_), _)));
@@ -273,7 +273,7 @@ impl LoadedPlugin {
                 Err(CallError::Timeout {
                     plugin: self.identity.id.clone(),
                     version: self.identity.version.clone(),
-                    timeout: timeout,
+                    timeout,
                 })
             }
         }

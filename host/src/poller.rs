@@ -113,10 +113,12 @@ pub async fn poll_once(
     let polled_at = now_ms();
     let (answer, state) = plugin.poll(from_cursor.clone()).await?;
     let outcome = answer.map_err(|error| plugin_failure(&id, &version, error))?;
-    check_outcome(&outcome, plugin.limits.max_event_bytes).map_err(|what| PollFailure::Invalid {
-        plugin: id.clone(),
-        version: version.clone(),
-        what,
+    check_outcome(&outcome, plugin.limits.max_event_bytes).map_err(|what| {
+        PollFailure::Invalid {
+            plugin: id.clone(),
+            version: version.clone(),
+            what,
+        }
     })?;
     let events: Vec<NewEvent> = outcome
         .events

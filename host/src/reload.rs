@@ -16,8 +16,8 @@ use anyhow::Context;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::config::Config;
-use crate::metrics::Reload;
 use crate::live::{Change, LiveFeed};
+use crate::metrics::Reload;
 use crate::plugin::{content_sha256, LoadedPlugin};
 use crate::registry::{plugin_files, Registry};
 use crate::runtime::Runtime;
