@@ -123,13 +123,7 @@ pub async fn poll_once(
     let events: Vec<NewEvent> = outcome
         .events
         .iter()
-        .map(|event| NewEvent {
-            event_id: event.id.clone(),
-            kind: event.kind.clone(),
-            subject: event.subject.clone(),
-            payload: event.payload.clone(),
-            subscribers: registry.subscribers(&event.kind),
-        })
+        .map(|event| NewEvent::emitted(event, registry.subscribers(&event.kind)))
         .collect();
     let has_subscribers = events.iter().any(|e| !e.subscribers.is_empty());
     let cursor = outcome.cursor.clone().or(from_cursor.clone());

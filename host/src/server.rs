@@ -226,13 +226,7 @@ async fn deliver_webhook(
         events: accepted
             .events
             .iter()
-            .map(|event| NewEvent {
-                event_id: event.id.clone(),
-                kind: event.kind.clone(),
-                subject: event.subject.clone(),
-                payload: event.payload.clone(),
-                subscribers: state.registry.subscribers(&event.kind),
-            })
+            .map(|event| NewEvent::emitted(event, state.registry.subscribers(&event.kind)))
             .collect(),
     };
     let has_subscribers = record.events.iter().any(|e| !e.subscribers.is_empty());
