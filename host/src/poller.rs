@@ -135,6 +135,7 @@ pub async fn poll_once(
             cursor: outcome.cursor,
             events,
             state,
+            lease: None,
         })
         .await
         .map_err(|error| {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::Result;
 use hookhost::store::{
     AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryRow, EventFilter, EventStore,
-    IngestRecord, Persisted, PollRecord, RawRequest, SavedCursor, StateChange, StateRefused,
-    StoredEventRow, UnixMs,
+    IngestRecord, Persisted, PollLease, PollRecord, RawRequest, SavedCursor, StateChange,
+    StateRefused, StoredEventRow, UnixMs,
 };
 
 /// Persistence off: acknowledges everything and keeps nothing.
@@ -64,5 +64,30 @@ impl EventStore for NullStore {
         _: UnixMs,
     ) -> Result<Result<(), StateRefused>> {
         Ok(Ok(()))
+    }
+    async fn keep_poll_leases(
+        &self,
+        node: &str,
+        plugins: &[String],
+        now: UnixMs,
+        ttl: Duration,
+    ) -> Result<Vec<PollLease>> {
+        // One node and no memory: it holds every lease, always with the first token.
+        let _ = node;
+        let expires_at = now + ttl.as_millis() as UnixMs;
+        Ok(plugins
+            .iter()
+            .map(|plugin| PollLease {
+                plugin: plugin.clone(),
+                token: 1,
+                expires_at,
+            })
+            .collect())
+    }
+    async fn release_poll_leases(&self, _: &str) -> Result<()> {
+        Ok(())
+    }
+    async fn health(&self) -> Result<()> {
+        Ok(())
     }
 }

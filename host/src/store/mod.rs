@@ -7,6 +7,7 @@
 //! onto `SELECT ... FOR UPDATE SKIP LOCKED` plus an `UPDATE` of the lease, and a
 //! claimant that dies simply lets its lease run out.
 
+pub mod components;
 pub mod sqlite;
 
 use std::time::Duration;
@@ -189,6 +190,21 @@ pub struct PollRecord {
     pub events: Vec<NewEvent>,
     /// The plugin's `state` writes made during the poll, in order.
     pub state: Vec<StateChange>,
+    /// The fencing token of the poll lease the poll ran under. The save is refused,
+    /// changing nothing, when the lease has since changed hands (its stored token is
+    /// no longer this one), so a node that was paused or cut off past its lease can
+    /// never write over what the new holder saved. `None` (a poll asked for through
+    /// the API on a node that does not hold the lease) relies on `from_cursor` alone.
+    pub lease: Option<u64>,
+}
+
+/// One node's hold on polling one plugin: while it lasts, only that node polls it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollLease {
+    pub plugin: String,
+    /// Larger every time the lease changes hands (the fencing token).
+    pub token: u64,
+    pub expires_at: UnixMs,
 }
 
 /// Where a plugin's polling stands in the store.
@@ -225,6 +241,12 @@ pub const STATE_MAX_KEYS: u64 = 1000;
 pub enum StateRefused {
     #[error("plugin {plugin} would hold {would_hold} state keys; the limit is {STATE_MAX_KEYS}")]
     TooManyKeys { plugin: String, would_hold: u64 },
+    #[error("the poll of {plugin} ran under lease token {token}, but the lease has since changed hands (token now {current:?})")]
+    LeaseLost {
+        plugin: String,
+        token: u64,
+        current: Option<u64>,
+    },
     #[error("the poll of {plugin} started from cursor {started:?}, but the saved cursor is now {saved:?}")]
     CursorMoved {
         plugin: String,
@@ -301,6 +323,25 @@ pub trait EventStore: Send + Sync + 'static {
         changes: Vec<StateChange>,
         now: UnixMs,
     ) -> Result<Result<(), StateRefused>>;
+
+    /// Renews the poll leases `node` holds among `plugins` and takes every one of
+    /// them that no node holds or whose lease ran out, all until `now + ttl`, in one
+    /// transaction. Returns the leases `node` holds afterwards. A lease that changes
+    /// hands gets a larger token than it ever had.
+    async fn keep_poll_leases(
+        &self,
+        node: &str,
+        plugins: &[String],
+        now: UnixMs,
+        ttl: Duration,
+    ) -> Result<Vec<PollLease>>;
+
+    /// Gives up every poll lease `node` holds (at shutdown), so that another node
+    /// takes its plugins over at once instead of when the leases run out.
+    async fn release_poll_leases(&self, node: &str) -> Result<()>;
+
+    /// `Ok` when the store can take writes now; else why not (for `/healthz`).
+    async fn health(&self) -> Result<()>;
 
     /// Makes everything committed so far complete in the store's files and refuses
     /// later writes; called once at shutdown, after the last write was answered.

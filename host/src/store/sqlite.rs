@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryRow, DeliveryState, EventFilter,
-    EventStore, IngestRecord, Persisted, PollRecord, RawRequest, SavedCursor, StateChange,
-    StateRefused, StoredEventRow, UnixMs, STATE_MAX_KEYS,
+    EventStore, IngestRecord, Persisted, PollLease, PollRecord, RawRequest, SavedCursor,
+    StateChange, StateRefused, StoredEventRow, UnixMs, STATE_MAX_KEYS,
 };
 
 /// The most jobs one commit covers; bounds the latency a single group adds.
@@ -59,9 +59,9 @@ pub struct SqliteStore {
 }
 
 /// Bumped, with a migration, whenever `SCHEMA` changes.
-/// Version 2 added `poll_cursors` and `plugin_state`; the tables are created if
-/// missing, which is the whole migration from 1.
-const SCHEMA_VERSION: u32 = 2;
+/// Version 2 added `poll_cursors` and `plugin_state`, version 3 `poll_leases`; the
+/// tables are created if missing, which is the whole migration from 1 and 2.
+const SCHEMA_VERSION: u32 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS requests (
@@ -113,6 +113,12 @@ CREATE TABLE IF NOT EXISTS plugin_state (
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (plugin, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS poll_leases (
+    plugin TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    token INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
 "#;
 
 impl SqliteStore {
@@ -159,6 +165,9 @@ impl SqliteStore {
                 [],
             )
             .context("releasing delivery leases of the previous run")?;
+        writer
+            .execute("UPDATE poll_leases SET expires_at = 0", [])
+            .context("releasing poll leases of the previous run")?;
         let reader = open_connection(path)?;
         let (jobs, mut queue) = mpsc::unbounded_channel::<Message>();
         std::thread::Builder::new()
@@ -501,6 +510,21 @@ fn apply_state(
 }
 
 fn persist_poll(conn: &Connection, record: PollRecord) -> Result<Vec<Persisted>> {
+    if let Some(token) = record.lease {
+        let current = conn
+            .prepare_cached("SELECT token FROM poll_leases WHERE plugin = ?1")?
+            .query_row([&record.plugin], |row| row.get::<_, i64>(0))
+            .optional()?
+            .map(|token| token as u64);
+        if current != Some(token) {
+            return Err(StateRefused::LeaseLost {
+                plugin: record.plugin,
+                token,
+                current,
+            }
+            .into());
+        }
+    }
     let saved = saved_cursor(conn, &record.plugin)?.and_then(|saved| saved.cursor);
     if saved != record.from_cursor {
         return Err(StateRefused::CursorMoved {
@@ -806,6 +830,70 @@ impl EventStore for SqliteStore {
         self.read(move |conn| Ok(saved_cursor(conn, &plugin)?))
             .await
             .context("reading a poll cursor")
+    }
+
+    async fn keep_poll_leases(
+        &self,
+        node: &str,
+        plugins: &[String],
+        now: UnixMs,
+        ttl: Duration,
+    ) -> Result<Vec<PollLease>> {
+        let (node, plugins) = (node.to_string(), plugins.to_vec());
+        let expires_at = now.saturating_add(ttl.as_millis() as UnixMs);
+        self.write(move |conn| {
+            let mut held = Vec::new();
+            for plugin in plugins {
+                // The token grows only when the lease changes hands, so the holder's
+                // polls in flight stay valid across its renewals.
+                let lease = conn
+                    .prepare_cached(
+                        "INSERT INTO poll_leases (plugin, holder, token, expires_at)
+                         VALUES (?1, ?2, 1, ?3)
+                         ON CONFLICT (plugin) DO UPDATE SET
+                             token = CASE WHEN holder = ?2 THEN token ELSE token + 1 END,
+                             holder = ?2,
+                             expires_at = ?3
+                         WHERE holder = ?2 OR expires_at <= ?4
+                         RETURNING token",
+                    )?
+                    .query_row(
+                        params![plugin, node, expires_at as i64, now as i64],
+                        |row| row.get::<_, i64>(0),
+                    )
+                    .optional()?;
+                if let Some(token) = lease {
+                    held.push(PollLease {
+                        plugin,
+                        token: token as u64,
+                        expires_at,
+                    });
+                }
+            }
+            Ok(held)
+        })
+        .await
+        .context("renewing poll leases")
+    }
+
+    async fn release_poll_leases(&self, node: &str) -> Result<()> {
+        let node = node.to_string();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE poll_leases SET expires_at = 0 WHERE holder = ?1",
+                [node],
+            )?;
+            Ok(())
+        })
+        .await
+        .context("releasing poll leases")
+    }
+
+    async fn health(&self) -> Result<()> {
+        if self.jobs.is_closed() {
+            bail!("the event store's writer thread has stopped");
+        }
+        Ok(())
     }
 
     async fn state_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>> {
@@ -1148,7 +1236,62 @@ mod tests {
             cursor: to.map(str::to_string),
             events: record(ids, &["notify"], 500).events,
             state,
+            lease: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_poll_lease_changes_hands_only_when_it_runs_out_and_fences_the_old_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let plugins = vec!["feed".to_string()];
+        let ttl = Duration::from_millis(1000);
+        let a = store.keep_poll_leases("a", &plugins, 0, ttl).await.unwrap();
+        assert_eq!(a.len(), 1);
+        assert!(store
+            .keep_poll_leases("b", &plugins, 500, ttl)
+            .await
+            .unwrap()
+            .is_empty());
+        // Renewing keeps the token, so a's poll in flight stays valid.
+        let renewed = store
+            .keep_poll_leases("a", &plugins, 900, ttl)
+            .await
+            .unwrap();
+        assert_eq!(renewed[0].token, a[0].token);
+        assert_eq!(renewed[0].expires_at, 1900);
+        // a stops renewing (paused); b takes over once the lease ran out.
+        let b = store
+            .keep_poll_leases("b", &plugins, 1900, ttl)
+            .await
+            .unwrap();
+        assert!(b[0].token > a[0].token);
+        let fenced = PollRecord {
+            lease: Some(a[0].token),
+            ..poll(None, Some("old"), &["1"], vec![])
+        };
+        let error = store.persist_poll(fenced).await.unwrap_err();
+        assert!(
+            matches!(
+                error.downcast_ref::<StateRefused>(),
+                Some(StateRefused::LeaseLost { .. })
+            ),
+            "{error:#}"
+        );
+        assert_eq!(store.poll_cursor("feed").await.unwrap(), None);
+        assert!(store.list_events(all(10)).await.unwrap().is_empty());
+        let current = PollRecord {
+            lease: Some(b[0].token),
+            ..poll(None, Some("new"), &["1"], vec![])
+        };
+        store.persist_poll(current).await.unwrap();
+        // Released at shutdown, the lease is free at once.
+        store.release_poll_leases("b").await.unwrap();
+        let c = store
+            .keep_poll_leases("c", &plugins, 2000, ttl)
+            .await
+            .unwrap();
+        assert!(c[0].token > b[0].token);
     }
 
     #[tokio::test]
