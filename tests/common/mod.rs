@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 pub mod feed;
+pub mod postgres;
 pub mod stub_server;
 
 use std::io::{BufRead, BufReader};
