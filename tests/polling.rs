@@ -363,3 +363,75 @@ fn state_is_per_plugin_durable_and_limited() {
         "replacing a key is fine"
     );
 }
+
+/// `(holder, expires_at)` of `plugin`'s poll lease, read from a stopped host's store.
+fn stored_lease(host: &Host, plugin: &str) -> (String, i64) {
+    let store = rusqlite::Connection::open(host.data_dir().join("events.sqlite3")).unwrap();
+    store
+        .query_row(
+            "SELECT holder, expires_at FROM poll_leases WHERE plugin = ?1",
+            [plugin],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap()
+}
+
+fn healthz(host: &Host) -> Value {
+    let response = client().get(host.url("/healthz")).send().unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().unwrap()
+}
+
+#[test]
+fn a_single_node_holds_the_poll_lease_and_releases_it_at_sigterm_not_at_a_kill() {
+    let feed = Feed::start(&[1, 2]);
+    let mut host = HostSpec::default()
+        .plugin("feed", example_plugin("feed"))
+        .config(&feed.config("1s", ""))
+        .start();
+    let health = healthz(&host);
+    assert_eq!(health["status"], "ok", "{health}");
+    let node = health["node"].as_str().unwrap().to_string();
+    assert!(node.contains(&format!("-{}-", host.pid())), "{node}");
+
+    // Alone on its store, the node takes the lease at once and polls as ever.
+    eventually("the first items", WAIT, || {
+        stored_ids(&host, "feed").len() == 2
+    });
+    let status = poll_status(&host, "feed").unwrap();
+    assert_eq!(status["lease_held"], true, "{status}");
+    assert!(host.log().contains(&node), "the node id is logged at start");
+
+    // A graceful stop gives the lease up: expired, still naming its last holder.
+    host.signal("TERM");
+    assert!(host.wait_for_exit(WAIT).success());
+    assert_eq!(
+        stored_lease(&host, "feed"),
+        (node.clone(), 0),
+        "{}",
+        host.log()
+    );
+
+    // A new process is a new node; it takes the lease and polls on.
+    feed.publish(&[3]);
+    host.restart();
+    let restarted = healthz(&host)["node"].as_str().unwrap().to_string();
+    assert_ne!(restarted, node);
+    eventually("item 3 after the restart", WAIT, || {
+        stored_ids(&host, "feed").len() == 3
+    });
+    assert_eq!(poll_status(&host, "feed").unwrap()["lease_held"], true);
+
+    // Killed, a node releases nothing: its lease runs out in the store (SQLite
+    // releases it when the next process opens the file).
+    host.kill();
+    let (holder, expires_at) = stored_lease(&host, "feed");
+    assert_eq!(holder, restarted);
+    assert!(expires_at > 0);
+    host.restart();
+    eventually("the lease taken after the kill", WAIT, || {
+        poll_status(&host, "feed").unwrap()["lease_held"] == true
+    });
+    let ids = stored_ids(&host, "feed");
+    assert_eq!(numbers(&ids), [1, 2, 3], "{ids:?}");
+}

@@ -1,15 +1,17 @@
 //! When the event store cannot persist, nothing is acknowledged: the provider gets
-//! 503 with `Retry-After` (so it retries), not the plugin's 2xx. Drives the real
-//! router over loopback with a store that fails every write.
+//! 503 with `Retry-After` (so it retries), not the plugin's 2xx; `/healthz` says
+//! the database is down, and the admin API answers 503 rather than 500. Drives the
+//! real router over loopback with a store that fails every call.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, Result};
 use common::test_plugin;
 use hookhost::config::Config;
+use hookhost::node::NodeId;
 use hookhost::plugin::{content_sha256, LoadedPlugin};
 use hookhost::registry::Registry;
 use hookhost::runtime::Runtime;
@@ -18,56 +20,61 @@ use hookhost::server::{self, AppState};
 use hookhost::store::{
     AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryRow, EventFilter, EventStore,
     IngestRecord, Persisted, PollLease, PollRecord, RawRequest, SavedCursor, StateChange,
-    StateRefused, StoredEventRow, UnixMs,
+    StateRefused, StoredEventRow, Unavailable, UnixMs,
 };
 use tokio::sync::Notify;
 
-/// Fails every call, as a full disk or a broken file would.
+/// Fails every call, as a database that cannot be reached would.
 struct FailingStore;
+
+/// What every call of `FailingStore` answers.
+fn down<T>() -> Result<T> {
+    Err(anyhow!("connection refused").context(Unavailable))
+}
 
 #[async_trait::async_trait]
 impl EventStore for FailingStore {
     async fn persist_ingest(&self, _: IngestRecord) -> Result<Vec<Persisted>> {
-        bail!("disk full")
+        down()
     }
     async fn list_events(&self, _: EventFilter) -> Result<Vec<StoredEventRow>> {
-        bail!("disk full")
+        down()
     }
     async fn get_event(&self, _: i64) -> Result<Option<(StoredEventRow, Option<RawRequest>)>> {
-        bail!("disk full")
+        down()
     }
     async fn list_deliveries(&self, _: DeliveryFilter) -> Result<Vec<DeliveryRow>> {
-        bail!("disk full")
+        down()
     }
     async fn claim_due(&self, _: UnixMs, _: Duration, _: u32) -> Result<Vec<ClaimedDelivery>> {
-        bail!("disk full")
+        down()
     }
     async fn next_due(&self) -> Result<Option<UnixMs>> {
-        bail!("disk full")
+        down()
     }
     async fn complete(&self, _: i64, _: UnixMs) -> Result<()> {
-        bail!("disk full")
+        down()
     }
     async fn fail(&self, _: i64, _: String, _: AfterFailure, _: UnixMs) -> Result<()> {
-        bail!("disk full")
+        down()
     }
     async fn retry(&self, _: i64, _: UnixMs) -> Result<Option<DeliveryRow>> {
-        bail!("disk full")
+        down()
     }
     async fn purge_older_than(&self, _: UnixMs) -> Result<u64> {
-        bail!("disk full")
+        down()
     }
     async fn persist_poll(&self, _: PollRecord) -> Result<Vec<Persisted>> {
-        bail!("disk full")
+        down()
     }
     async fn poll_cursor(&self, _: &str) -> Result<Option<SavedCursor>> {
-        bail!("disk full")
+        down()
     }
     async fn state_get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>> {
-        bail!("disk full")
+        down()
     }
     async fn state_len(&self, _: &str) -> Result<u64> {
-        bail!("disk full")
+        down()
     }
     async fn state_apply(
         &self,
@@ -75,7 +82,7 @@ impl EventStore for FailingStore {
         _: Vec<StateChange>,
         _: UnixMs,
     ) -> Result<Result<(), StateRefused>> {
-        bail!("disk full")
+        down()
     }
     async fn keep_poll_leases(
         &self,
@@ -84,18 +91,18 @@ impl EventStore for FailingStore {
         _: UnixMs,
         _: Duration,
     ) -> Result<Vec<PollLease>> {
-        bail!("disk full")
+        down()
     }
     async fn release_poll_leases(&self, _: &str) -> Result<()> {
-        bail!("disk full")
+        down()
     }
     async fn health(&self) -> Result<()> {
-        bail!("disk full")
+        down()
     }
 }
 
 #[tokio::test]
-async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after() {
+async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after_and_healthz_says_why() {
     let config = Config::load(None, Default::default(), |_| None).unwrap();
     let cache = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
@@ -108,11 +115,13 @@ async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after() {
     registry.install(plugin);
     let store: Arc<dyn EventStore> = Arc::new(FailingStore);
     let wake_dispatcher = Arc::new(Notify::new());
+    let node = NodeId::generate();
     let (scheduler, _no_timers) = Scheduler::new(
         &config,
         registry.clone(),
         store.clone(),
         wake_dispatcher.clone(),
+        node.clone(),
     );
     let state = AppState {
         registry,
@@ -123,6 +132,7 @@ async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after() {
         metrics: runtime.metrics.clone(),
         admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
         live: Default::default(),
+        node: node.clone(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -135,7 +145,32 @@ async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after() {
         .await
         .unwrap();
     assert_eq!(response.status(), 503);
-    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(response.headers()["retry-after"], "5");
     let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "storage", "{body}");
+
+    let health = reqwest::get(format!("http://{address}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(body["database"], "down", "{body}");
+    assert_eq!(body["node"], node.as_str(), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{body}"
+    );
+
+    // The admin API: the database being unavailable is not an internal error.
+    let events = reqwest::get(format!("http://{address}/api/events"))
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 503);
+    assert_eq!(events.headers()["retry-after"], "5");
+    let body: serde_json::Value = events.json().await.unwrap();
     assert_eq!(body["error"], "storage", "{body}");
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use hookhost::config::Config;
+use hookhost::node::NodeId;
 use hookhost::plugin::{content_sha256, LoadedPlugin};
 use hookhost::registry::{self, Registry};
 use hookhost::runtime::Runtime;
@@ -143,11 +144,13 @@ async fn serve_and_send(
         .context("loading faulty")?;
     registry.install(plugin);
     let wake_dispatcher = Arc::new(Notify::new());
+    let node = NodeId::generate();
     let (scheduler, _no_timers) = Scheduler::new(
         &config,
         registry.clone(),
         store.clone(),
         wake_dispatcher.clone(),
+        node.clone(),
     );
     let state = AppState {
         registry,
@@ -158,6 +161,7 @@ async fn serve_and_send(
         metrics: runtime.metrics.clone(),
         admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
         live: Default::default(),
+        node,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/hooks/faulty/ok", listener.local_addr()?);

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use hookhost::config::{Config, PluginConfig};
+use hookhost::node::NodeId;
 use hookhost::plugin::{content_sha256, LoadedPlugin};
 use hookhost::registry::Registry;
 use hookhost::runtime::Runtime;
@@ -61,11 +62,13 @@ async fn main() -> Result<()> {
     registry.install(plugin);
     let store: Arc<dyn hookhost::store::EventStore> = Arc::new(NullStore);
     let wake_dispatcher = Arc::new(Notify::new());
+    let node = NodeId::generate();
     let (scheduler, _no_timers) = Scheduler::new(
         &Config::load(None, Default::default(), |_| None)?,
         registry.clone(),
         store.clone(),
         wake_dispatcher.clone(),
+        node.clone(),
     );
     let state = AppState {
         registry,
@@ -76,6 +79,7 @@ async fn main() -> Result<()> {
         metrics: runtime.metrics.clone(),
         admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
         live: Default::default(),
+        node,
     };
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("listening on http://{}", listener.local_addr()?);

@@ -17,6 +17,7 @@ use crate::bindings::{Event, PluginError, StoredEvent};
 use crate::config::Config;
 use crate::live::{Change, LiveFeed};
 use crate::metrics::{Delivery, Metrics};
+use crate::outage::Outage;
 use crate::plugin::DEFAULT_CALL_TIMEOUT;
 use crate::registry::Registry;
 use crate::store::{now_ms, AfterFailure, ClaimedDelivery, DeliveryState, EventStore};
@@ -112,6 +113,7 @@ impl Dispatcher {
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
         let this = Arc::new(self);
         let mut in_flight = JoinSet::new();
+        let mut outage = Outage::new("reading the delivery queue");
         tokio::pin!(stop);
         loop {
             let room = MAX_IN_FLIGHT - in_flight.len();
@@ -125,17 +127,22 @@ impl Dispatcher {
                 .await
             {
                 Ok(claimed) if !claimed.is_empty() => {
+                    outage.succeeded();
                     for delivery in claimed {
                         in_flight.spawn(this.clone().deliver(delivery));
                     }
                     continue;
                 }
-                Ok(_) => {}
+                Ok(_) => outage.succeeded(),
                 Err(error) => {
                     // Without this pause a failing store would be asked again in a
-                    // tight loop, since the due delivery stays due.
-                    tracing::error!("{error:#}");
-                    tokio::time::sleep(STORE_ERROR_PAUSE).await;
+                    // tight loop, since the due delivery stays due. It is asked
+                    // again until it answers: a database outage ends by itself.
+                    outage.failed(&error);
+                    tokio::select! {
+                        _ = &mut stop => break,
+                        _ = tokio::time::sleep(STORE_ERROR_PAUSE) => {}
+                    }
                     continue;
                 }
             }
@@ -143,7 +150,7 @@ impl Dispatcher {
                 Ok(Some(at)) => Duration::from_millis(at.saturating_sub(now_ms())).min(IDLE),
                 Ok(None) => IDLE,
                 Err(error) => {
-                    tracing::error!("{error:#}");
+                    outage.failed(&error);
                     STORE_ERROR_PAUSE
                 }
             };

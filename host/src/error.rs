@@ -6,6 +6,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+/// Seconds a client is told to wait (`Retry-After`) when the store failed.
+pub const STORAGE_RETRY_AFTER: u32 = 5;
+
 /// An error answered to an HTTP client, with a status, a stable machine code and
 /// a message that is safe to show.
 #[derive(Debug)]
@@ -64,10 +67,20 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Lets handlers use `?` on anyhow results: anything not mapped to a specific
-/// status is an internal error.
+/// Lets handlers use `?` on anyhow results: a database that is unavailable for
+/// now (`store::Unavailable`) is a 503 with `Retry-After`; anything else not
+/// mapped to a specific status is an internal error.
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> Self {
+        if crate::store::is_unavailable(&error) {
+            tracing::warn!("{error:#}");
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage",
+                "the database is unavailable; retry later",
+            )
+            .with_retry_after(STORAGE_RETRY_AFTER);
+        }
         Self::internal(&format!("{error:#}"))
     }
 }

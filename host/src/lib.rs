@@ -4,6 +4,7 @@
 //! # Layout
 //!
 //! - `config`: the TOML file, `${ENV}` expansion, defaults.
+//! - `node`: this process's node id among the nodes sharing a store.
 //! - `bindings`: Rust types generated from `wit/` (the plugin contract).
 //! - `runtime`: the one wasmtime engine, its linker and epoch ticker.
 //! - `limits`: per-plugin resource limits and the host-wide caps on guests.
@@ -30,8 +31,10 @@
 //! - `subscriptions`: handler plugins' event-kind patterns.
 //! - `dispatcher`: delivers stored events to subscribed plugins, with retries.
 //! - `retention`: purges events past their retention.
+//! - `outage`: logging a failing store once per outage, not once per retry.
 //! - `poller`: one poll: cursor in, events, cursor and state saved together.
 //! - `scheduler`: poll timers (interval, jitter, backoff), following reloads.
+//! - `poll_leases`: which node polls each plugin; the keeper that renews leases.
 //! - `poll_api`: `POST /api/plugins/{id}/poll`.
 //!
 //! Data flows one way: HTTP request -> `server` -> `registry` lookup -> `plugin`
@@ -56,10 +59,13 @@ pub mod keyvalue;
 pub mod limits;
 pub mod live;
 pub mod metrics;
+pub mod node;
+pub mod outage;
 pub mod outbound;
 pub mod plugin;
 pub mod plugin_state;
 pub mod poll_api;
+pub mod poll_leases;
 pub mod poller;
 pub mod registry;
 pub mod reload;
@@ -83,6 +89,7 @@ use crate::admin_auth::AdminAuth;
 use crate::config::Config;
 use crate::dispatcher::Dispatcher;
 use crate::live::LiveFeed;
+use crate::node::NodeId;
 use crate::registry::Registry;
 use crate::reload::Reloader;
 use crate::runtime::Runtime;
@@ -110,6 +117,8 @@ impl Host {
     /// plugins directory and starts watching it. A plugin that fails to load is
     /// recorded and skipped; it never stops the others.
     pub async fn start(config: &Config) -> Result<Host> {
+        let node = NodeId::generate();
+        tracing::info!(node = %node, "node id");
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let store_path = config.data_dir.join(STORE_FILE);
@@ -152,6 +161,7 @@ impl Host {
             registry.clone(),
             store.clone(),
             wake_dispatcher.clone(),
+            node.clone(),
         );
         Ok(Host {
             timers,
@@ -174,6 +184,7 @@ impl Host {
                 metrics,
                 admin,
                 live,
+                node,
             },
             _watcher: watcher,
         })
@@ -190,7 +201,8 @@ impl Host {
     /// lets requests and deliveries in flight finish (together bounded by
     /// `shutdown_timeout`; whatever is still running then is abandoned: a provider
     /// retries an unanswered webhook, a delivery keeps its lease and is due again at
-    /// the next start), and closes the event store.
+    /// the next start), stops the poll timers and releases this node's poll leases
+    /// (so another node takes its plugins over at once), and closes the event store.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -202,13 +214,16 @@ impl Host {
             let _ = dispatcher_stopped.await;
         }));
         let purge = tokio::spawn(retention::run(store.clone(), self.retention));
-        let timers = tokio::spawn(self.timers.run());
-        let mut background = AbortOnDrop(vec![purge, timers]);
+        let (stop_timers, timers_stopped) = tokio::sync::oneshot::channel::<()>();
+        let timers = tokio::spawn(self.timers.run(async {
+            let _ = timers_stopped.await;
+        }));
+        let mut background = AbortOnDrop(vec![purge]);
 
         // The deadline starts when the signal arrives, not when serving ends. Open
         // `/api/stream` responses never finish by themselves; ending them is what lets
         // the graceful shutdown complete.
-        let (signalled, signal) = tokio::sync::oneshot::channel::<()>();
+        let (signalled, mut signal) = tokio::sync::oneshot::channel::<()>();
         let live = self.state.live.clone();
         let server = http_server::serve(listener, server::app(self.state), async move {
             shutdown.await;
@@ -216,19 +231,27 @@ impl Host {
             let _ = signalled.send(());
         });
         tokio::pin!(server);
-        let deadline = tokio::select! {
-            served = &mut server => {
-                background.0.push(dispatcher);
+        let served_at_once = tokio::select! {
+            Ok(()) = &mut signal => None,
+            served = &mut server => Some(served),
+        };
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        match served_at_once {
+            // A server with nothing in flight drains within the very poll that
+            // received the signal; that still takes the graceful path below
+            // (leases released, store closed). Without a signal it failed.
+            Some(served) if signal.try_recv().is_err() => {
+                background.0.extend([dispatcher, timers]);
                 return served.context("serving HTTP");
             }
-            _ = signal => tokio::time::Instant::now() + self.shutdown_timeout,
-        };
-        match tokio::time::timeout_at(deadline, &mut server).await {
-            Ok(served) => served.context("serving HTTP")?,
-            Err(_) => tracing::warn!(
-                timeout = ?self.shutdown_timeout,
-                "requests still in flight at the shutdown deadline were abandoned"
-            ),
+            Some(served) => served.context("serving HTTP")?,
+            None => match tokio::time::timeout_at(deadline, &mut server).await {
+                Ok(served) => served.context("serving HTTP")?,
+                Err(_) => tracing::warn!(
+                    timeout = ?self.shutdown_timeout,
+                    "requests still in flight at the shutdown deadline were abandoned"
+                ),
+            },
         }
         let _ = stop_dispatcher.send(());
         let dispatcher_abort = dispatcher.abort_handle();
@@ -238,6 +261,12 @@ impl Host {
                 "deliveries still in flight at the shutdown deadline were abandoned; \
                  they are retried at the next start"
             );
+        }
+        // Stopping the timers releases the leases; it needs the store, so it comes
+        // before closing it, and is bounded by the scheduler's own timeouts.
+        let _ = stop_timers.send(());
+        if let Err(error) = timers.await {
+            tracing::warn!("the poll timers ended abnormally: {error}");
         }
         drop(background);
         store.close().await.context("closing the event store")

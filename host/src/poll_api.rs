@@ -3,10 +3,15 @@
 //!
 //! 200: `{plugin, version, events: [{id, event_id, kind, duplicate}], cursor,
 //! next_poll_seconds, next_poll_at}`. A failed poll answers `{error, message,
-//! next_poll_at}` with 503 (plugin said `unavailable`, or the store failed), 502
-//! (another plugin error), 504 (timeout) or 500 (trap, malformed outcome). 404: no
-//! such plugin; 409: the plugin does not poll (a conflict with the plugin's
-//! manifest, not a malformed request).
+//! next_poll_at}` with 503 (plugin said `unavailable`, the store failed, or, with
+//! several nodes, `lease_lost`: another node took the poll lease over during the
+//! poll), 502 (another plugin error), 504 (timeout) or 500 (trap, malformed
+//! outcome). 404: no such plugin; 409: the plugin does not poll (a conflict with the
+//! plugin's manifest, not a malformed request).
+//!
+//! The poll runs under this node's poll lease when it holds it; on another node
+//! it relies on the saved cursor: the save is refused (503 `storage`) when a
+//! poll was saved since this one read the cursor.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

@@ -10,7 +10,7 @@ use crate::bindings::{PluginError, PollOutcome};
 use crate::plugin::{CallError, LoadedPlugin};
 use crate::registry::Registry;
 use crate::server::check_event;
-use crate::store::{now_ms, EventStore, NewEvent, Persisted, PollRecord};
+use crate::store::{now_ms, EventStore, NewEvent, Persisted, PollRecord, StateRefused};
 
 /// The longest cursor a plugin may return; a cursor is a position, not a payload.
 pub const MAX_CURSOR_BYTES: usize = 64 * 1024;
@@ -52,6 +52,10 @@ pub enum PollFailure {
     },
     #[error("saving the poll failed: {0:#}")]
     Storage(anyhow::Error),
+    /// The save was refused because the poll lease changed hands during the poll:
+    /// another node polls the plugin now. Nothing was saved.
+    #[error("the poll lease of {0} changed hands during the poll; another node polls it now and nothing was saved")]
+    LeaseLost(String),
 }
 
 impl PollFailure {
@@ -63,9 +67,9 @@ impl PollFailure {
             PollFailure::Call(CallError::Trap { .. }) | PollFailure::Invalid { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            PollFailure::Storage(_) | PollFailure::Call(CallError::Busy { .. }) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            PollFailure::Storage(_)
+            | PollFailure::LeaseLost(_)
+            | PollFailure::Call(CallError::Busy { .. }) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -78,6 +82,7 @@ impl PollFailure {
             PollFailure::Call(CallError::Busy { .. }) => "busy",
             PollFailure::Invalid { .. } => "invalid_outcome",
             PollFailure::Storage(_) => "storage",
+            PollFailure::LeaseLost(_) => "lease_lost",
         }
     }
 
@@ -95,13 +100,15 @@ impl PollFailure {
     }
 }
 
-/// Polls `plugin` once from its saved cursor and saves the outcome. New events
-/// with subscribers wake the dispatcher.
+/// Polls `plugin` once from its saved cursor and saves the outcome, under the
+/// fencing token `lease` of this node's poll lease (`None`: the saved cursor's
+/// check alone). New events with subscribers wake the dispatcher.
 pub async fn poll_once(
     plugin: &LoadedPlugin,
     store: &dyn EventStore,
     registry: &Registry,
     wake_dispatcher: &Notify,
+    lease: Option<u64>,
 ) -> Result<PollReport, PollFailure> {
     let id = plugin.id().to_string();
     let version = plugin.manifest.version.clone();
@@ -135,12 +142,15 @@ pub async fn poll_once(
             cursor: outcome.cursor,
             events,
             state,
-            lease: None,
+            lease,
         })
         .await
-        .map_err(|error| {
-            tracing::error!(plugin = %id, "{error:#}");
-            PollFailure::Storage(error)
+        .map_err(|error| match error.downcast_ref::<StateRefused>() {
+            Some(StateRefused::LeaseLost { .. }) => PollFailure::LeaseLost(id.clone()),
+            _ => {
+                tracing::error!(plugin = %id, "{error:#}");
+                PollFailure::Storage(error)
+            }
         })?;
     if has_subscribers {
         wake_dispatcher.notify_one();

@@ -17,21 +17,34 @@
 //! plugin gets a timer, a removed one loses it, and a replaced one continues with
 //! the new version's interval from its last poll; its cursor is in the store under
 //! its id, so it is kept.
+//!
+//! Several nodes may share the store; each plugin is polled only by the node that
+//! holds its poll lease (`poll_leases`), under the lease's fencing token. Every
+//! node keeps every timer; when it fires on a node without the lease, that turn is
+//! skipped (no poll, no failure). A node that takes a lease re-times the plugin to
+//! the saved cursor's last poll plus the interval, so a takeover neither polls
+//! early nor waits a whole new interval. A save refused because the lease changed
+//! hands is a lost lease, not a plugin failure: the node stops polling the plugin
+//! until it holds the lease again. The `TimerTask` runs the lease keeper and
+//! releases this node's leases when it stops.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, watch, Notify, OwnedMutexGuard, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::node::NodeId;
 use crate::plugin::LoadedPlugin;
+use crate::poll_leases::{HeldLeases, LeaseKeeper};
 use crate::poller::{poll_once, PollFailure, PollReport};
 use crate::registry::Registry;
-use crate::store::EventStore;
+use crate::store::{now_ms, EventStore};
 
 /// The longest wait after failures, unless the interval itself is longer.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -44,6 +57,8 @@ const START_SPREAD: Duration = Duration::from_secs(5);
 /// Polls running at once over all plugins; the rest wait their turn. Well below
 /// the instance pool (runtime.rs), which webhooks need too.
 pub const MAX_CONCURRENT_POLLS: usize = 16;
+/// The longest releasing this node's poll leases at shutdown may take.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How the last poll ended, as far as the next wait is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +87,19 @@ pub fn next_delay(interval: Duration, ended: Ended, random: f64) -> Duration {
     }
 }
 
+/// The wait before the first poll after start, load or taking the lease, when
+/// the saved cursor's poll was `since_saved` ago (`None`: never, or unknown): the
+/// rest of the interval since then, so that neither a restart nor a takeover polls
+/// early, plus a spread of up to `START_SPREAD` (or a tenth of the interval), so
+/// that many plugins due at once are not polled in the same instant. `random` is
+/// in `[0, 1)`.
+pub fn first_wait(interval: Duration, since_saved: Option<Duration>, random: f64) -> Duration {
+    let spread = START_SPREAD
+        .min(interval / 10)
+        .mul_f64(random.clamp(0.0, 1.0));
+    interval.saturating_sub(since_saved.unwrap_or(interval)) + spread
+}
+
 fn with_jitter(wait: Duration, random: f64) -> Duration {
     wait + wait.mul_f64(JITTER_FRACTION * random.clamp(0.0, 1.0))
 }
@@ -97,6 +125,9 @@ pub struct PollStatus {
     pub polling: bool,
     /// The saved cursor, as of the last successful poll (or the start).
     pub cursor: Option<String>,
+    /// Whether this node holds the plugin's poll lease now (only the holder polls
+    /// it on its timer).
+    pub lease_held: bool,
 }
 
 impl PollStatus {
@@ -112,6 +143,7 @@ impl PollStatus {
             "last_error": self.last_error,
             "polling": self.polling,
             "cursor": self.cursor,
+            "lease_held": self.lease_held,
         })
     }
 }
@@ -146,10 +178,17 @@ impl Poller {
     }
 }
 
-/// Sent by a finished poll to the timer task: when `id` is due next.
-struct Finished {
-    id: String,
-    at: Instant,
+/// To the timer task: when a plugin is due next.
+enum Due {
+    /// Sent by a finished poll, or a turn skipped without the lease.
+    Finished { id: String, at: Instant },
+    /// This node has taken `id`'s lease; its first poll is at `at`, unless a poll
+    /// of it ended after `completed` was read (that poll already set the time).
+    LeaseTaken {
+        id: String,
+        at: Instant,
+        completed: u64,
+    },
 }
 
 struct Shared {
@@ -162,9 +201,15 @@ struct Shared {
     /// Written by the timer task (add/remove on registry changes) and by `poll_now`
     /// (a plugin the timer task has not seen yet); read by the API.
     pollers: Mutex<HashMap<String, Arc<Poller>>>,
-    /// From poll tasks to the timer task, its only receiver.
-    finished: mpsc::UnboundedSender<Finished>,
-    slots: Semaphore,
+    /// From poll tasks (and the task re-timing taken leases) to the timer task,
+    /// its only receiver.
+    due: mpsc::UnboundedSender<Due>,
+    slots: Arc<Semaphore>,
+    /// This node's poll leases: the keeper writes them, polls check them.
+    leases: Arc<HeldLeases>,
+    /// Asks the keeper for a round now (the timer task, when a polling plugin
+    /// appears), so that a new plugin does not wait for the next round.
+    keep_now: Arc<Notify>,
 }
 
 /// Why `poll_now` did not poll.
@@ -182,10 +227,17 @@ pub struct Scheduler {
     shared: Arc<Shared>,
 }
 
-/// The timer task; `Host::serve` runs it.
+/// The timer task with the lease keeper; `Host::serve` runs it.
 pub struct TimerTask {
+    timers: Timers,
+    keeper: LeaseKeeper,
+}
+
+struct Timers {
     shared: Arc<Shared>,
-    finished: mpsc::UnboundedReceiver<Finished>,
+    due: mpsc::UnboundedReceiver<Due>,
+    /// From the lease keeper, its only sender: plugins whose lease this node took.
+    taken: mpsc::UnboundedReceiver<Vec<String>>,
     registry_changes: watch::Receiver<u64>,
     /// Due polls, earliest first; the `u64` keeps equal instants apart.
     queue: BTreeSet<(Instant, u64, String)>,
@@ -204,14 +256,28 @@ struct Timer {
 }
 
 impl Scheduler {
+    /// The scheduler of node `node`, which polls only the plugins whose lease it
+    /// holds.
     pub fn new(
         config: &Config,
         registry: Arc<Registry>,
         store: Arc<dyn EventStore>,
         wake_dispatcher: Arc<Notify>,
+        node: NodeId,
     ) -> (Scheduler, TimerTask) {
-        let (finished_tx, finished_rx) = mpsc::unbounded_channel();
+        let (due_tx, due_rx) = mpsc::unbounded_channel();
+        let (taken_tx, taken_rx) = mpsc::unbounded_channel();
         let registry_changes = registry.subscribe();
+        let leases = Arc::new(HeldLeases::default());
+        let keep_now = Arc::new(Notify::new());
+        let keeper = LeaseKeeper {
+            node,
+            store: store.clone(),
+            registry: registry.clone(),
+            held: leases.clone(),
+            taken: taken_tx,
+            keep_now: keep_now.clone(),
+        };
         let shared = Arc::new(Shared {
             registry,
             store,
@@ -222,29 +288,35 @@ impl Scheduler {
                 .filter_map(|(id, plugin)| Some((id.clone(), plugin.poll_interval?)))
                 .collect(),
             pollers: Mutex::default(),
-            finished: finished_tx,
-            slots: Semaphore::new(MAX_CONCURRENT_POLLS),
+            due: due_tx,
+            slots: Arc::new(Semaphore::new(MAX_CONCURRENT_POLLS)),
+            leases,
+            keep_now,
         });
-        let task = TimerTask {
+        let timers = Timers {
             shared: shared.clone(),
-            finished: finished_rx,
+            due: due_rx,
+            taken: taken_rx,
             registry_changes,
             queue: BTreeSet::new(),
             timers: HashMap::new(),
             sequence: 0,
         };
-        (Scheduler { shared }, task)
+        (Scheduler { shared }, TimerTask { timers, keeper })
     }
 
     /// The poll status of `id`, if it is a polling plugin the scheduler knows.
     pub fn status(&self, id: &str) -> Option<PollStatus> {
         let poller = self.shared.pollers().get(id).cloned()?;
-        let status = poller.status().clone();
+        let mut status = poller.status().clone();
+        status.lease_held = self.shared.leases.token(id, now_ms()).is_some();
         Some(status)
     }
 
     /// Polls `id` now, after any poll of it already running, and returns the
-    /// outcome and when the next poll is due.
+    /// outcome and when the next poll is due. It polls under this node's lease
+    /// when it holds it, and otherwise relies on the saved cursor alone: the save
+    /// is refused if another node saved a poll in the meantime.
     pub async fn poll_now(
         &self,
         id: &str,
@@ -265,7 +337,9 @@ impl Scheduler {
             .or_insert_with(|| Arc::new(Poller::new(id, interval)))
             .clone();
         let guard = poller.running.clone().lock_owned().await;
-        Ok(self.shared.clone().run(poller, guard).await)
+        let slot = self.shared.slot().await;
+        let lease = self.shared.leases.token(id, now_ms());
+        Ok(self.shared.clone().run(poller, guard, slot, lease).await)
     }
 }
 
@@ -278,24 +352,57 @@ impl Shared {
         interval_for(plugin, self.configured.get(plugin.id()).copied())
     }
 
-    /// Runs one poll of `poller` (whose lock `guard` is), records how it went, and
-    /// tells the timer task when the next is due.
+    async fn slot(&self) -> OwnedSemaphorePermit {
+        self.slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// A timer's poll of `poller` (whose lock `guard` is): waits for a slot, then
+    /// polls if this node still holds the lease, or skips this turn.
+    async fn run_timed(self: Arc<Self>, poller: Arc<Poller>, guard: OwnedMutexGuard<()>) {
+        let slot = self.slot().await;
+        // Waiting for a slot can take a while; the lease must hold when the poll starts.
+        match self.leases.token(&poller.id, now_ms()) {
+            Some(token) => {
+                let (_outcome, _next_at) = self.run(poller, guard, slot, Some(token)).await;
+            }
+            None => {
+                let at = Instant::now() + skipped_turn(&poller);
+                drop(guard);
+                let _ = self.due.send(Due::Finished {
+                    id: poller.id.clone(),
+                    at,
+                });
+            }
+        }
+    }
+
+    /// Runs one poll of `poller` (whose lock `guard` is) under the poll lease
+    /// `lease` (`None`: the cursor check alone), records how it went, and tells
+    /// the timer task when the next is due.
     async fn run(
         self: Arc<Self>,
         poller: Arc<Poller>,
         guard: OwnedMutexGuard<()>,
+        _slot: OwnedSemaphorePermit,
+        lease: Option<u64>,
     ) -> (Result<PollReport, PollFailure>, SystemTime) {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
         poller.status().polling = true;
         // The version serving now, as for a webhook; it may differ from the one the
         // timer was set for.
         let result = match self.registry.get(&poller.id) {
             Some(plugin) if plugin.manifest.poll_interval_seconds.is_some() => {
-                poll_once(&plugin, &*self.store, &self.registry, &self.wake_dispatcher).await
+                poll_once(
+                    &plugin,
+                    &*self.store,
+                    &self.registry,
+                    &self.wake_dispatcher,
+                    lease,
+                )
+                .await
             }
             _ => Err(PollFailure::Plugin(
                 format!(
@@ -306,12 +413,19 @@ impl Shared {
             )),
         };
         let now = SystemTime::now();
+        if let (Err(PollFailure::LeaseLost(_)), Some(token)) = (&result, lease) {
+            // Not the plugin's failure: another node polls it now. This node waits
+            // until the keeper hands it the lease again.
+            self.leases.lost(&poller.id, token);
+            tracing::warn!(plugin = %poller.id, "poll lease lost during a poll; nothing was saved, and this node stops polling the plugin until it holds the lease again");
+        }
         let (delay, next_at) = {
             let mut status = poller.status();
             status.polling = false;
-            status.last_poll_at = Some(now);
             let ended = match &result {
+                Err(PollFailure::LeaseLost(_)) => Ended::Success { hint_seconds: None },
                 Ok(report) => {
+                    status.last_poll_at = Some(now);
                     status.cursor = report.cursor.clone();
                     status.consecutive_failures = 0;
                     status.last_error = None;
@@ -321,6 +435,7 @@ impl Shared {
                     }
                 }
                 Err(failure) => {
+                    status.last_poll_at = Some(now);
                     status.consecutive_failures += 1;
                     status.last_error = Some(failure.summary());
                     Ended::Failure {
@@ -332,28 +447,95 @@ impl Shared {
             status.next_poll_at = Some(now + delay);
             (delay, now + delay)
         };
-        if let Err(failure) = &result {
-            tracing::warn!(
+        match &result {
+            // A lost lease was logged above, as what it is.
+            Ok(_) | Err(PollFailure::LeaseLost(_)) => {}
+            Err(failure) => tracing::warn!(
                 plugin = %poller.id,
                 retry_in_ms = delay.as_millis() as u64,
                 "poll failed: {}",
                 failure.summary()
-            );
+            ),
         }
         poller.completed.fetch_add(1, Ordering::SeqCst);
         drop(guard);
         // The timer task outlives every poll unless the host is shutting down.
-        let _ = self.finished.send(Finished {
+        let _ = self.due.send(Due::Finished {
             id: poller.id.clone(),
             at: Instant::now() + delay,
         });
         (result, next_at)
     }
+
+    /// How long ago `id`'s saved cursor was polled (`None`: never, or unknown),
+    /// noting the cursor in `poller`'s status.
+    async fn since_saved(&self, id: &str, poller: &Poller) -> Option<Duration> {
+        match self.store.poll_cursor(id).await {
+            Ok(Some(saved)) => {
+                poller.status().cursor = saved.cursor;
+                Some(Duration::from_millis(
+                    now_ms().saturating_sub(saved.polled_at),
+                ))
+            }
+            Ok(None) => None,
+            Err(error) => {
+                tracing::error!(plugin = %id, "{error:#}");
+                None
+            }
+        }
+    }
+}
+
+/// The wait after a turn skipped because this node does not hold the lease: the
+/// interval, as after a successful poll.
+fn skipped_turn(poller: &Poller) -> Duration {
+    let interval = poller.status().interval;
+    next_delay(
+        interval,
+        Ended::Success { hint_seconds: None },
+        fastrand::f64(),
+    )
 }
 
 impl TimerTask {
-    /// Runs for as long as the host does.
-    pub async fn run(mut self) {
+    /// Runs the timers and the lease keeper until `stop` resolves (or the
+    /// registry is gone), then releases this node's poll leases, so that another
+    /// node takes its plugins over at once. Polls in flight finish by themselves.
+    pub async fn run(self, stop: impl Future<Output = ()>) {
+        let TimerTask { timers, keeper } = self;
+        let node = keeper.node.clone();
+        let store = keeper.store.clone();
+        let held = keeper.held.clone();
+        let (stop_keeper, keeper_stopped) = oneshot::channel::<()>();
+        let keeper = keeper.run(async {
+            let _ = keeper_stopped.await;
+        });
+        let timers = timers.run();
+        tokio::pin!(keeper, timers, stop);
+        // All three in this task, so that aborting it stops the keeper too.
+        tokio::select! {
+            _ = &mut stop => {}
+            _ = &mut timers => {}
+            _ = &mut keeper => {}
+        }
+        // A round in flight finishes first: nothing may renew a lease after the release.
+        let _ = stop_keeper.send(());
+        keeper.await;
+        held.replace(Vec::new(), now_ms());
+        match tokio::time::timeout(RELEASE_TIMEOUT, store.release_poll_leases(node.as_str())).await
+        {
+            Ok(Ok(())) => tracing::info!(node = %node, "poll leases released"),
+            Ok(Err(error)) => tracing::warn!(node = %node, "{error:#}; they run out by themselves"),
+            Err(_) => {
+                tracing::warn!(node = %node, "releasing poll leases took longer than {RELEASE_TIMEOUT:?}; they run out by themselves")
+            }
+        }
+    }
+}
+
+impl Timers {
+    /// Runs until the registry is gone.
+    async fn run(mut self) {
         self.follow_registry().await;
         loop {
             let next = self.queue.first().map(|(at, _, _)| *at);
@@ -364,7 +546,8 @@ impl TimerTask {
                     }
                     self.follow_registry().await;
                 }
-                Some(finished) = self.finished.recv() => self.finished(finished),
+                Some(due) = self.due.recv() => self.due(due),
+                Some(taken) = self.taken.recv() => self.lease_taken(taken),
                 _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
                     self.fire_due();
                 }
@@ -375,6 +558,7 @@ impl TimerTask {
     /// Adds, re-times and removes timers to match the registry.
     async fn follow_registry(&mut self) {
         self.registry_changes.borrow_and_update();
+        let mut added = false;
         let mut polling = HashMap::new();
         for (id, entry) in self.shared.registry.snapshot() {
             let Some(plugin) = entry.current else {
@@ -431,21 +615,9 @@ impl TimerTask {
                     poller.status().interval = interval;
                     // Resume the rhythm of the last saved poll (a restart must not
                     // poll sooner than the interval), spread a little.
-                    let since_saved = match self.shared.store.poll_cursor(&id).await {
-                        Ok(Some(saved)) => {
-                            poller.status().cursor = saved.cursor;
-                            Duration::from_millis(
-                                crate::store::now_ms().saturating_sub(saved.polled_at),
-                            )
-                        }
-                        Ok(None) => interval,
-                        Err(error) => {
-                            tracing::error!(plugin = %id, "{error:#}");
-                            interval
-                        }
-                    };
-                    let spread = START_SPREAD.min(interval / 10).mul_f64(fastrand::f64());
-                    let wait = interval.saturating_sub(since_saved) + spread;
+                    let since_saved = self.shared.since_saved(&id, &poller).await;
+                    let wait = first_wait(interval, since_saved, fastrand::f64());
+                    added = true;
                     self.timers.insert(
                         id.clone(),
                         Timer {
@@ -459,6 +631,9 @@ impl TimerTask {
                     tracing::info!(plugin = %id, interval_ms = interval.as_millis() as u64, first_in_ms = wait.as_millis() as u64, "poll timer set");
                 }
             }
+        }
+        if added {
+            self.shared.keep_now.notify_one();
         }
     }
 
@@ -477,8 +652,43 @@ impl TimerTask {
         timer.poller.status().next_poll_at = Some(wall);
     }
 
-    fn finished(&mut self, finished: Finished) {
-        self.schedule(&finished.id, finished.at);
+    fn due(&mut self, due: Due) {
+        match due {
+            Due::Finished { id, at } => self.schedule(&id, at),
+            Due::LeaseTaken { id, at, completed } => {
+                let current = self
+                    .timers
+                    .get(&id)
+                    .map(|timer| timer.poller.completed.load(Ordering::SeqCst));
+                if current == Some(completed) {
+                    self.schedule(&id, at);
+                }
+            }
+        }
+    }
+
+    /// Re-times the first poll of plugins whose lease this node just took, from
+    /// their saved cursors, in a task of its own, so that timers keep firing while
+    /// the store is read.
+    fn lease_taken(&mut self, ids: Vec<String>) {
+        let taken: Vec<(String, Arc<Poller>, u64)> = ids
+            .into_iter()
+            .filter_map(|id| {
+                let poller = self.timers.get(&id)?.poller.clone();
+                let completed = poller.completed.load(Ordering::SeqCst);
+                Some((id, poller, completed))
+            })
+            .collect();
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            for (id, poller, completed) in taken {
+                let interval = poller.status().interval;
+                let since_saved = shared.since_saved(&id, &poller).await;
+                let wait = first_wait(interval, since_saved, fastrand::f64());
+                let at = Instant::now() + wait;
+                let _ = shared.due.send(Due::LeaseTaken { id, at, completed });
+            }
+        });
     }
 
     /// Starts the poll of every timer that is due.
@@ -503,11 +713,15 @@ impl TimerTask {
                 // Being polled (from the API); that poll's `Finished` re-arms this.
                 continue;
             };
-            let shared = self.shared.clone();
             let poller = timer.poller.clone();
-            tokio::spawn(async move {
-                let (_outcome, _next_at) = shared.run(poller, guard).await;
-            });
+            if self.shared.leases.token(&id, now_ms()).is_none() {
+                // Another node polls it (or none may, until a lease is taken).
+                drop(guard);
+                let at = now + skipped_turn(&poller);
+                self.schedule(&id, at);
+                continue;
+            }
+            tokio::spawn(self.shared.clone().run_timed(poller, guard));
         }
     }
 }
@@ -523,6 +737,31 @@ mod tests {
         assert_eq!(next_delay(interval, ok, 0.0), interval);
         assert_eq!(next_delay(interval, ok, 0.5), Duration::from_secs(63));
         assert!(next_delay(interval, ok, 0.999_999) < Duration::from_secs(66));
+    }
+
+    #[test]
+    fn a_first_poll_comes_an_interval_after_the_saved_one_never_earlier() {
+        let interval = Duration::from_secs(60);
+        let saved = |s| Some(Duration::from_secs(s));
+        // Taken over (or restarted) 20 s after the holder's last poll: 40 s more.
+        assert_eq!(
+            first_wait(interval, saved(20), 0.0),
+            Duration::from_secs(40)
+        );
+        // Overdue (the holder died long ago) or never polled: soon, spread by at
+        // most a tenth of the interval (5 s at most).
+        assert_eq!(first_wait(interval, saved(600), 0.0), Duration::ZERO);
+        assert_eq!(first_wait(interval, None, 0.0), Duration::ZERO);
+        assert!(first_wait(interval, None, 0.999_999) < Duration::from_secs(5));
+        assert!(
+            first_wait(Duration::from_secs(1), saved(5), 0.999_999) < Duration::from_millis(100)
+        );
+        // Never earlier than the interval after the saved poll, whatever the spread.
+        for random in [0.0, 0.3, 0.999_999] {
+            assert!(first_wait(interval, saved(59), random) >= Duration::from_secs(1));
+        }
+        let hourly = Duration::from_secs(3600);
+        assert!(first_wait(hourly, None, 0.999_999) <= START_SPREAD);
     }
 
     #[test]

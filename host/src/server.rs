@@ -28,6 +28,7 @@ use crate::bindings::{Event, PluginError, WebhookOutcome, WebhookRequest};
 use crate::error::ApiError;
 use crate::live::{Change, LiveFeed};
 use crate::metrics::Metrics;
+use crate::node::NodeId;
 use crate::plugin::{CallError, LoadedPlugin};
 use crate::registry::{is_valid_plugin_id, Registry};
 use crate::scheduler::Scheduler;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub admin: Arc<AdminAuth>,
     /// Where the webhook path and the API say what changed, for the dashboard.
     pub live: LiveFeed,
+    /// This process among the nodes sharing the store (`/healthz` shows it).
+    pub node: NodeId,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -73,8 +76,33 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// The longest `/healthz` waits for the store before calling it down.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// 200 `{"status": "ok", "node"}` while the store can take writes, else 503
+/// `{"status": "degraded", "database": "down", "node", "error"}`, so that a load
+/// balancer sends webhooks elsewhere.
+async fn healthz(State(state): State<AppState>) -> Response {
+    let health = tokio::time::timeout(HEALTH_TIMEOUT, state.store.health())
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "the database did not answer within {HEALTH_TIMEOUT:?}"
+            ))
+        });
+    match health {
+        Ok(()) => Json(json!({ "status": "ok", "node": state.node.as_str() })).into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "degraded",
+                "database": "down",
+                "node": state.node.as_str(),
+                "error": format!("{error:#}"),
+            })),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -240,7 +268,7 @@ async fn deliver_webhook(
             "storage",
             "the delivery could not be stored; retry later",
         )
-        .with_retry_after(5)
+        .with_retry_after(crate::error::STORAGE_RETRY_AFTER)
     })?;
     let mut new_ids = Vec::new();
     for (event, persisted) in accepted.events.iter().zip(&persisted) {

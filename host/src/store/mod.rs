@@ -255,6 +255,20 @@ pub enum StateRefused {
     },
 }
 
+/// Marks a store error as the database being unreachable or unable to take writes
+/// for now (connection refused, pool timed out, the writer stopped), as opposed to
+/// a failing query. Backends attach it with `.context(Unavailable)`; the API then
+/// answers 503 with `Retry-After` instead of 500. Deeper contexts keep it findable
+/// with `is_unavailable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the database is unavailable")]
+pub struct Unavailable;
+
+/// Whether `error` says the database is unavailable (see `Unavailable`).
+pub fn is_unavailable(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<Unavailable>().is_some()
+}
+
 /// The event log and delivery queue. Every write returns only once it is durable.
 #[async_trait::async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -356,4 +370,26 @@ pub fn now_ms() -> UnixMs {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as UnixMs)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context;
+
+    use super::*;
+
+    #[test]
+    fn unavailable_is_found_under_later_contexts_and_only_where_attached() {
+        let down = Err::<(), _>(anyhow::anyhow!("connection refused"))
+            .context(Unavailable)
+            .context("renewing poll leases")
+            .unwrap_err();
+        assert!(is_unavailable(&down));
+        assert_eq!(
+            format!("{down:#}"),
+            "renewing poll leases: the database is unavailable: connection refused"
+        );
+        let bug = anyhow::anyhow!("no such column: x").context("listing events");
+        assert!(!is_unavailable(&bug));
+    }
 }

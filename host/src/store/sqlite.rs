@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryRow, DeliveryState, EventFilter,
     EventStore, IngestRecord, Persisted, PollLease, PollRecord, RawRequest, SavedCursor,
-    StateChange, StateRefused, StoredEventRow, UnixMs, STATE_MAX_KEYS,
+    StateChange, StateRefused, StoredEventRow, Unavailable, UnixMs, STATE_MAX_KEYS,
 };
 
 /// The most jobs one commit covers; bounds the latency a single group adds.
@@ -225,9 +225,9 @@ impl SqliteStore {
             });
             (ok, finish)
         });
-        self.jobs
-            .send(Message::Write(job))
-            .map_err(|_| anyhow!("the event store's writer thread has stopped"))?;
+        self.jobs.send(Message::Write(job)).map_err(|_| {
+            anyhow!("the event store's writer thread has stopped").context(Unavailable)
+        })?;
         answer
             .await
             .map_err(|_| anyhow!("the event store could not run the write (see the log)"))?
@@ -891,7 +891,7 @@ impl EventStore for SqliteStore {
 
     async fn health(&self) -> Result<()> {
         if self.jobs.is_closed() {
-            bail!("the event store's writer thread has stopped");
+            return Err(anyhow!("the event store's writer thread has stopped").context(Unavailable));
         }
         Ok(())
     }
