@@ -76,6 +76,7 @@ async fn main() -> Result<()> {
         metrics: runtime.metrics.clone(),
         admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
         live: Default::default(),
+        components: None,
     };
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("listening on http://{}", listener.local_addr()?);

@@ -31,6 +31,7 @@ use crate::metrics::Metrics;
 use crate::plugin::{CallError, LoadedPlugin};
 use crate::registry::{is_valid_plugin_id, Registry};
 use crate::scheduler::Scheduler;
+use crate::store::components::ComponentStore;
 use crate::store::{now_ms, EventStore, IngestRecord, NewEvent, Persisted, RawRequest};
 
 /// What every handler can reach. Built once by `run`.
@@ -49,6 +50,9 @@ pub struct AppState {
     pub admin: Arc<AdminAuth>,
     /// Where the webhook path and the API say what changed, for the dashboard.
     pub live: LiveFeed,
+    /// Components shared by a fleet (PostgreSQL); `None` on SQLite, where a
+    /// deploy goes into the plugins folder.
+    pub components: Option<Arc<dyn ComponentStore>>,
 }
 
 pub fn app(state: AppState) -> Router {
