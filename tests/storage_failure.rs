@@ -77,6 +77,21 @@ impl EventStore for FailingStore {
     ) -> Result<Result<(), StateRefused>> {
         bail!("disk full")
     }
+    async fn keep_poll_leases(
+        &self,
+        _: &str,
+        _: &[String],
+        _: UnixMs,
+        _: Duration,
+    ) -> Result<Vec<hookhost::store::PollLease>> {
+        bail!("disk full")
+    }
+    async fn release_poll_leases(&self, _: &str) -> Result<()> {
+        bail!("disk full")
+    }
+    async fn health(&self) -> Result<()> {
+        bail!("disk full")
+    }
 }
 
 #[tokio::test]
