@@ -133,6 +133,7 @@ async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after_and_healthz_s
         admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
         live: Default::default(),
         node: node.clone(),
+        components: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

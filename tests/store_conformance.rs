@@ -1,9 +1,948 @@
-//! The store's contract, run against both backends: SQLite in a temp dir and
-//! PostgreSQL on a real throwaway server (tests/common/postgres.rs).
+//! The store's contract, run against both backends: the same case functions get a
+//! SQLite store in a temp dir and a PostgreSQL store on a real throwaway server
+//! (tests/common/postgres.rs). Then what only a shared database must do: several
+//! store instances (nodes) on one database, and the database going away and
+//! coming back under a running store.
 
 mod common;
 
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use hookhost::store::postgres::{PostgresStore, SCHEMA_VERSION};
+use hookhost::store::sqlite::{Commit, SqliteStore};
+use hookhost::store::{
+    AfterFailure, DeliveryFilter, DeliveryState, EventFilter, EventStore, IngestRecord, NewEvent,
+    Persisted, PollRecord, RawRequest, SavedCursor, StateChange, StateRefused, UnixMs,
+    STATE_MAX_KEYS,
+};
+
 use common::postgres::Postgres;
+
+/// Runs each case once per backend: `sqlite::<case>` and `postgres::<case>`.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $case() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = super::SqliteStore::open(
+                        &dir.path().join("events.sqlite3"),
+                        super::Commit::Grouped,
+                    )
+                    .unwrap();
+                    super::cases::$case(std::sync::Arc::new(store)).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $case() {
+                    let server = super::shared_server();
+                    let url = server.create_database(&super::database_name());
+                    let store = super::PostgresStore::open(&url).await.unwrap();
+                    super::cases::$case(std::sync::Arc::new(store)).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    a_retried_event_is_stored_once_and_queued_once,
+    an_event_id_repeated_within_one_delivery_is_stored_once,
+    concurrent_writes_all_land_and_the_raw_request_round_trips,
+    listing_is_newest_first_with_a_cursor_and_filters,
+    a_claimed_delivery_is_not_claimed_twice_until_its_lease_runs_out,
+    a_failed_delivery_is_due_again_at_its_retry_time,
+    purging_removes_old_events_with_their_requests_and_deliveries,
+    a_poll_saves_events_cursor_and_state_together_or_not_at_all,
+    a_poll_lease_changes_hands_only_when_it_runs_out_and_fences_the_old_holder,
+    state_is_per_plugin_and_a_refused_batch_changes_nothing,
+    a_failing_write_does_not_fail_the_writes_committed_with_it,
+    a_closed_store_refuses_writes,
+);
+
+/// One server for the PostgreSQL cases that run at the same time (each in its own
+/// database); it stops when the last of them is done.
+fn shared_server() -> Arc<Postgres> {
+    static SHARED: Mutex<Weak<Postgres>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(server) = shared.upgrade() {
+        return server;
+    }
+    let server = Arc::new(Postgres::start());
+    *shared = Arc::downgrade(&server);
+    server
+}
+
+/// A fresh database name on the shared server.
+fn database_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("case_{n}")
+}
+
+fn record(event_ids: &[&str], subscribers: &[&str], at: UnixMs) -> IngestRecord {
+    IngestRecord {
+        plugin: "github".into(),
+        received_at: at,
+        request: Some(RawRequest {
+            method: "POST".into(),
+            path: "/".into(),
+            query: "a=1".into(),
+            headers: vec![("x-github-event".into(), "push".into())],
+            body: b"{\"raw\":true}".to_vec(),
+        }),
+        events: event_ids
+            .iter()
+            .map(|id| NewEvent {
+                event_id: id.to_string(),
+                kind: "github.push".into(),
+                subject: Some("acme/widgets".into()),
+                payload: "{}".into(),
+                subscribers: subscribers.iter().map(|s| s.to_string()).collect(),
+            })
+            .collect(),
+    }
+}
+
+fn all(limit: u32) -> EventFilter {
+    EventFilter {
+        limit,
+        ..EventFilter::default()
+    }
+}
+
+fn all_deliveries() -> DeliveryFilter {
+    DeliveryFilter {
+        limit: 1000,
+        ..Default::default()
+    }
+}
+
+fn poll(from: Option<&str>, to: Option<&str>, ids: &[&str], state: Vec<StateChange>) -> PollRecord {
+    PollRecord {
+        plugin: "feed".into(),
+        polled_at: 500,
+        from_cursor: from.map(str::to_string),
+        cursor: to.map(str::to_string),
+        events: record(ids, &["notify"], 500).events,
+        state,
+        lease: None,
+    }
+}
+
+fn new_id(persisted: Persisted) -> i64 {
+    match persisted {
+        Persisted::New(id) => id,
+        other => panic!("expected a new event, got {other:?}"),
+    }
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn a_retried_event_is_stored_once_and_queued_once(store: Arc<dyn EventStore>) {
+        let first = store
+            .persist_ingest(record(&["a"], &["notify"], 1))
+            .await
+            .unwrap();
+        let id = new_id(first[0]);
+        let again = store
+            .persist_ingest(record(&["a", "b"], &["notify"], 2))
+            .await
+            .unwrap();
+        assert_eq!(again[0], Persisted::Duplicate(id));
+        assert!(matches!(again[1], Persisted::New(_)));
+        // A retry of everything already stored is all duplicates.
+        let retried = store
+            .persist_ingest(record(&["a", "b"], &["notify"], 3))
+            .await
+            .unwrap();
+        assert!(retried.iter().all(|p| matches!(p, Persisted::Duplicate(_))));
+        assert_eq!(store.list_events(all(10)).await.unwrap().len(), 2);
+        let deliveries = store.list_deliveries(all_deliveries()).await.unwrap();
+        assert_eq!(deliveries.len(), 2);
+    }
+
+    pub async fn an_event_id_repeated_within_one_delivery_is_stored_once(
+        store: Arc<dyn EventStore>,
+    ) {
+        let outcome = store
+            .persist_ingest(record(&["a", "a"], &["notify"], 1))
+            .await
+            .unwrap();
+        let id = new_id(outcome[0]);
+        assert_eq!(outcome[1], Persisted::Duplicate(id));
+        assert_eq!(store.list_events(all(10)).await.unwrap().len(), 1);
+        assert_eq!(
+            store.list_deliveries(all_deliveries()).await.unwrap().len(),
+            1
+        );
+    }
+
+    pub async fn concurrent_writes_all_land_and_the_raw_request_round_trips(
+        store: Arc<dyn EventStore>,
+    ) {
+        let mut tasks = Vec::new();
+        for n in 0..200 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .persist_ingest(record(&[&format!("e{n}")], &[], n))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut ids = Vec::new();
+        for task in tasks {
+            ids.push(new_id(task.await.unwrap()[0]));
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 200);
+        let events = store.list_events(all(1000)).await.unwrap();
+        assert_eq!(events.len(), 200);
+        let (event, request) = store.get_event(events[0].id).await.unwrap().unwrap();
+        assert_eq!(
+            (event.id, &event.event_id, event.received_at),
+            (events[0].id, &events[0].event_id, events[0].received_at)
+        );
+        assert_eq!(event.kind, "github.push");
+        assert_eq!(event.subject.as_deref(), Some("acme/widgets"));
+        assert_eq!(request, record(&[], &[], 0).request);
+        assert!(store.get_event(i64::MAX).await.unwrap().is_none());
+        // A poll result has no request.
+        let polled = store
+            .persist_poll(poll(None, None, &["p"], vec![]))
+            .await
+            .unwrap();
+        let (_, request) = store.get_event(new_id(polled[0])).await.unwrap().unwrap();
+        assert_eq!(request, None);
+    }
+
+    pub async fn listing_is_newest_first_with_a_cursor_and_filters(store: Arc<dyn EventStore>) {
+        for n in 0..5 {
+            store
+                .persist_ingest(record(&[&format!("e{n}")], &["notify"], n))
+                .await
+                .unwrap();
+        }
+        let mut other = record(&["x"], &["audit"], 9);
+        other.plugin = "stripe".into();
+        other.events[0].kind = "stripe.charge_succeeded".into();
+        other.events[0].subject = Some("ch_1".into());
+        store.persist_ingest(other).await.unwrap();
+
+        let page = store
+            .list_events(EventFilter {
+                plugin: Some("github".into()),
+                limit: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let ids: Vec<&str> = page.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["e4", "e3"]);
+        let next = store
+            .list_events(EventFilter {
+                before: Some(page[1].id),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let ids: Vec<&str> = next.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["e2", "e1", "e0"]);
+        for (kind, expected) in [
+            ("github.*", 5),
+            ("github.push", 5),
+            ("git.*", 0),
+            ("github", 0),
+            ("stripe.charge_*", 0),
+            ("stripe.*", 1),
+        ] {
+            let found = store
+                .list_events(EventFilter {
+                    kind: Some(kind.into()),
+                    limit: 10,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(found.len(), expected, "{kind}");
+        }
+        let by_subject = store
+            .list_events(EventFilter {
+                subject: Some("ch_1".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(by_subject.len(), 1);
+        assert_eq!(by_subject[0].plugin, "stripe");
+
+        let deliveries = store.list_deliveries(all_deliveries()).await.unwrap();
+        assert_eq!(deliveries.len(), 6);
+        assert!(deliveries.windows(2).all(|w| w[0].id > w[1].id));
+        let audit = store
+            .list_deliveries(DeliveryFilter {
+                plugin: Some("audit".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(audit.len(), 1);
+        assert_eq!(audit[0].event, by_subject[0].id);
+        assert_eq!(audit[0].state, DeliveryState::Pending);
+        assert_eq!(audit[0].attempts, 0);
+        let of_event = store
+            .list_deliveries(DeliveryFilter {
+                event: Some(page[0].id),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(of_event.len(), 1);
+        assert_eq!(of_event[0].plugin, "notify");
+        let older = store
+            .list_deliveries(DeliveryFilter {
+                before: Some(deliveries[1].id),
+                state: Some(DeliveryState::Pending),
+                limit: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let older_ids: Vec<i64> = older.iter().map(|d| d.id).collect();
+        assert_eq!(older_ids, [deliveries[2].id, deliveries[3].id]);
+        assert!(store
+            .list_deliveries(DeliveryFilter {
+                state: Some(DeliveryState::Dead),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    pub async fn a_claimed_delivery_is_not_claimed_twice_until_its_lease_runs_out(
+        store: Arc<dyn EventStore>,
+    ) {
+        store
+            .persist_ingest(record(&["a"], &["notify"], 100))
+            .await
+            .unwrap();
+        assert_eq!(store.next_due().await.unwrap(), Some(100));
+        let lease = Duration::from_millis(1000);
+        let claimed = store.claim_due(100, lease, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].attempt, 1);
+        assert_eq!(claimed[0].plugin, "notify");
+        assert_eq!(claimed[0].event.event_id, "a");
+        assert_eq!(store.next_due().await.unwrap(), Some(1100));
+        assert!(store.claim_due(500, lease, 10).await.unwrap().is_empty());
+        let again = store.claim_due(1100, lease, 10).await.unwrap();
+        assert_eq!(again[0].attempt, 2);
+        store
+            .fail(again[0].id, "boom".into(), AfterFailure::Dead, 1200)
+            .await
+            .unwrap();
+        assert!(store.claim_due(99_999, lease, 10).await.unwrap().is_empty());
+        let dead = store
+            .list_deliveries(DeliveryFilter {
+                state: Some(DeliveryState::Dead),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].attempts, 2);
+        assert_eq!(dead[0].last_error.as_deref(), Some("boom"));
+        let retried = store.retry(again[0].id, 2000).await.unwrap().unwrap();
+        assert_eq!(retried.state, DeliveryState::Pending);
+        assert_eq!(retried.attempts, 0);
+        assert_eq!(retried.next_attempt_at, 2000);
+        assert_eq!(retried.last_error.as_deref(), Some("boom"));
+        assert!(store.retry(i64::MAX, 2000).await.unwrap().is_none());
+        let third = store.claim_due(2000, lease, 10).await.unwrap();
+        assert_eq!(third[0].attempt, 1);
+        store.complete(third[0].id, 2001).await.unwrap();
+        assert_eq!(store.next_due().await.unwrap(), None);
+        let done = store.list_deliveries(all_deliveries()).await.unwrap();
+        assert_eq!(done[0].state, DeliveryState::Delivered);
+        assert_eq!(done[0].last_error, None);
+        assert_eq!(done[0].updated_at, 2001);
+    }
+
+    pub async fn a_failed_delivery_is_due_again_at_its_retry_time(store: Arc<dyn EventStore>) {
+        store
+            .persist_ingest(record(&["a", "b", "c"], &["notify"], 100))
+            .await
+            .unwrap();
+        let lease = Duration::from_secs(60);
+        // The limit bounds one claim; the rest stay due.
+        let first = store.claim_due(100, lease, 2).await.unwrap();
+        assert_eq!(first.len(), 2);
+        let rest = store.claim_due(100, lease, 10).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        store
+            .fail(
+                first[0].id,
+                "later".into(),
+                AfterFailure::RetryAt(5000),
+                200,
+            )
+            .await
+            .unwrap();
+        assert!(store.claim_due(4999, lease, 10).await.unwrap().is_empty());
+        let retried = store.claim_due(5000, lease, 10).await.unwrap();
+        assert_eq!(retried.len(), 1);
+        assert_eq!(retried[0].id, first[0].id);
+        assert_eq!(retried[0].attempt, 2);
+    }
+
+    pub async fn purging_removes_old_events_with_their_requests_and_deliveries(
+        store: Arc<dyn EventStore>,
+    ) {
+        store
+            .persist_ingest(record(&["old"], &["notify"], 100))
+            .await
+            .unwrap();
+        store
+            .persist_ingest(record(&["new"], &["notify"], 900))
+            .await
+            .unwrap();
+        assert_eq!(store.purge_older_than(500).await.unwrap(), 1);
+        let left = store.list_events(all(10)).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].event_id, "new");
+        assert!(store
+            .get_event(left[0].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+            .is_some());
+        let deliveries = store.list_deliveries(all_deliveries()).await.unwrap();
+        assert_eq!(deliveries.len(), 1);
+        // The purged event may arrive again and is then new.
+        let again = store
+            .persist_ingest(record(&["old"], &[], 1000))
+            .await
+            .unwrap();
+        assert!(matches!(again[0], Persisted::New(_)));
+        assert_eq!(store.purge_older_than(500).await.unwrap(), 0);
+    }
+
+    pub async fn a_poll_saves_events_cursor_and_state_together_or_not_at_all(
+        store: Arc<dyn EventStore>,
+    ) {
+        assert_eq!(store.poll_cursor("feed").await.unwrap(), None);
+        let etag = || vec![StateChange::Set("etag".into(), b"v1".to_vec())];
+        let saved = store
+            .persist_poll(poll(None, Some("2"), &["1", "2"], etag()))
+            .await
+            .unwrap();
+        assert!(saved.iter().all(|p| matches!(p, Persisted::New(_))));
+        assert_eq!(
+            store.poll_cursor("feed").await.unwrap(),
+            Some(SavedCursor {
+                cursor: Some("2".into()),
+                polled_at: 500
+            })
+        );
+        assert_eq!(
+            store.state_get("feed", "etag").await.unwrap(),
+            Some(b"v1".to_vec())
+        );
+
+        // A poll that started from a cursor that is no longer saved changes nothing.
+        let stale = vec![StateChange::Set("etag".into(), b"stale".to_vec())];
+        let error = store
+            .persist_poll(poll(None, Some("3"), &["3"], stale))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error.downcast_ref::<StateRefused>(),
+                Some(StateRefused::CursorMoved { .. })
+            ),
+            "{error:#}"
+        );
+        // So does one whose state writes break the key limit.
+        let too_many = (0..=STATE_MAX_KEYS)
+            .map(|n| StateChange::Set(format!("k{n}"), vec![]))
+            .collect();
+        let error = store
+            .persist_poll(poll(Some("2"), Some("3"), &["3"], too_many))
+            .await
+            .unwrap_err();
+        assert!(format!("{error:#}").contains("state keys"), "{error:#}");
+        assert_eq!(store.list_events(all(10)).await.unwrap().len(), 2);
+        assert_eq!(
+            store
+                .poll_cursor("feed")
+                .await
+                .unwrap()
+                .unwrap()
+                .cursor
+                .as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            store.state_get("feed", "etag").await.unwrap(),
+            Some(b"v1".to_vec())
+        );
+        assert_eq!(store.state_len("feed").await.unwrap(), 1);
+
+        // No cursor from the plugin keeps the saved one; repeated items are duplicates.
+        let again = store
+            .persist_poll(poll(Some("2"), None, &["2", "3"], vec![]))
+            .await
+            .unwrap();
+        assert!(matches!(again[0], Persisted::Duplicate(_)));
+        assert!(matches!(again[1], Persisted::New(_)));
+        assert_eq!(
+            store
+                .poll_cursor("feed")
+                .await
+                .unwrap()
+                .unwrap()
+                .cursor
+                .as_deref(),
+            Some("2")
+        );
+        // The poll's events are queued for their subscribers like a webhook's.
+        assert_eq!(
+            store.list_deliveries(all_deliveries()).await.unwrap().len(),
+            3
+        );
+    }
+
+    pub async fn a_poll_lease_changes_hands_only_when_it_runs_out_and_fences_the_old_holder(
+        store: Arc<dyn EventStore>,
+    ) {
+        let plugins = vec!["feed".to_string()];
+        let ttl = Duration::from_millis(1000);
+        let a = store.keep_poll_leases("a", &plugins, 0, ttl).await.unwrap();
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].plugin, "feed");
+        assert_eq!(a[0].expires_at, 1000);
+        assert!(store
+            .keep_poll_leases("b", &plugins, 500, ttl)
+            .await
+            .unwrap()
+            .is_empty());
+        // Renewing keeps the token, so a's poll in flight stays valid.
+        let renewed = store
+            .keep_poll_leases("a", &plugins, 900, ttl)
+            .await
+            .unwrap();
+        assert_eq!(renewed[0].token, a[0].token);
+        assert_eq!(renewed[0].expires_at, 1900);
+        // a stops renewing (paused); b takes over once the lease ran out.
+        let b = store
+            .keep_poll_leases("b", &plugins, 1900, ttl)
+            .await
+            .unwrap();
+        assert!(b[0].token > a[0].token);
+        // a comes back: the lease is b's now.
+        assert!(store
+            .keep_poll_leases("a", &plugins, 2000, ttl)
+            .await
+            .unwrap()
+            .is_empty());
+        let fenced = PollRecord {
+            lease: Some(a[0].token),
+            ..poll(None, Some("old"), &["1"], vec![])
+        };
+        let error = store.persist_poll(fenced).await.unwrap_err();
+        assert!(
+            matches!(
+                error.downcast_ref::<StateRefused>(),
+                Some(StateRefused::LeaseLost { .. })
+            ),
+            "{error:#}"
+        );
+        assert_eq!(store.poll_cursor("feed").await.unwrap(), None);
+        assert!(store.list_events(all(10)).await.unwrap().is_empty());
+        let current = PollRecord {
+            lease: Some(b[0].token),
+            ..poll(None, Some("new"), &["1"], vec![])
+        };
+        store.persist_poll(current).await.unwrap();
+        // A poll under a lease no node ever held is refused too.
+        let unknown = PollRecord {
+            plugin: "other".into(),
+            lease: Some(1),
+            ..poll(None, Some("x"), &[], vec![])
+        };
+        let error = store.persist_poll(unknown).await.unwrap_err();
+        assert!(
+            matches!(
+                error.downcast_ref::<StateRefused>(),
+                Some(StateRefused::LeaseLost { current: None, .. })
+            ),
+            "{error:#}"
+        );
+        // Released at shutdown, the lease is free at once.
+        store.release_poll_leases("b").await.unwrap();
+        let c = store
+            .keep_poll_leases("c", &plugins, 2000, ttl)
+            .await
+            .unwrap();
+        assert!(c[0].token > b[0].token);
+    }
+
+    pub async fn state_is_per_plugin_and_a_refused_batch_changes_nothing(
+        store: Arc<dyn EventStore>,
+    ) {
+        let set = |key: &str| StateChange::Set(key.into(), key.as_bytes().to_vec());
+        store
+            .state_apply("a", vec![set("x")], 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.state_get("b", "x").await.unwrap(), None);
+        assert_eq!(
+            store.state_get("a", "x").await.unwrap(),
+            Some(b"x".to_vec())
+        );
+        let batch: Vec<StateChange> = (0..STATE_MAX_KEYS).map(|n| set(&format!("k{n}"))).collect();
+        let refused = store.state_apply("a", batch, 2).await.unwrap().unwrap_err();
+        assert!(
+            matches!(refused, StateRefused::TooManyKeys { would_hold, .. } if would_hold == STATE_MAX_KEYS + 1)
+        );
+        assert_eq!(store.state_len("a").await.unwrap(), 1);
+        // Up to the limit is fine, and overwriting a key does not count twice.
+        let batch: Vec<StateChange> = (1..STATE_MAX_KEYS)
+            .map(|n| set(&format!("k{n}")))
+            .chain([set("x")])
+            .collect();
+        store.state_apply("a", batch, 3).await.unwrap().unwrap();
+        assert_eq!(store.state_len("a").await.unwrap(), STATE_MAX_KEYS);
+        store
+            .state_apply(
+                "a",
+                vec![
+                    StateChange::Delete("x".into()),
+                    StateChange::Delete("nope".into()),
+                ],
+                4,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.state_len("a").await.unwrap(), STATE_MAX_KEYS - 1);
+        assert_eq!(store.state_get("a", "x").await.unwrap(), None);
+    }
+
+    /// Group commit puts concurrent writes in one transaction; a write that fails
+    /// there must take nothing else down with it, and leave nothing of itself.
+    pub async fn a_failing_write_does_not_fail_the_writes_committed_with_it(
+        store: Arc<dyn EventStore>,
+    ) {
+        let mut tasks = Vec::new();
+        for n in 0..60u64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                if n % 3 == 0 {
+                    let too_many = (0..=STATE_MAX_KEYS)
+                        .map(|k| StateChange::Set(format!("{n}-{k}"), vec![1]))
+                        .collect();
+                    let refused = store.state_apply("greedy", too_many, n).await.unwrap();
+                    assert!(refused.is_err());
+                } else {
+                    let saved = store
+                        .persist_ingest(record(&[&format!("e{n}")], &["notify"], n))
+                        .await
+                        .unwrap();
+                    new_id(saved[0]);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(store.list_events(all(100)).await.unwrap().len(), 40);
+        assert_eq!(
+            store.list_deliveries(all_deliveries()).await.unwrap().len(),
+            40
+        );
+        assert_eq!(store.state_len("greedy").await.unwrap(), 0);
+    }
+
+    pub async fn a_closed_store_refuses_writes(store: Arc<dyn EventStore>) {
+        store.persist_ingest(record(&["a"], &[], 1)).await.unwrap();
+        store.health().await.unwrap();
+        store.close().await.unwrap();
+        assert!(store.persist_ingest(record(&["b"], &[], 2)).await.is_err());
+    }
+}
+
+// What only a database that several nodes share must do.
+
+async fn open(url: &str) -> Arc<PostgresStore> {
+    Arc::new(PostgresStore::open(url).await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_starting_together_migrate_once_and_a_newer_schema_is_refused() {
+    let server = shared_server();
+    let url = server.create_database("migrations");
+    let opening: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PostgresStore::open(&url).await })
+        })
+        .collect();
+    for node in opening {
+        node.await.unwrap().unwrap();
+    }
+    let client = connect(&url).await;
+    let version: i32 = client
+        .query_one("SELECT version FROM hookhost_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, SCHEMA_VERSION);
+    let rows = client
+        .query("SELECT version FROM hookhost_schema", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    client
+        .execute(
+            "UPDATE hookhost_schema SET version = $1",
+            &[&(SCHEMA_VERSION + 1)],
+        )
+        .await
+        .unwrap();
+    let error = PostgresStore::open(&url).await.err().unwrap();
+    assert!(format!("{error:#}").contains("newer"), "{error:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_sent_to_two_nodes_at_once_is_stored_once_and_both_get_its_id() {
+    let server = shared_server();
+    let url = server.create_database("cross_node_dedup");
+    let (a, b) = (open(&url).await, open(&url).await);
+    let mut tasks = Vec::new();
+    for n in 0..100 {
+        for node in [a.clone(), b.clone()] {
+            tasks.push(tokio::spawn(async move {
+                let saved = node
+                    .persist_ingest(record(&[&format!("e{n}"), "shared"], &["notify"], n))
+                    .await
+                    .unwrap();
+                (n, saved)
+            }));
+        }
+    }
+    let mut ids = std::collections::BTreeMap::<u64, Vec<Persisted>>::new();
+    let mut shared = Vec::new();
+    for task in tasks {
+        let (n, saved) = task.await.unwrap();
+        ids.entry(n).or_default().push(saved[0]);
+        shared.push(saved[1]);
+    }
+    let id_of = |p: &Persisted| match p {
+        Persisted::New(id) | Persisted::Duplicate(id) => *id,
+    };
+    for (n, outcomes) in &ids {
+        assert_eq!(id_of(&outcomes[0]), id_of(&outcomes[1]), "e{n}");
+        let new = outcomes
+            .iter()
+            .filter(|p| matches!(p, Persisted::New(_)))
+            .count();
+        assert_eq!(new, 1, "e{n}: {outcomes:?}");
+    }
+    assert_eq!(
+        shared
+            .iter()
+            .filter(|p| matches!(p, Persisted::New(_)))
+            .count(),
+        1
+    );
+    assert!(shared.iter().all(|p| id_of(p) == id_of(&shared[0])));
+    assert_eq!(a.list_events(all(1000)).await.unwrap().len(), 101);
+    assert_eq!(
+        b.list_deliveries(all_deliveries()).await.unwrap().len(),
+        101
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_claiming_at_once_never_get_the_same_delivery() {
+    let server = shared_server();
+    let url = server.create_database("skip_locked");
+    let (a, b) = (open(&url).await, open(&url).await);
+    for n in 0..30 {
+        let ids: Vec<String> = (0..10).map(|k| format!("e{n}-{k}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        a.persist_ingest(record(&ids, &["notify"], 100))
+            .await
+            .unwrap();
+    }
+    let claim_all = |node: Arc<PostgresStore>| async move {
+        let mut claimed = Vec::new();
+        loop {
+            let batch = node
+                .claim_due(1000, Duration::from_secs(60), 7)
+                .await
+                .unwrap();
+            if batch.is_empty() {
+                return claimed;
+            }
+            claimed.extend(batch.into_iter().map(|d| d.id));
+        }
+    };
+    let (from_a, from_b) = tokio::join!(
+        tokio::spawn(claim_all(a.clone())),
+        tokio::spawn(claim_all(b.clone()))
+    );
+    let (from_a, from_b) = (from_a.unwrap(), from_b.unwrap());
+    assert!(!from_a.is_empty() && !from_b.is_empty());
+    let mut every: Vec<i64> = from_a.iter().chain(&from_b).copied().collect();
+    every.sort();
+    let claimed = every.len();
+    every.dedup();
+    assert_eq!(every.len(), claimed, "a delivery was claimed twice");
+    assert_eq!(claimed, 300);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_starting_leaves_the_claims_and_leases_of_running_nodes_alone() {
+    let server = shared_server();
+    let url = server.create_database("leases_kept");
+    let a = open(&url).await;
+    a.persist_ingest(record(&["x"], &["notify"], 100))
+        .await
+        .unwrap();
+    let claimed = a.claim_due(100, Duration::from_secs(60), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let plugins = vec!["feed".to_string()];
+    let lease = a
+        .keep_poll_leases("a", &plugins, 100, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(lease.len(), 1);
+
+    let b = open(&url).await;
+    assert!(b
+        .claim_due(200, Duration::from_secs(60), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(b
+        .keep_poll_leases("b", &plugins, 200, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .is_empty());
+    // Node a dies: once its claim runs out, b completes the delivery.
+    drop(a);
+    let taken = b
+        .claim_due(100 + 60_000, Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].id, claimed[0].id);
+    assert_eq!(taken[0].attempt, 2);
+}
+
+/// The database stops under a running store: writes and `health()` fail within
+/// seconds (never hang), nothing of a failed write is stored, and once the
+/// database is back the same store instance writes again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_survives_its_database_going_away_and_coming_back() {
+    let mut server = Postgres::start();
+    let url = server.url();
+    let store = open(&url).await;
+    store
+        .persist_ingest(record(&["before"], &["notify"], 1))
+        .await
+        .unwrap();
+    store.health().await.unwrap();
+
+    server.stop();
+    // Bounded only so that a hang fails the test instead of stalling it.
+    let bound = Duration::from_secs(30);
+    let started = Instant::now();
+    let failed = tokio::time::timeout(
+        bound,
+        store.persist_ingest(record(&["during-1", "during-2"], &["notify"], 2)),
+    )
+    .await
+    .expect("a write hung while the database was down");
+    assert!(failed.is_err());
+    let health = tokio::time::timeout(bound, store.health())
+        .await
+        .expect("health() hung while the database was down");
+    let error = health.unwrap_err();
+    assert!(
+        format!("{error:#}").contains(&format!("127.0.0.1:{}", server.port())),
+        "the error names the database: {error:#}"
+    );
+    let read = tokio::time::timeout(bound, store.list_events(all(10)))
+        .await
+        .expect("a read hung while the database was down");
+    assert!(read.is_err());
+    eprintln!(
+        "with the database down, a write, health() and a read failed within {:?}",
+        started.elapsed()
+    );
+
+    server.start_again();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match store
+            .persist_ingest(record(&["after"], &["notify"], 3))
+            .await
+        {
+            Ok(saved) => {
+                new_id(saved[0]);
+                break;
+            }
+            Err(error) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "writes still fail after the database came back: {error:#}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    store.health().await.unwrap();
+    let ids: Vec<String> = store
+        .list_events(all(10))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(ids, ["after", "before"]);
+    // Nothing of the failed write either: no request, no delivery.
+    let client = connect(&url).await;
+    let requests: i64 = client
+        .query_one("SELECT COUNT(*) FROM requests", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(requests, 2);
+    assert_eq!(
+        store.list_deliveries(all_deliveries()).await.unwrap().len(),
+        2
+    );
+}
 
 /// The harness itself: a cluster keeps its data across a stop and a start on the
 /// same port, and refuses connections while stopped.
@@ -11,22 +950,26 @@ use common::postgres::Postgres;
 async fn the_test_server_keeps_its_data_across_a_restart_on_the_same_port() {
     let mut server = Postgres::start();
     let url = server.url();
-    let client = connect(&url).await.unwrap();
+    let client = connect(&url).await;
     client
         .batch_execute("CREATE TABLE kept (n INT); INSERT INTO kept VALUES (7);")
         .await
         .unwrap();
     drop(client);
     server.stop();
-    assert!(connect(&url).await.is_err());
+    assert!(tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .is_err());
     server.start_again();
-    let client = connect(&url).await.unwrap();
+    let client = connect(&url).await;
     let row = client.query_one("SELECT n FROM kept", &[]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 7);
 }
 
-async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(connection);
-    Ok(client)
+    client
 }

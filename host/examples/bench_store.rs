@@ -162,6 +162,7 @@ async fn serve_and_send(
         admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
         live: Default::default(),
         node,
+        components: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/hooks/faulty/ok", listener.local_addr()?);

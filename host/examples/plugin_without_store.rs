@@ -80,6 +80,7 @@ async fn main() -> Result<()> {
         admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
         live: Default::default(),
         node,
+        components: None,
     };
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("listening on http://{}", listener.local_addr()?);

@@ -32,6 +32,9 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Serve the admin API without a token on a non-loopback address.
     pub allow_unauthenticated_admin: bool,
+    /// `postgres://user:pass@host:port/db`: the database every node of a fleet
+    /// shares; `None` keeps events in SQLite in `data_dir`.
+    pub database: Option<String>,
 }
 
 /// `[plugins.<id>]`: what the host knows about one plugin besides its component.
@@ -86,6 +89,7 @@ struct ConfigFile {
     admin_token: Option<String>,
     #[serde(default)]
     allow_unauthenticated_admin: bool,
+    database: Option<String>,
     #[serde(default)]
     plugins: BTreeMap<String, PluginConfigFile>,
 }
@@ -137,6 +141,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--allow-unauthenticated-admin`: same as the config key; either one enables it.
     pub allow_unauthenticated_admin: bool,
+    /// `--database URL`.
+    pub database: Option<String>,
 }
 
 impl Config {
@@ -266,6 +272,12 @@ impl Config {
             );
         }
 
+        let database = match (overrides.database, file.database) {
+            (Some(url), _) => Some(url),
+            (None, Some(text)) => Some(expand_env(&text, env).context("config `database`")?),
+            (None, None) => None,
+        };
+
         Ok(Config {
             listen,
             plugins_dir,
@@ -276,6 +288,7 @@ impl Config {
             plugins,
             admin_token,
             allow_unauthenticated_admin,
+            database,
         })
     }
 }
@@ -454,6 +467,23 @@ mod tests {
         let config = Config::from_file(file, Path::new(""), overrides, &env).unwrap();
         assert_eq!(config.listen.port(), 2);
         assert_eq!(config.plugins_dir, PathBuf::from("/p"));
+    }
+
+    #[test]
+    fn the_database_comes_from_the_flag_else_the_file_with_env_expansion() {
+        let file = || toml::from_str("database = \"postgres://app:${SECRET}@db/hooks\"").unwrap();
+        let config = Config::from_file(file(), Path::new(""), Overrides::default(), &env).unwrap();
+        assert_eq!(
+            config.database.as_deref(),
+            Some("postgres://app:s3cr3t@db/hooks")
+        );
+        let overrides = Overrides {
+            database: Some("postgres://other/db".into()),
+            ..Overrides::default()
+        };
+        let config = Config::from_file(file(), Path::new(""), overrides, &env).unwrap();
+        assert_eq!(config.database.as_deref(), Some("postgres://other/db"));
+        assert_eq!(parse("").unwrap().database, None);
     }
 
     fn with_admin_env(text: &str, admin_env: Option<&str>) -> Result<Config> {

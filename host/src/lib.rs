@@ -27,7 +27,8 @@
 //!   in front of everything but `/hooks`, `/healthz` and `/metrics`.
 //! - `dashboard`: the page at `/`, embedded HTML/CSS/JS over `/api/*`.
 //! - `live`: the broadcast of changes and `/api/stream` (server-sent events).
-//! - `store`: the `EventStore` trait; `store::sqlite` is the embedded backend.
+//! - `store`: the `EventStore` trait; `store::sqlite` is the embedded backend,
+//!   `store::postgres` the one a fleet shares (`store::backend` picks one).
 //! - `subscriptions`: handler plugins' event-kind patterns.
 //! - `dispatcher`: delivers stored events to subscribed plugins, with retries.
 //! - `retention`: purges events past their retention.
@@ -95,8 +96,6 @@ use crate::reload::Reloader;
 use crate::runtime::Runtime;
 use crate::scheduler::{Scheduler, TimerTask};
 use crate::server::AppState;
-use crate::store::sqlite::{Commit, SqliteStore};
-use crate::store::EventStore;
 
 /// The event store's file in the data directory.
 pub const STORE_FILE: &str = "events.sqlite3";
@@ -121,11 +120,12 @@ impl Host {
         tracing::info!(node = %node, "node id");
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let store_path = config.data_dir.join(STORE_FILE);
-        let store: Arc<dyn EventStore> = Arc::new(
-            SqliteStore::open(&store_path, Commit::Grouped)
-                .with_context(|| format!("opening the event store {}", store_path.display()))?,
-        );
+        let stores = store::backend::open(
+            config.database.as_deref(),
+            &config.data_dir.join(STORE_FILE),
+        )
+        .await?;
+        let store = stores.events;
         let admin = Arc::new(AdminAuth::from_config(config)?);
         let runtime =
             Runtime::new(Some(config.data_dir.join("cache")))?.with_state_store(store.clone());
@@ -185,6 +185,7 @@ impl Host {
                 admin,
                 live,
                 node,
+                components: stores.components,
             },
             _watcher: watcher,
         })

@@ -61,6 +61,11 @@ enum Command {
         /// address (only when something in front of hookhost guards them).
         #[arg(long)]
         allow_unauthenticated_admin: bool,
+        /// PostgreSQL shared by every node of a fleet,
+        /// postgres://user:pass@host:port/db (wins over the config's `database`);
+        /// without either, events are kept in SQLite in the data directory.
+        #[arg(long)]
+        database: Option<String>,
     },
     /// Check that a component implements the plugin world and print its manifest;
     /// exits non-zero and says what does not match otherwise.
@@ -107,6 +112,7 @@ fn main() -> Result<()> {
             plugins,
             data,
             allow_unauthenticated_admin,
+            database,
         } => serve(
             config,
             Overrides {
@@ -114,6 +120,7 @@ fn main() -> Result<()> {
                 plugins_dir: plugins,
                 data_dir: data,
                 allow_unauthenticated_admin,
+                database,
             },
         ),
         Command::Check { file } => {

@@ -32,6 +32,7 @@ use crate::node::NodeId;
 use crate::plugin::{CallError, LoadedPlugin};
 use crate::registry::{is_valid_plugin_id, Registry};
 use crate::scheduler::Scheduler;
+use crate::store::components::ComponentStore;
 use crate::store::{now_ms, EventStore, IngestRecord, NewEvent, Persisted, RawRequest};
 
 /// What every handler can reach. Built once by `run`.
@@ -52,6 +53,9 @@ pub struct AppState {
     pub live: LiveFeed,
     /// This process among the nodes sharing the store (`/healthz` shows it).
     pub node: NodeId,
+    /// Components shared by a fleet (PostgreSQL); `None` on SQLite, where a
+    /// deploy goes into the plugins folder.
+    pub components: Option<Arc<dyn ComponentStore>>,
 }
 
 pub fn app(state: AppState) -> Router {

@@ -7,7 +7,9 @@
 //! onto `SELECT ... FOR UPDATE SKIP LOCKED` plus an `UPDATE` of the lease, and a
 //! claimant that dies simply lets its lease run out.
 
+pub mod backend;
 pub mod components;
+pub mod postgres;
 pub mod sqlite;
 
 use std::time::Duration;

@@ -1,0 +1,48 @@
+//! Which store a host runs on: PostgreSQL when the config names a `database`
+//! (shared by every node of a fleet), else SQLite in the data directory.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use super::components::ComponentStore;
+use super::postgres::{redact_url, PostgresStore};
+use super::sqlite::{Commit, SqliteStore};
+use super::EventStore;
+
+/// The stores a host runs on.
+pub struct Stores {
+    pub events: Arc<dyn EventStore>,
+    /// Components shared by the fleet; `None` on SQLite, where a deploy is written
+    /// into the plugins folder instead.
+    pub components: Option<Arc<dyn ComponentStore>>,
+}
+
+/// Opens PostgreSQL at `database` when given (an error, naming the URL without its
+/// password, when it is not a postgres:// URL or cannot be reached), else SQLite
+/// at `sqlite_path`.
+pub async fn open(database: Option<&str>, sqlite_path: &Path) -> Result<Stores> {
+    match database {
+        Some(url) => {
+            let store = Arc::new(
+                PostgresStore::open(url)
+                    .await
+                    .with_context(|| format!("opening the event store {}", redact_url(url)))?,
+            );
+            tracing::info!(database = %redact_url(url), "events are stored in PostgreSQL");
+            Ok(Stores {
+                events: store.clone(),
+                components: Some(store),
+            })
+        }
+        None => {
+            let store = SqliteStore::open(sqlite_path, Commit::Grouped)
+                .with_context(|| format!("opening the event store {}", sqlite_path.display()))?;
+            Ok(Stores {
+                events: Arc::new(store),
+                components: None,
+            })
+        }
+    }
+}

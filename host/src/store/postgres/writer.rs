@@ -1,0 +1,191 @@
+//! Group commit on PostgreSQL: every write is a job on one queue; a few writer
+//! tasks, each on its own connection, take all jobs queued at that moment, run each
+//! in its own savepoint inside ONE transaction, commit once, and only then answer
+//! each job. Under load the commits of the writers overlap, so durability costs one
+//! WAL flush per group per writer instead of one per request.
+//!
+//! A writer never dies on an error: a failed connection or commit answers its
+//! group's jobs with the error (nothing of them was acknowledged) and the writer
+//! takes the next group on a fresh connection from the pool.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use deadpool_postgres::{Object, Pool, Transaction};
+use futures_util::FutureExt;
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio_postgres::error::SqlState;
+
+use super::super::{ClaimedDelivery, DeliveryRow, PollLease};
+use super::writes::{self, Write};
+use super::{Persisted, GROUP_TIMEOUT};
+
+/// The most jobs one commit covers; bounds the latency a single group adds.
+const MAX_GROUP: usize = 512;
+
+/// How often a write that lost a deadlock (or a serialization conflict) with a
+/// concurrent group is run again, in a fresh savepoint, before it fails.
+const CONFLICT_RETRIES: u32 = 5;
+
+/// What a write produced; the variant matches the `Write` that asked for it.
+#[derive(Debug)]
+pub enum Written {
+    Persisted(Vec<Persisted>),
+    Claimed(Vec<ClaimedDelivery>),
+    Delivery(Option<DeliveryRow>),
+    Count(u64),
+    Leases(Vec<PollLease>),
+    Done,
+}
+
+pub struct Job {
+    pub write: Write,
+    /// Answered once the group's commit is known; dropped unanswered only if the
+    /// writer panicked, which the caller reports as a failed write.
+    pub reply: oneshot::Sender<Result<Written>>,
+}
+
+/// The receiving end of the job queue, shared by the writer tasks: whichever is
+/// idle takes the next group.
+pub type Queue = Arc<Mutex<mpsc::UnboundedReceiver<Job>>>;
+
+/// One writer task: runs until every sender of the queue is gone (the store was
+/// dropped).
+pub async fn run(pool: Pool, queue: Queue) {
+    while let Some(group) = next_group(&queue).await {
+        // A panic in a write must not end the writer (and with it every later
+        // write): the group's jobs are dropped unanswered, so their callers report
+        // a failed write, and the writer goes on.
+        let ran = std::panic::AssertUnwindSafe(run_group(&pool, group))
+            .catch_unwind()
+            .await;
+        if ran.is_err() {
+            tracing::error!("event store: a write panicked; its group was rolled back");
+        }
+    }
+}
+
+async fn next_group(queue: &Queue) -> Option<Vec<Job>> {
+    let mut queue = queue.lock().await;
+    let first = queue.recv().await?;
+    let mut group = vec![first];
+    while group.len() < MAX_GROUP {
+        match queue.try_recv() {
+            Ok(job) => group.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(group)
+}
+
+async fn run_group(pool: &Pool, group: Vec<Job>) {
+    let mut client = match pool.get().await {
+        Ok(client) => client,
+        Err(error) => {
+            let error = format!("connecting to PostgreSQL: {error}");
+            tracing::error!("event store: {error}");
+            answer_all(group, &error);
+            return;
+        }
+    };
+    let mut finished = Vec::with_capacity(group.len());
+    let committed = tokio::time::timeout(
+        GROUP_TIMEOUT,
+        commit_group(&mut client, &group, &mut finished),
+    )
+    .await;
+    let commit = match committed {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(format!("{error:#}")),
+        Err(_) => {
+            // The connection may be in the middle of anything; closing it makes the
+            // server roll the transaction back.
+            drop(Object::take(client));
+            Err(format!(
+                "the transaction took longer than {GROUP_TIMEOUT:?} and was abandoned"
+            ))
+        }
+    };
+    if let Err(error) = &commit {
+        tracing::error!("event store: committing a group of writes: {error}");
+    }
+    let mut results = finished.into_iter();
+    for job in group {
+        let result = match (results.next(), &commit) {
+            // A job that failed was rolled back alone; its own error says most.
+            (Some(Err(error)), _) => Err(error),
+            (Some(Ok(written)), Ok(())) => Ok(written),
+            (_, Err(error)) => Err(anyhow!("committing to the event store: {error}")),
+            (None, Ok(())) => Err(anyhow!("the event store's writer skipped a write")),
+        };
+        let _ = job.reply.send(result);
+    }
+}
+
+fn answer_all(group: Vec<Job>, error: &str) {
+    for job in group {
+        let _ = job.reply.send(Err(anyhow!("{error}")));
+    }
+}
+
+/// Runs every job of `group` in its own savepoint of one transaction, pushing each
+/// job's outcome to `finished` in order, and commits. A job that fails has its
+/// savepoint rolled back, leaving the other jobs' writes intact.
+async fn commit_group(
+    client: &mut Object,
+    group: &[Job],
+    finished: &mut Vec<Result<Written>>,
+) -> Result<()> {
+    let mut tx = client
+        .transaction()
+        .await
+        .context("beginning a transaction")?;
+    for job in group {
+        finished.push(run_in_savepoint(&mut tx, &job.write).await?);
+    }
+    tx.commit().await.context("committing")
+}
+
+/// The job's own outcome, or (outer `Err`) a failure of the transaction itself,
+/// which fails the whole group.
+async fn run_in_savepoint(tx: &mut Transaction<'_>, write: &Write) -> Result<Result<Written>> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let savepoint = tx.savepoint("write").await.context("opening a savepoint")?;
+        let outcome = writes::apply(&savepoint, write).await;
+        match outcome {
+            Ok(written) => {
+                savepoint.commit().await.context("releasing a savepoint")?;
+                return Ok(Ok(written));
+            }
+            Err(error) => {
+                savepoint
+                    .rollback()
+                    .await
+                    .context("rolling back a savepoint")?;
+                if attempt <= CONFLICT_RETRIES && lost_a_conflict(&error) {
+                    // The other transaction holds what this write needs; once it
+                    // ends (the server aborted this statement to break the cycle)
+                    // the write runs again and sees what the other committed.
+                    tokio::time::sleep(Duration::from_millis(fastrand::u64(1..20))).await;
+                    continue;
+                }
+                return Ok(Err(error));
+            }
+        }
+    }
+}
+
+fn lost_a_conflict(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(|error| error.code())
+            .is_some_and(|code| {
+                *code == SqlState::T_R_DEADLOCK_DETECTED
+                    || *code == SqlState::T_R_SERIALIZATION_FAILURE
+            })
+    })
+}
