@@ -12,6 +12,7 @@ use common::test_plugin;
 use hookhost::config::Config;
 use hookhost::plugin::{content_sha256, LoadedPlugin};
 use hookhost::registry::Registry;
+use hookhost::reload::Reloader;
 use hookhost::runtime::Runtime;
 use hookhost::scheduler::Scheduler;
 use hookhost::server::{self, AppState};
@@ -99,6 +100,12 @@ async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after() {
         store.clone(),
         wake_dispatcher.clone(),
     );
+    let reloader = Reloader::new(
+        runtime.clone(),
+        registry.clone(),
+        Arc::new(config.clone()),
+        Default::default(),
+    );
     let state = AppState {
         registry,
         max_body_bytes: config.max_body_bytes,
@@ -108,6 +115,8 @@ async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after() {
         metrics: runtime.metrics.clone(),
         admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
         live: Default::default(),
+        reloader,
+        components: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

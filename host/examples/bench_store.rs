@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 use hookhost::config::Config;
 use hookhost::plugin::{content_sha256, LoadedPlugin};
 use hookhost::registry::{self, Registry};
+use hookhost::reload::Reloader;
 use hookhost::runtime::Runtime;
 use hookhost::scheduler::Scheduler;
 use hookhost::server::{self, AppState};
@@ -149,6 +150,12 @@ async fn serve_and_send(
         store.clone(),
         wake_dispatcher.clone(),
     );
+    let reloader = Reloader::new(
+        runtime.clone(),
+        registry.clone(),
+        Arc::new(config.clone()),
+        Default::default(),
+    );
     let state = AppState {
         registry,
         max_body_bytes: config.max_body_bytes,
@@ -158,6 +165,8 @@ async fn serve_and_send(
         metrics: runtime.metrics.clone(),
         admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
         live: Default::default(),
+        reloader,
+        components: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/hooks/faulty/ok", listener.local_addr()?);

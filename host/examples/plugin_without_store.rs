@@ -18,6 +18,7 @@ use anyhow::{bail, Context, Result};
 use hookhost::config::{Config, PluginConfig};
 use hookhost::plugin::{content_sha256, LoadedPlugin};
 use hookhost::registry::Registry;
+use hookhost::reload::Reloader;
 use hookhost::runtime::Runtime;
 use hookhost::scheduler::Scheduler;
 use hookhost::server::{self, AppState};
@@ -67,6 +68,12 @@ async fn main() -> Result<()> {
         store.clone(),
         wake_dispatcher.clone(),
     );
+    let reloader = Reloader::new(
+        runtime.clone(),
+        registry.clone(),
+        Arc::new(Config::load(None, Default::default(), |_| None)?),
+        Default::default(),
+    );
     let state = AppState {
         registry,
         max_body_bytes: hookhost::config::DEFAULT_MAX_BODY_BYTES,
@@ -76,6 +83,8 @@ async fn main() -> Result<()> {
         metrics: runtime.metrics.clone(),
         admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
         live: Default::default(),
+        reloader,
+        components: None,
     };
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("listening on http://{}", listener.local_addr()?);

@@ -30,7 +30,9 @@ use crate::live::{Change, LiveFeed};
 use crate::metrics::Metrics;
 use crate::plugin::{CallError, LoadedPlugin};
 use crate::registry::{is_valid_plugin_id, Registry};
+use crate::reload::Reloader;
 use crate::scheduler::Scheduler;
+use crate::store::components::ComponentStore;
 use crate::store::{now_ms, EventStore, IngestRecord, NewEvent, Persisted, RawRequest};
 
 /// What every handler can reach. Built once by `run`.
@@ -49,6 +51,11 @@ pub struct AppState {
     pub admin: Arc<AdminAuth>,
     /// Where the webhook path and the API say what changed, for the dashboard.
     pub live: LiveFeed,
+    /// Loads and swaps plugins; `PUT /api/plugins/{id}` makes a deploy current with it.
+    pub reloader: Reloader,
+    /// The component store a fleet shares (PostgreSQL); `None` on one node, where a
+    /// deploy goes into the plugins directory only.
+    pub components: Option<Arc<dyn ComponentStore>>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -62,6 +69,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/plugins", get(list_plugins))
         .merge(crate::api::routes())
         .merge(crate::poll_api::routes())
+        .merge(crate::deploy::routes())
         .merge(crate::live::routes())
         .merge(crate::dashboard::routes())
         .merge(crate::admin_auth::routes())
@@ -193,7 +201,7 @@ async fn deliver_webhook(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, &headers, state.max_body_bytes).await?;
+    let body = read_body(body, &headers, state.max_body_bytes, BODY_READ_TIMEOUT).await?;
 
     let request = WebhookRequest {
         method: method.as_str().to_string(),
@@ -274,9 +282,13 @@ async fn deliver_webhook(
     Ok((accepted.status, accepted.headers, accepted.body).into_response())
 }
 
-/// Reads a webhook's body, at most `limit` bytes (413) within
-/// `BODY_READ_TIMEOUT` (408).
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads a request's body, at most `limit` bytes (413) within `timeout` (408).
+pub(crate) async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -292,7 +304,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
         return Err(too_large());
     }
     let read = Limited::new(body, limit).collect();
-    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+    match tokio::time::timeout(timeout, read).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(error)) if error.is::<LengthLimitError>() => Err(too_large()),
         Ok(Err(_)) => Err(ApiError::new(
@@ -303,7 +315,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
         Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "body",
-            format!("the request body did not arrive within {BODY_READ_TIMEOUT:?}"),
+            format!("the request body did not arrive within {timeout:?}"),
         )),
     }
 }
