@@ -18,8 +18,8 @@ use hookhost::scheduler::Scheduler;
 use hookhost::server::{self, AppState};
 use hookhost::store::{
     AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryRow, EventFilter, EventStore,
-    IngestRecord, Persisted, PollRecord, RawRequest, SavedCursor, StateChange, StateRefused,
-    StoredEventRow, UnixMs,
+    IngestRecord, Persisted, PollLease, PollRecord, RawRequest, SavedCursor, StateChange,
+    StateRefused, StoredEventRow, UnixMs,
 };
 use tokio::sync::Notify;
 
@@ -76,6 +76,21 @@ impl EventStore for FailingStore {
         _: Vec<StateChange>,
         _: UnixMs,
     ) -> Result<Result<(), StateRefused>> {
+        bail!("disk full")
+    }
+    async fn keep_poll_leases(
+        &self,
+        _: &str,
+        _: &[String],
+        _: UnixMs,
+        _: Duration,
+    ) -> Result<Vec<PollLease>> {
+        bail!("disk full")
+    }
+    async fn release_poll_leases(&self, _: &str) -> Result<()> {
+        bail!("disk full")
+    }
+    async fn health(&self) -> Result<()> {
         bail!("disk full")
     }
 }

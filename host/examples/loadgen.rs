@@ -4,8 +4,11 @@
 //! (`X-Hub-Signature-256`), with a fresh `X-GitHub-Delivery` id, so a receiver that
 //! deduplicates by delivery stores every one.
 //!
-//!     cargo run --release --example loadgen -- URL [--connections 32] [--seconds 10]
+//!     cargo run --release --example loadgen -- URL [URL...] [--connections 32] [--seconds 10]
 //!         [--warmup 2] [--secret S] [--label NAME]
+//!
+//! With several URLs (the nodes of a fleet) the connections are spread over them in
+//! turn, as a round-robin load balancer would.
 //!
 //! Prints one human line and one `RESULT` line (tab-separated) for scripts. Non-2xx
 //! answers are counted as errors and excluded from the latency figures.
@@ -26,7 +29,7 @@ use hyper_util::rt::TokioIo;
 use sha2::Sha256;
 
 struct Options {
-    url: String,
+    urls: Vec<String>,
     connections: usize,
     seconds: f64,
     warmup: f64,
@@ -37,7 +40,7 @@ struct Options {
 fn options() -> Result<Options> {
     let mut args = std::env::args().skip(1);
     let mut options = Options {
-        url: String::new(),
+        urls: Vec::new(),
         connections: 32,
         seconds: 10.0,
         warmup: 2.0,
@@ -52,15 +55,15 @@ fn options() -> Result<Options> {
             "--warmup" => options.warmup = value("--warmup")?.parse()?,
             "--secret" => options.secret = value("--secret")?,
             "--label" => options.label = value("--label")?,
-            url if !url.starts_with("--") && options.url.is_empty() => options.url = url.into(),
+            url if !url.starts_with("--") => options.urls.push(url.into()),
             other => bail!("unexpected argument {other:?}; see the module docs for usage"),
         }
     }
-    if options.url.is_empty() {
-        bail!("usage: loadgen URL [--connections N] [--seconds D] [--warmup W] [--secret S] [--label NAME]");
+    if options.urls.is_empty() {
+        bail!("usage: loadgen URL [URL...] [--connections N] [--seconds D] [--warmup W] [--secret S] [--label NAME]");
     }
     if options.label.is_empty() {
-        options.label = options.url.clone();
+        options.label = options.urls.join(" ");
     }
     Ok(options)
 }
@@ -99,11 +102,18 @@ struct Tally {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let options = options()?;
-    let uri: hyper::Uri = options.url.parse().context("parsing the URL")?;
-    let authority = uri
-        .authority()
-        .context("the URL needs a host and port")?
-        .clone();
+    let targets = options
+        .urls
+        .iter()
+        .map(|url| {
+            let uri: hyper::Uri = url.parse().with_context(|| format!("parsing {url}"))?;
+            let authority = uri
+                .authority()
+                .with_context(|| format!("{url} needs a host and port"))?
+                .clone();
+            anyhow::Ok((uri, authority))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let body = push_body();
     let mut mac = Hmac::<Sha256>::new_from_slice(options.secret.as_bytes()).unwrap();
     mac.update(&body);
@@ -120,10 +130,9 @@ async fn main() -> Result<()> {
     let measure = |seconds: f64| {
         let until = Instant::now() + Duration::from_secs_f64(seconds);
         let workers: Vec<_> = (0..options.connections)
-            .map(|_| {
-                let (uri, authority, body, signature, run, sequence) = (
-                    uri.clone(),
-                    authority.clone(),
+            .map(|worker| {
+                let (uri, authority) = targets[worker % targets.len()].clone();
+                let (body, signature, run, sequence) = (
                     body.clone(),
                     signature.clone(),
                     run.clone(),

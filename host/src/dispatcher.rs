@@ -30,6 +30,12 @@ const MAX_IN_FLIGHT: usize = 16;
 /// How long the loop sleeps when nothing is due and nothing wakes it; bounds how
 /// late a delivery made due by another node (a future shared backend) is noticed.
 const IDLE: Duration = Duration::from_secs(5);
+/// How much longer than the longest call a delivery's lease lasts: room to record
+/// the outcome. Every call ends by its timeout, so only a node that stalls past this
+/// (or dies) lets the lease run out, and then another node, or this one after a
+/// restart, tries the delivery again, which at-least-once delivery allows. Short,
+/// because it is also how long a dead node's deliveries wait.
+const LEASE_MARGIN: Duration = Duration::from_secs(15);
 /// How long the loop waits after the store failed before it asks again.
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
@@ -86,7 +92,7 @@ impl Dispatcher {
             store,
             registry,
             policies,
-            lease: longest_call + Duration::from_secs(60),
+            lease: longest_call + LEASE_MARGIN,
             wake,
             metrics,
             live,

@@ -2,6 +2,8 @@
 //! plugins directory, data directory and config file, and stops it on drop.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod feed;
+pub mod postgres;
 pub mod stub_server;
 
 use std::io::{BufRead, BufReader};

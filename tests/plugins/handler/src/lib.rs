@@ -7,6 +7,9 @@
 //!     succeeds (a plugin keeps no state between calls, so it counts on the
 //!     host's `attempt`);
 //!   - `{"always_fail": true}`: fails every attempt with `internal`;
+//!   - `{"sleep_first_attempt_ms": N}`: on attempt 1 logs `sleeping in <source>/<event
+//!     id> attempt 1` and sleeps N ms (a WASI clock wait) before going on, so a test
+//!     can kill the node that holds the delivery mid-call;
 //!   - anything else: succeeds.
 //!
 //!   On success it logs `handled <source>/<event id> attempt <n>` at info level.
@@ -52,6 +55,18 @@ impl Guest for Handler {
                 "always failing, attempt {}",
                 stored.attempt
             )));
+        }
+        if let Some(ms) = payload["sleep_first_attempt_ms"].as_u64() {
+            if stored.attempt == 1 {
+                log(
+                    Level::Info,
+                    &format!(
+                        "sleeping in {}/{} attempt 1",
+                        stored.source, stored.event.id
+                    ),
+                );
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
         }
         if let Some(n) = payload["fail_attempts"].as_u64() {
             if u64::from(stored.attempt) <= n {
