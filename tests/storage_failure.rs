@@ -14,6 +14,7 @@ use hookhost::config::Config;
 use hookhost::node::NodeId;
 use hookhost::plugin::{content_sha256, LoadedPlugin};
 use hookhost::registry::Registry;
+use hookhost::reload::Reloader;
 use hookhost::runtime::Runtime;
 use hookhost::scheduler::Scheduler;
 use hookhost::server::{self, AppState};
@@ -123,6 +124,12 @@ async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after_and_healthz_s
         wake_dispatcher.clone(),
         node.clone(),
     );
+    let reloader = Reloader::new(
+        runtime.clone(),
+        registry.clone(),
+        Arc::new(config.clone()),
+        Default::default(),
+    );
     let state = AppState {
         registry,
         max_body_bytes: config.max_body_bytes,
@@ -133,6 +140,7 @@ async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after_and_healthz_s
         admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
         live: Default::default(),
         node: node.clone(),
+        reloader,
         components: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -21,6 +21,7 @@ use hookhost::config::Config;
 use hookhost::node::NodeId;
 use hookhost::plugin::{content_sha256, LoadedPlugin};
 use hookhost::registry::{self, Registry};
+use hookhost::reload::Reloader;
 use hookhost::runtime::Runtime;
 use hookhost::scheduler::Scheduler;
 use hookhost::server::{self, AppState};
@@ -152,6 +153,12 @@ async fn serve_and_send(
         wake_dispatcher.clone(),
         node.clone(),
     );
+    let reloader = Reloader::new(
+        runtime.clone(),
+        registry.clone(),
+        Arc::new(config.clone()),
+        Default::default(),
+    );
     let state = AppState {
         registry,
         max_body_bytes: config.max_body_bytes,
@@ -162,6 +169,7 @@ async fn serve_and_send(
         admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
         live: Default::default(),
         node,
+        reloader,
         components: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -19,6 +19,7 @@ use hookhost::config::{Config, PluginConfig};
 use hookhost::node::NodeId;
 use hookhost::plugin::{content_sha256, LoadedPlugin};
 use hookhost::registry::Registry;
+use hookhost::reload::Reloader;
 use hookhost::runtime::Runtime;
 use hookhost::scheduler::Scheduler;
 use hookhost::server::{self, AppState};
@@ -70,6 +71,12 @@ async fn main() -> Result<()> {
         wake_dispatcher.clone(),
         node.clone(),
     );
+    let reloader = Reloader::new(
+        runtime.clone(),
+        registry.clone(),
+        Arc::new(Config::load(None, Default::default(), |_| None)?),
+        Default::default(),
+    );
     let state = AppState {
         registry,
         max_body_bytes: hookhost::config::DEFAULT_MAX_BODY_BYTES,
@@ -80,6 +87,7 @@ async fn main() -> Result<()> {
         admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
         live: Default::default(),
         node,
+        reloader,
         components: None,
     };
     let listener = tokio::net::TcpListener::bind(&listen).await?;

@@ -16,7 +16,10 @@
 //! - `artifact_cache`: compiled components on disk, keyed by content and engine.
 //! - `registry`: plugins by id, load errors, plugin-file discovery.
 //! - `watcher`: plugins-directory events -> changed plugin ids.
-//! - `reload`: the only registry writer; debounces changes, loads, swaps.
+//! - `reload`: the only registry writer; debounces changes, loads, swaps; writes
+//!   deployed components into the plugins directory.
+//! - `deploy`: `PUT /api/plugins/{id}`: validate a component, make it current.
+//! - `deploy_sync`: on a fleet, each node's loop that loads what was deployed.
 //! - `http_server`: the listener; header count, size and read-time limits.
 //! - `server`: the axum router (`/hooks`, `/api/plugins`, `/healthz`, `/metrics`)
 //!   and the webhook path.
@@ -42,7 +45,9 @@
 //! call -> `store` (committed) -> response; `store` queue -> `dispatcher` ->
 //! handler `plugin` -> `store`; `scheduler` timer -> `poller` -> `plugin` poll ->
 //! `store` (events + cursor in one commit); plugins dir -> `watcher` -> `reload` ->
-//! `registry` (whose changes re-time the `scheduler`).
+//! `registry` (whose changes re-time the `scheduler`); `PUT /api/plugins/{id}` ->
+//! `deploy` -> (shared `ComponentStore` ->) `reload` -> plugins dir + `registry`;
+//! shared `ComponentStore` -> `deploy_sync` -> `reload` on every node.
 //! `server`, `api`, `dispatcher` and `reload` also publish what changed to `live`,
 //! which only the dashboard's stream reads.
 
@@ -52,6 +57,8 @@ pub mod artifact_cache;
 pub mod bindings;
 pub mod config;
 pub mod dashboard;
+pub mod deploy;
+pub mod deploy_sync;
 pub mod dispatcher;
 pub mod error;
 pub mod guest_output;
@@ -88,6 +95,7 @@ use tokio::sync::Notify;
 
 use crate::admin_auth::AdminAuth;
 use crate::config::Config;
+use crate::deploy_sync::DeploySync;
 use crate::dispatcher::Dispatcher;
 use crate::live::LiveFeed;
 use crate::node::NodeId;
@@ -96,6 +104,7 @@ use crate::reload::Reloader;
 use crate::runtime::Runtime;
 use crate::scheduler::{Scheduler, TimerTask};
 use crate::server::AppState;
+use crate::store::components::ComponentStore;
 
 /// The event store's file in the data directory.
 pub const STORE_FILE: &str = "events.sqlite3";
@@ -105,6 +114,8 @@ pub struct Host {
     state: AppState,
     dispatcher: Dispatcher,
     timers: TimerTask,
+    /// Loads what the fleet deployed; only with a shared component store.
+    deploy_sync: Option<DeploySync>,
     retention: Duration,
     shutdown_timeout: Duration,
     /// Keeps the plugins directory watched; dropping it ends hot reload.
@@ -132,12 +143,15 @@ impl Host {
         let metrics = runtime.metrics.clone();
         let registry = Arc::new(Registry::default());
         let live = LiveFeed::default();
-        let reloader = Reloader {
+        let reloader = Reloader::new(
             runtime,
-            registry: registry.clone(),
-            config: Arc::new(config.clone()),
-            live: live.clone(),
-        };
+            registry.clone(),
+            Arc::new(config.clone()),
+            live.clone(),
+        );
+        // Only a store that several nodes share keeps components; on SQLite a
+        // deploy is a file in the plugins directory.
+        let components: Option<Arc<dyn ComponentStore>> = stores.components;
         // Watch before the first scan, so that a file written during the scan is
         // not missed; reloading it twice is harmless (same content is skipped).
         let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -148,13 +162,20 @@ impl Host {
                 None
             }
         };
+        // The fleet's versions first, so that a new node never serves stale files.
+        let mut deploy_sync = components
+            .clone()
+            .map(|components| DeploySync::new(components, reloader.clone()));
+        if let Some(sync) = &mut deploy_sync {
+            sync.sync_once().await;
+        }
         reloader.load_all().await;
         for id in config.plugins.keys() {
             if registry.get(id).is_none() {
                 tracing::warn!(plugin = %id, "config has [plugins.{id}] but no such plugin is loaded");
             }
         }
-        tokio::spawn(reloader.run(changes_rx));
+        tokio::spawn(reloader.clone().run(changes_rx));
         let wake_dispatcher = Arc::new(Notify::new());
         let (scheduler, timers) = Scheduler::new(
             config,
@@ -165,6 +186,7 @@ impl Host {
         );
         Ok(Host {
             timers,
+            deploy_sync,
             dispatcher: Dispatcher::new(
                 config,
                 store.clone(),
@@ -185,7 +207,8 @@ impl Host {
                 admin,
                 live,
                 node,
-                components: stores.components,
+                reloader,
+                components,
             },
             _watcher: watcher,
         })
@@ -220,6 +243,9 @@ impl Host {
             let _ = timers_stopped.await;
         }));
         let mut background = AbortOnDrop(vec![purge]);
+        if let Some(sync) = self.deploy_sync {
+            background.0.push(tokio::spawn(sync.run()));
+        }
 
         // The deadline starts when the signal arrives, not when serving ends. Open
         // `/api/stream` responses never finish by themselves; ending them is what lets

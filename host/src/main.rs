@@ -1,6 +1,6 @@
 //! The `hookhost` command line: parses arguments and hands over to the library
 //! (`serve`), to `check` (validate a component), to `new` (scaffold a plugin), or to
-//! `cli` (`events`, `plugins`: ask a running host).
+//! `cli` (`events`, `plugins`, `deploy`: ask a running host).
 
 mod check;
 mod cli;
@@ -100,6 +100,18 @@ enum Command {
         #[command(subcommand)]
         command: cli::PluginsCommand,
     },
+    /// Deploy a component to a running host: it is checked as hot reload checks it
+    /// and becomes the plugin's current version (on every node of a fleet).
+    #[command(after_help = cli::EXIT_CODES)]
+    Deploy {
+        /// The compiled plugin, such as plugins/github.wasm.
+        file: PathBuf,
+        /// The plugin id to deploy it as; defaults to the file name without `.wasm`.
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        remote: cli::Remote,
+    },
 }
 
 fn main() -> Result<()> {
@@ -138,6 +150,7 @@ fn main() -> Result<()> {
         }
         Command::Events { remote, command } => exit_on_error(cli::events(&remote, command)),
         Command::Plugins { remote, command } => exit_on_error(cli::plugins(&remote, command)),
+        Command::Deploy { file, id, remote } => exit_on_error(cli::deploy(&remote, &file, id)),
     }
 }
 

@@ -53,6 +53,13 @@ impl Registry {
         self.read().get(id).and_then(|entry| entry.current.clone())
     }
 
+    /// Whether a failed load of `id` is on record.
+    pub fn has_failure(&self, id: &str) -> bool {
+        self.read()
+            .get(id)
+            .is_some_and(|entry| entry.failure.is_some())
+    }
+
     /// Every known id with its state, in id order.
     pub fn snapshot(&self) -> Vec<(String, Entry)> {
         self.read()

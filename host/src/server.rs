@@ -31,6 +31,7 @@ use crate::metrics::Metrics;
 use crate::node::NodeId;
 use crate::plugin::{CallError, LoadedPlugin};
 use crate::registry::{is_valid_plugin_id, Registry};
+use crate::reload::Reloader;
 use crate::scheduler::Scheduler;
 use crate::store::components::ComponentStore;
 use crate::store::{now_ms, EventStore, IngestRecord, NewEvent, Persisted, RawRequest};
@@ -53,8 +54,10 @@ pub struct AppState {
     pub live: LiveFeed,
     /// This process among the nodes sharing the store (`/healthz` shows it).
     pub node: NodeId,
-    /// Components shared by a fleet (PostgreSQL); `None` on SQLite, where a
-    /// deploy goes into the plugins folder.
+    /// Loads and swaps plugins; `PUT /api/plugins/{id}` makes a deploy current with it.
+    pub reloader: Reloader,
+    /// The component store a fleet shares (PostgreSQL); `None` on one node, where a
+    /// deploy goes into the plugins directory only.
     pub components: Option<Arc<dyn ComponentStore>>,
 }
 
@@ -69,6 +72,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/plugins", get(list_plugins))
         .merge(crate::api::routes())
         .merge(crate::poll_api::routes())
+        .merge(crate::deploy::routes())
         .merge(crate::live::routes())
         .merge(crate::dashboard::routes())
         .merge(crate::admin_auth::routes())
@@ -225,7 +229,7 @@ async fn deliver_webhook(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, &headers, state.max_body_bytes).await?;
+    let body = read_body(body, &headers, state.max_body_bytes, BODY_READ_TIMEOUT).await?;
 
     let request = WebhookRequest {
         method: method.as_str().to_string(),
@@ -306,9 +310,13 @@ async fn deliver_webhook(
     Ok((accepted.status, accepted.headers, accepted.body).into_response())
 }
 
-/// Reads a webhook's body, at most `limit` bytes (413) within
-/// `BODY_READ_TIMEOUT` (408).
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads a request's body, at most `limit` bytes (413) within `timeout` (408).
+pub(crate) async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -324,7 +332,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
         return Err(too_large());
     }
     let read = Limited::new(body, limit).collect();
-    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+    match tokio::time::timeout(timeout, read).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(error)) if error.is::<LengthLimitError>() => Err(too_large()),
         Ok(Err(_)) => Err(ApiError::new(
@@ -335,7 +343,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
         Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "body",
-            format!("the request body did not arrive within {BODY_READ_TIMEOUT:?}"),
+            format!("the request body did not arrive within {timeout:?}"),
         )),
     }
 }

@@ -47,7 +47,7 @@ pub fn watch_plugins_dir(
 
 /// `Some(id)` for `<dir>/<id>.wasm` with a valid id; editors' and copy tools'
 /// temporary names (`.github.wasm.swp`, `github.wasm~`) are not plugins.
-fn plugin_id_of(path: &Path) -> Option<String> {
+pub(crate) fn plugin_id_of(path: &Path) -> Option<String> {
     if path.extension()? != "wasm" {
         return None;
     }

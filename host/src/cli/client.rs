@@ -19,6 +19,9 @@ pub enum CliError {
     /// 401 or 403: the admin token is missing or wrong (exit code 4).
     #[error("{0}")]
     Unauthorized(String),
+    /// Arguments clap accepts but the command cannot use (exit code 2).
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl CliError {
@@ -27,6 +30,7 @@ impl CliError {
             CliError::Host(_) => 1,
             CliError::NotFound(_) => 3,
             CliError::Unauthorized(_) => 4,
+            CliError::Usage(_) => 2,
         }
     }
 }
@@ -58,6 +62,18 @@ impl AdminClient {
 
     pub fn post(&self, path: &str) -> Result<Value, CliError> {
         self.send(self.http.post(self.url(path)), "POST", path)
+    }
+
+    /// Sends `body` as the request body. The host compiles what it is sent before
+    /// it answers, which takes seconds for a large (Python, JS) component.
+    pub fn put(&self, path: &str, body: Vec<u8>) -> Result<Value, CliError> {
+        let request = self
+            .http
+            .put(self.url(path))
+            .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+            .timeout(Duration::from_secs(600))
+            .body(body);
+        self.send(request, "PUT", path)
     }
 
     fn url(&self, path: &str) -> String {

@@ -1,8 +1,10 @@
-//! `hookhost events ...` and `hookhost plugins ...`: commands that talk to a running
-//! host's admin API and print tables for people or JSON for scripts.
+//! `hookhost events ...`, `hookhost plugins ...` and `hookhost deploy`: commands that
+//! talk to a running host's admin API and print tables for people or JSON for scripts.
 
 mod client;
 mod table;
+
+use std::path::Path;
 
 use clap::{Args, Subcommand};
 use serde_json::Value;
@@ -175,6 +177,43 @@ pub fn plugins(remote: &Remote, command: PluginsCommand) -> Result<(), CliError>
             Ok(())
         }
     }
+}
+
+/// `hookhost deploy FILE [--id ID]`: `PUT /api/plugins/{id}` with the file as the body.
+pub fn deploy(remote: &Remote, file: &Path, id: Option<String>) -> Result<(), CliError> {
+    let id = match id {
+        Some(id) => id,
+        None => file
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "cannot take a plugin id from the name of {}; pass --id",
+                    file.display()
+                ))
+            })?,
+    };
+    if !hookhost::registry::is_valid_plugin_id(&id) {
+        return Err(CliError::Usage(format!(
+            "{id:?} is not a plugin id (it must match [a-z0-9][a-z0-9_-]{{0,63}}); pass --id"
+        )));
+    }
+    let bytes = std::fs::read(file)
+        .map_err(|error| CliError::Host(anyhow::anyhow!("reading {}: {error}", file.display())))?;
+    let client = AdminClient::new(&remote.url, remote.token.clone())?;
+    let answer = client.put(&format!("/api/plugins/{id}"), bytes)?;
+    if remote.json {
+        return print_json(&answer);
+    }
+    println!(
+        "deployed {} {} {} (sha256 {})",
+        table::cell(&answer["id"]),
+        table::cell(&answer["name"]),
+        table::cell(&answer["version"]),
+        table::cell(&answer["sha256"])
+    );
+    Ok(())
 }
 
 fn items<'a>(answer: &'a Value, field: &str) -> Result<&'a Vec<Value>, CliError> {
