@@ -71,6 +71,8 @@ fn harness() -> &'static Harness {
                 listen: None,
                 plugins_dir: Some(plugins_dir),
                 data_dir: Some(dir.path().join("data")),
+                allow_unauthenticated_admin: false,
+                database: None,
             },
             |name| std::env::var(name).ok(),
         )
