@@ -6,9 +6,8 @@
 mod common;
 
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
+use common::traffic::SteadyTraffic;
 use common::{client, test_plugin, Host, HostSpec};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -77,24 +76,7 @@ fn deploys_under_load_take_effect_at_once_and_fail_no_request() {
         .start();
     let url = host.url("/hooks/app");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new(Vec::<(u16, String)>::new()));
-    let load = {
-        let (stop, seen) = (stop.clone(), seen.clone());
-        std::thread::spawn(move || {
-            let client = client();
-            while !stop.load(Ordering::Relaxed) {
-                let response = client
-                    .post(&url)
-                    .send()
-                    .expect("request failed at the transport level");
-                let status = response.status().as_u16();
-                seen.lock()
-                    .unwrap()
-                    .push((status, response.text().unwrap()));
-            }
-        })
-    };
+    let traffic = SteadyTraffic::start(vec![url]);
 
     for round in 0..6 {
         let (bytes, answer_now, version) = if round % 2 == 0 {
@@ -123,20 +105,7 @@ fn deploys_under_load_take_effect_at_once_and_fail_no_request() {
             "round {round}: the plugins directory holds the deployed bytes"
         );
     }
-    stop.store(true, Ordering::Relaxed);
-    load.join().unwrap();
-
-    let seen = seen.lock().unwrap();
-    let failures: Vec<_> = seen
-        .iter()
-        .filter(|(status, _)| !(200..300).contains(status))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} requests failed: {failures:?}",
-        failures.len(),
-        seen.len()
-    );
+    let seen = traffic.stop_all_succeeded();
     assert!(seen.iter().any(|(_, body)| body == "v2"));
     assert_eq!(plugin_dir_names(&host), ["app.wasm"]);
     assert!(host.log().contains("plugin deployed"), "{}", host.log());

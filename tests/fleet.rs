@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::feed::Feed;
 use common::postgres::Postgres;
+use common::traffic::SteadyTraffic;
 use common::{client, eventually, example_plugin, github_signature, test_plugin, Host, HostSpec};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -369,28 +370,7 @@ fn a_component_deployed_through_one_node_is_served_by_all_three_while_requests_s
     }
 
     // Steady traffic to every node for the whole deploy: each request must succeed.
-    let stop = Arc::new(AtomicBool::new(false));
-    let urls: Vec<String> = nodes.iter().map(|n| n.url("/hooks/app")).collect();
-    let traffic = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let client = client();
-            let mut answers = BTreeMap::<String, usize>::new();
-            for n in 0.. {
-                if stop.load(Ordering::Relaxed) {
-                    return answers;
-                }
-                let response = client
-                    .post(&urls[n % urls.len()])
-                    .body("{}")
-                    .send()
-                    .unwrap();
-                assert_eq!(response.status(), 200, "request {n} during the deploy");
-                *answers.entry(response.text().unwrap()).or_default() += 1;
-            }
-            unreachable!()
-        })
-    };
+    let traffic = SteadyTraffic::start(nodes.iter().map(|n| n.url("/hooks/app")).collect());
     std::thread::sleep(Duration::from_millis(500));
 
     let deployed = client()
@@ -425,11 +405,14 @@ fn a_component_deployed_through_one_node_is_served_by_all_three_while_requests_s
         assert_eq!(answer.text().unwrap(), "v2");
     }
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    let answers = traffic.join().unwrap();
+    let answers = traffic.stop_all_succeeded();
     assert!(
-        answers.get("v1").copied().unwrap_or(0) > 0 && answers.get("v2").copied().unwrap_or(0) > 0,
-        "{answers:?}"
+        answers.iter().any(|(_, body)| body == "v1"),
+        "v1 served before the deploy"
+    );
+    assert!(
+        answers.iter().any(|(_, body)| body == "v2"),
+        "v2 served after it"
     );
 
     // A node that starts later runs the fleet's version, not the file it was given.

@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::traffic::SteadyTraffic;
 use common::{client, eventually, test_plugin, Host, HostSpec};
 use serde_json::Value;
 
@@ -47,24 +46,7 @@ fn replacing_a_plugin_20_times_under_load_fails_no_request() {
         .start();
     let url = host.url("/hooks/app");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new(Vec::<(u16, String)>::new()));
-    let load = {
-        let (stop, seen) = (stop.clone(), seen.clone());
-        std::thread::spawn(move || {
-            let client = client();
-            while !stop.load(Ordering::Relaxed) {
-                let response = client
-                    .post(&url)
-                    .send()
-                    .expect("request failed at the transport level");
-                let status = response.status().as_u16();
-                seen.lock()
-                    .unwrap()
-                    .push((status, response.text().unwrap()));
-            }
-        })
-    };
+    let traffic = SteadyTraffic::start(vec![url]);
 
     let path = host.plugins_dir().join("app.wasm");
     for round in 0..20 {
@@ -82,27 +64,12 @@ fn replacing_a_plugin_20_times_under_load_fails_no_request() {
             std::fs::write(&tmp, bytes).unwrap();
             std::fs::rename(&tmp, &path).unwrap();
         }
-        let since = seen.lock().unwrap().len();
+        let since = traffic.count();
         eventually(&format!("round {round} to answer {expected}"), WAIT, || {
-            seen.lock().unwrap()[since..]
-                .iter()
-                .any(|(_, body)| body == expected)
+            traffic.answered_since(since, expected)
         });
     }
-    stop.store(true, Ordering::Relaxed);
-    load.join().unwrap();
-
-    let seen = seen.lock().unwrap();
-    let failures: Vec<_> = seen
-        .iter()
-        .filter(|(status, _)| !(200..300).contains(status))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} requests failed: {failures:?}",
-        failures.len(),
-        seen.len()
-    );
+    let seen = traffic.stop_all_succeeded();
     assert!(seen.iter().any(|(_, body)| body == "v1"));
     assert!(seen.iter().any(|(_, body)| body == "v2"));
     eprintln!("{} requests across 20 reloads, all 2xx", seen.len());

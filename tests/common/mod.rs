@@ -5,6 +5,7 @@
 pub mod feed;
 pub mod postgres;
 pub mod stub_server;
+pub mod traffic;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
