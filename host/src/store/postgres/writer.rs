@@ -25,7 +25,8 @@ use super::{Persisted, GROUP_TIMEOUT};
 const MAX_GROUP: usize = 512;
 
 /// How often a write that lost a deadlock (or a serialization conflict) with a
-/// concurrent group is run again, in a fresh savepoint, before it fails.
+/// concurrent transaction is run again, in a transaction of its own, before it
+/// fails (see `commit_group`).
 const CONFLICT_RETRIES: u32 = 5;
 
 /// What a write produced; the variant matches the `Write` that asked for it.
@@ -132,7 +133,31 @@ fn answer_all(group: Vec<Job>, error: &str) {
 /// Runs every job of `group` in its own savepoint of one transaction, pushing each
 /// job's outcome to `finished` in order, and commits. A job that fails has its
 /// savepoint rolled back, leaving the other jobs' writes intact.
+///
+/// A deadlock cannot be settled inside the group: rolling back one savepoint keeps
+/// the locks the group's earlier writes took, which are what the other transaction
+/// waits for, so the same write would deadlock again. The whole group is rolled
+/// back instead and its jobs run again one transaction each, which holds nothing
+/// while it waits to be retried.
 async fn commit_group(
+    client: &mut Object,
+    group: &[Job],
+    finished: &mut Vec<Result<Written>>,
+) -> Result<()> {
+    match commit_together(client, group, finished).await {
+        Err(error) if lost_a_conflict(&error) => {
+            tracing::debug!("event store: a group lost a deadlock; writing its jobs one by one");
+            finished.clear();
+            for job in group {
+                finished.push(commit_alone(client, &job.write).await?);
+            }
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+async fn commit_together(
     client: &mut Object,
     group: &[Job],
     finished: &mut Vec<Result<Written>>,
@@ -142,38 +167,66 @@ async fn commit_group(
         .await
         .context("beginning a transaction")?;
     for job in group {
-        finished.push(run_in_savepoint(&mut tx, &job.write).await?);
+        match run_in_savepoint(&mut tx, &job.write).await {
+            Ok(outcome) => finished.push(outcome),
+            Err(error) => {
+                tx.rollback().await.context("rolling back a group")?;
+                return Err(error);
+            }
+        }
     }
     tx.commit().await.context("committing")
 }
 
 /// The job's own outcome, or (outer `Err`) a failure of the transaction itself,
-/// which fails the whole group.
+/// including a lost deadlock, which fails the whole group.
 async fn run_in_savepoint(tx: &mut Transaction<'_>, write: &Write) -> Result<Result<Written>> {
+    let savepoint = tx.savepoint("write").await.context("opening a savepoint")?;
+    match writes::apply(&savepoint, write).await {
+        Ok(written) => {
+            savepoint.commit().await.context("releasing a savepoint")?;
+            Ok(Ok(written))
+        }
+        Err(error) => {
+            savepoint
+                .rollback()
+                .await
+                .context("rolling back a savepoint")?;
+            if lost_a_conflict(&error) {
+                return Err(error);
+            }
+            Ok(Err(error))
+        }
+    }
+}
+
+/// One job in a transaction of its own, run again (after a short random pause)
+/// when it loses a deadlock or a serialization conflict: once rolled back it holds
+/// no lock, so the other transaction finishes and the retry sees what it wrote.
+async fn commit_alone(client: &mut Object, write: &Write) -> Result<Result<Written>> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let savepoint = tx.savepoint("write").await.context("opening a savepoint")?;
-        let outcome = writes::apply(&savepoint, write).await;
-        match outcome {
-            Ok(written) => {
-                savepoint.commit().await.context("releasing a savepoint")?;
-                return Ok(Ok(written));
-            }
+        let tx = client
+            .transaction()
+            .await
+            .context("beginning a transaction")?;
+        let outcome = match writes::apply(&tx, write).await {
+            Ok(written) => tx
+                .commit()
+                .await
+                .map(|()| written)
+                .map_err(anyhow::Error::from),
             Err(error) => {
-                savepoint
-                    .rollback()
-                    .await
-                    .context("rolling back a savepoint")?;
-                if attempt <= CONFLICT_RETRIES && lost_a_conflict(&error) {
-                    // The other transaction holds what this write needs; once it
-                    // ends (the server aborted this statement to break the cycle)
-                    // the write runs again and sees what the other committed.
-                    tokio::time::sleep(Duration::from_millis(fastrand::u64(1..20))).await;
-                    continue;
-                }
-                return Ok(Err(error));
+                tx.rollback().await.context("rolling back a write")?;
+                Err(error)
             }
+        };
+        match outcome {
+            Err(error) if attempt <= CONFLICT_RETRIES && lost_a_conflict(&error) => {
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(1..20))).await;
+            }
+            outcome => return Ok(outcome),
         }
     }
 }
