@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{example_plugin, repo_root};
+use common::{example_plugin, output_text, repo_root};
 
 fn hookhost(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hookhost"))
@@ -20,19 +20,10 @@ fn check(file: &Path) -> Output {
     hookhost(&["check".as_ref(), file.as_os_str()])
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 #[test]
 fn check_prints_the_manifest_of_a_good_plugin() {
     let output = check(&example_plugin("standard-c"));
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("Standard Webhooks (C)"), "{stdout}");
     assert!(stdout.contains("standard.webhook"), "{stdout}");
@@ -63,7 +54,7 @@ fn check_says_what_is_wrong_with_a_bad_file() {
         let file = dir.path().join(format!("{name}.wasm"));
         std::fs::write(&file, bytes).unwrap();
         let output = check(&file);
-        assert!(!output.status.success(), "{name}: {}", text(&output));
+        assert!(!output.status.success(), "{name}: {}", output_text(&output));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
             stderr.contains(&format!("plugin {name}")),
@@ -89,7 +80,7 @@ fn scaffold_builds_and_checks(lang: &str) {
         "--dir".as_ref(),
         project.as_os_str(),
     ]);
-    assert!(output.status.success(), "new: {}", text(&output));
+    assert!(output.status.success(), "new: {}", output_text(&output));
 
     // Through sh rather than executed directly: another test thread forking while
     // this file was still open for writing would make exec fail with ETXTBSY.
@@ -98,10 +89,10 @@ fn scaffold_builds_and_checks(lang: &str) {
         .env("HOOKHOST_REPO", repo_root())
         .output()
         .expect("running build.sh");
-    assert!(build.status.success(), "build.sh: {}", text(&build));
+    assert!(build.status.success(), "build.sh: {}", output_text(&build));
 
     let output = check(&project.join(format!("{id}.wasm")));
-    assert!(output.status.success(), "check: {}", text(&output));
+    assert!(output.status.success(), "check: {}", output_text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains(&format!("emits:         {id}.*")),
@@ -138,7 +129,7 @@ fn new_go_plugin_builds_and_checks() {
 fn a_plugin_importing_what_the_host_lacks_is_named_and_the_others_serve() {
     let greedy = common::test_plugin("greedy");
     let output = check(&greedy);
-    assert!(!output.status.success(), "{}", text(&output));
+    assert!(!output.status.success(), "{}", output_text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("plugin greedy"), "{stderr}");
     assert!(
@@ -215,7 +206,7 @@ fn events_and_plugins_commands_read_and_replay_through_the_api() {
     }
 
     let list = remote(&["events", "list", "--url", url], &[]);
-    assert!(list.status.success(), "{}", text(&list));
+    assert!(list.status.success(), "{}", output_text(&list));
     let table = stdout(&list);
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("ID "), "{table}");
@@ -236,14 +227,14 @@ fn events_and_plugins_commands_read_and_replay_through_the_api() {
         &["events", "list", "--kind", "faulty.alpha"],
         &[("HOOKHOST_URL", url)],
     );
-    assert!(filtered.status.success(), "{}", text(&filtered));
+    assert!(filtered.status.success(), "{}", output_text(&filtered));
     assert!(stdout(&filtered).contains("first"));
     assert!(!stdout(&filtered).contains("second"));
     let page = remote(
         &["events", "list", "--url", url, "--limit", "1", "--json"],
         &[],
     );
-    assert!(page.status.success(), "{}", text(&page));
+    assert!(page.status.success(), "{}", output_text(&page));
     let page: serde_json::Value = serde_json::from_slice(&page.stdout).unwrap();
     assert_eq!(page["events"].as_array().unwrap().len(), 1, "{page}");
     let next = page["next"].as_str().unwrap().to_string();
@@ -258,11 +249,11 @@ fn events_and_plugins_commands_read_and_replay_through_the_api() {
     assert!(
         String::from_utf8_lossy(&more.stderr).contains(&format!("--after {next}")),
         "{}",
-        text(&more)
+        output_text(&more)
     );
 
     let show = remote(&["events", "show", &first_id, "--url", url], &[]);
-    assert!(show.status.success(), "{}", text(&show));
+    assert!(show.status.success(), "{}", output_text(&show));
     let shown = stdout(&show);
     assert!(shown.contains("faulty.alpha"), "{shown}");
     assert!(shown.contains(r#""name": "first""#), "{shown}");
@@ -270,12 +261,16 @@ fn events_and_plugins_commands_read_and_replay_through_the_api() {
     assert!(shown.contains("POST /event"), "{shown}");
 
     let replay = remote(&["events", "replay", &first_id, "--url", url], &[]);
-    assert!(replay.status.success(), "{}", text(&replay));
-    assert!(stdout(&replay).contains("HTTP 200"), "{}", text(&replay));
+    assert!(replay.status.success(), "{}", output_text(&replay));
+    assert!(
+        stdout(&replay).contains("HTTP 200"),
+        "{}",
+        output_text(&replay)
+    );
     assert!(
         stdout(&replay).contains("faulty.alpha"),
         "{}",
-        text(&replay)
+        output_text(&replay)
     );
     let replay = remote(
         &["events", "replay", &first_id, "--url", url, "--json"],
@@ -285,7 +280,7 @@ fn events_and_plugins_commands_read_and_replay_through_the_api() {
     assert_eq!(replay["replay"]["status"], 200, "{replay}");
 
     let plugins = remote(&["plugins", "list", "--url", url], &[]);
-    assert!(plugins.status.success(), "{}", text(&plugins));
+    assert!(plugins.status.success(), "{}", output_text(&plugins));
     let listed = stdout(&plugins);
     let faulty = listed
         .lines()
@@ -298,22 +293,27 @@ fn events_and_plugins_commands_read_and_replay_through_the_api() {
 
     // Exit codes: 3 not found, 2 usage, 1 unreachable.
     let missing = remote(&["events", "show", "999999", "--url", url], &[]);
-    assert_eq!(missing.status.code(), Some(3), "{}", text(&missing));
+    assert_eq!(missing.status.code(), Some(3), "{}", output_text(&missing));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no event with id 999999"));
     let missing = remote(&["events", "replay", "999999", "--url", url], &[]);
-    assert_eq!(missing.status.code(), Some(3), "{}", text(&missing));
+    assert_eq!(missing.status.code(), Some(3), "{}", output_text(&missing));
     let usage = remote(&["events", "show", "not-a-number", "--url", url], &[]);
-    assert_eq!(usage.status.code(), Some(2), "{}", text(&usage));
+    assert_eq!(usage.status.code(), Some(2), "{}", output_text(&usage));
     let usage = remote(&["events", "list", "--limit", "0", "--url", url], &[]);
-    assert_eq!(usage.status.code(), Some(1), "{}", text(&usage));
+    assert_eq!(usage.status.code(), Some(1), "{}", output_text(&usage));
     assert!(String::from_utf8_lossy(&usage.stderr).contains("limit must be between"));
     drop(host);
     let unreachable = remote(&["plugins", "list", "--url", url], &[]);
-    assert_eq!(unreachable.status.code(), Some(1), "{}", text(&unreachable));
+    assert_eq!(
+        unreachable.status.code(),
+        Some(1),
+        "{}",
+        output_text(&unreachable)
+    );
     assert!(
         String::from_utf8_lossy(&unreachable.stderr).contains("could not reach hookhost"),
         "{}",
-        text(&unreachable)
+        output_text(&unreachable)
     );
 }
 
@@ -350,7 +350,7 @@ fn the_admin_token_is_sent_as_a_bearer_and_401_exits_4() {
         &["plugins", "list", "--url", &url],
         &[("HOOKHOST_ADMIN_TOKEN", "s3cret-token")],
     );
-    assert_eq!(output.status.code(), Some(4), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(4), "{}", output_text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("an admin token is required"), "{stderr}");
     let head = server.join().unwrap().to_lowercase();
@@ -371,7 +371,11 @@ fn remote_commands_document_their_exit_codes_and_environment() {
         &["plugins", "list", "--help"],
     ] {
         let output = remote(args, &[]);
-        assert!(output.status.success(), "{args:?}: {}", text(&output));
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            output_text(&output)
+        );
         let help = stdout(&output);
         for expected in [
             "HOOKHOST_URL",

@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Output};
 
 use common::traffic::SteadyTraffic;
-use common::{client, test_plugin, Host, HostSpec};
+use common::{client, output_text, test_plugin, Host, HostSpec};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -229,15 +229,6 @@ fn hookhost_cli(args: &[&str], token: Option<&str>) -> Output {
     command.output().expect("running hookhost")
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 #[test]
 fn the_cli_deploys_a_file_as_its_stem_or_as_id() {
     let host = HostSpec::default()
@@ -254,12 +245,12 @@ fn the_cli_deploys_a_file_as_its_stem_or_as_id() {
 
     // Without the token: exit 4, nothing changed.
     let refused = hookhost_cli(&["deploy", app_file, "--url", url], None);
-    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    assert_eq!(refused.status.code(), Some(4), "{}", output_text(&refused));
     assert_eq!(answer(&host, "app").as_deref(), Some("v1"));
 
     // The id is the file stem; the output names what the host now runs.
     let deployed = hookhost_cli(&["deploy", app_file, "--url", url], Some(TOKEN));
-    assert!(deployed.status.success(), "{}", text(&deployed));
+    assert!(deployed.status.success(), "{}", output_text(&deployed));
     let stdout = String::from_utf8_lossy(&deployed.stdout);
     assert!(stdout.contains("deployed app"), "{stdout}");
     assert!(stdout.contains("2.0.0"), "{stdout}");
@@ -279,7 +270,7 @@ fn the_cli_deploys_a_file_as_its_stem_or_as_id() {
         ],
         Some(TOKEN),
     );
-    assert!(as_json.status.success(), "{}", text(&as_json));
+    assert!(as_json.status.success(), "{}", output_text(&as_json));
     let json: Value = serde_json::from_slice(&as_json.stdout).unwrap();
     assert_eq!(json["id"], "other", "{json}");
     assert_eq!(json["sha256"], sha256_hex(&v2), "{json}");
@@ -297,11 +288,11 @@ fn the_cli_deploys_a_file_as_its_stem_or_as_id() {
         ],
         Some(TOKEN),
     );
-    assert_eq!(broken.status.code(), Some(1), "{}", text(&broken));
+    assert_eq!(broken.status.code(), Some(1), "{}", output_text(&broken));
     assert!(
         String::from_utf8_lossy(&broken.stderr).contains("hookhost:plugin/guest@0.1.0"),
         "{}",
-        text(&broken)
+        output_text(&broken)
     );
     assert_eq!(answer(&host, "app").as_deref(), Some("v2"));
 
@@ -312,15 +303,15 @@ fn the_cli_deploys_a_file_as_its_stem_or_as_id() {
         &["deploy", badly_named.to_str().unwrap(), "--url", url],
         Some(TOKEN),
     );
-    assert_eq!(usage.status.code(), Some(2), "{}", text(&usage));
+    assert_eq!(usage.status.code(), Some(2), "{}", output_text(&usage));
     assert!(
         String::from_utf8_lossy(&usage.stderr).contains("--id"),
         "{}",
-        text(&usage)
+        output_text(&usage)
     );
     let missing = hookhost_cli(
         &["deploy", "/nonexistent/x.wasm", "--url", url],
         Some(TOKEN),
     );
-    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert_eq!(missing.status.code(), Some(1), "{}", output_text(&missing));
 }

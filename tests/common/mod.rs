@@ -270,6 +270,16 @@ pub fn client() -> reqwest::blocking::Client {
         .unwrap()
 }
 
+/// A finished command's status, stdout and stderr, for assertion messages.
+pub fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// `sha256=<hex>` as GitHub signs a body.
 pub fn github_signature(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
