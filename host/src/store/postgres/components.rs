@@ -11,10 +11,6 @@ use super::super::components::{ComponentStore, DeployedComponent};
 use super::super::UnixMs;
 use super::{PostgresStore, GROUP_TIMEOUT};
 
-/// Where a deploy is announced (payload: the plugin id), for nodes that LISTEN
-/// instead of polling `deployed()`.
-pub const DEPLOY_CHANNEL: &str = "hookhost_deployments";
-
 #[async_trait::async_trait]
 impl ComponentStore for PostgresStore {
     async fn deploy(&self, plugin: &str, bytes: Vec<u8>, now: UnixMs) -> Result<DeployedComponent> {
@@ -36,8 +32,6 @@ impl ComponentStore for PostgresStore {
                 &[&plugin, &sha256, &(now as i64)],
             )
             .await?;
-            tx.execute("SELECT pg_notify($1, $2)", &[&DEPLOY_CHANNEL, &plugin])
-                .await?;
             tx.commit().await
         };
         tokio::time::timeout(GROUP_TIMEOUT, deploy)
