@@ -1,5 +1,7 @@
 //! Outbound HTTP from plugins end to end, against real servers on 127.0.0.1: the
-//! allowlist refuses before any connection is made, the response-size cap and the
+//! allowlist refuses before any connection is made, an allowlisted name that
+//! resolves to a loopback address is refused unless that address is listed itself,
+//! a bare name allows https only, the response-size cap and the
 //! timeouts apply, the stripe plugin's invoice follow-up lands in the stored event
 //! (or the webhook gets 503 and nothing is stored), and the notify handler posts
 //! its messages with the host's retries and dead letters.
@@ -182,6 +184,99 @@ fn an_allowlisted_request_succeeds_within_the_size_cap_and_the_timeouts() {
         2,
         "both stalled requests reached the server"
     );
+}
+
+// ---- the address actually connected to ----
+
+fn metrics_text(host: &Host) -> String {
+    let response = client().get(host.url("/metrics")).send().unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().unwrap()
+}
+
+#[test]
+fn an_allowlisted_name_that_resolves_to_loopback_is_refused_unless_the_address_is_listed() {
+    let unlisted = StubServer::start(|_, _| Reply::Body(200, b"ok".to_vec()));
+    let listed = StubServer::start(|_, _| Reply::Body(200, b"listed".to_vec()));
+    let (unlisted_port, listed_port) = (unlisted.addr.port(), listed.addr.port());
+    let host = fetcher_host(
+        &[
+            // The name is allowed, and resolves to 127.0.0.1: as a DNS-rebinding
+            // or SSRF target would.
+            format!("localhost:{unlisted_port}"),
+            // The operator names the loopback address itself: it may be reached.
+            format!("localhost:{listed_port}"),
+            format!("127.0.0.1:{listed_port}"),
+        ],
+        "10s",
+    );
+
+    let reply = fetch(
+        &host,
+        json!({ "url": format!("http://localhost:{unlisted_port}/") }),
+    );
+    assert_eq!(reply["error_code"], "DestinationIpProhibited", "{reply}");
+    assert!(reply.get("status").is_none(), "{reply}");
+    assert_eq!(
+        unlisted.connections(),
+        0,
+        "a name that resolves to loopback was connected to"
+    );
+    let log = host.log();
+    assert!(
+        log.contains("outbound request refused")
+            && log.contains(&format!("127.0.0.1:{unlisted_port} (loopback)")),
+        "the log says which address was refused and why: {log}"
+    );
+    assert!(
+        metrics_text(&host).contains(
+            r#"hookhost_outbound_requests_refused_total{plugin="fetcher",reason="address_prohibited"} 1"#
+        ),
+        "{}",
+        metrics_text(&host)
+    );
+
+    for url in [
+        format!("http://localhost:{listed_port}/"),
+        format!("http://127.0.0.1:{listed_port}/"),
+    ] {
+        let reply = fetch(&host, json!({ "url": url }));
+        assert_eq!(reply, json!({ "status": 200, "body_bytes": 6 }), "{url}");
+    }
+    assert_eq!(listed.connections(), 2);
+    assert_eq!(unlisted.connections(), 0);
+}
+
+#[test]
+fn a_bare_name_allows_https_only() {
+    let host = fetcher_host(&["localhost".to_string()], "10s");
+
+    // Plain http on port 80 is not what a bare entry allows: refused by the
+    // allowlist before any lookup or connection (an attempt would have ended in
+    // `ConnectionRefused`, or the loopback refusal below).
+    let reply = fetch(&host, json!({ "url": "http://localhost/" }));
+    assert_eq!(reply["error_code"], "HttpRequestDenied", "{reply}");
+    let log = host.log();
+    assert!(
+        log.contains(
+            "outbound request refused: host is not in [plugins.fetcher] allowed_hosts \
+             (an entry without a port allows https only: add \"localhost:80\" for plain http)"
+        ),
+        "{log}"
+    );
+
+    // https on 443 is allowed by name, and then refused by the address check,
+    // since localhost is 127.0.0.1.
+    let reply = fetch(&host, json!({ "url": "https://localhost/" }));
+    assert_eq!(reply["error_code"], "DestinationIpProhibited", "{reply}");
+
+    let metrics = metrics_text(&host);
+    for line in [
+        r#"hookhost_outbound_requests_refused_total{plugin="fetcher",reason="not_allowed"} 1"#,
+        r#"hookhost_outbound_requests_refused_total{plugin="fetcher",reason="address_prohibited"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
 }
 
 // ---- the stripe plugin's invoice follow-up ----

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use crate::limits::{parse_bytes, PluginLimits};
+use crate::outbound::allowlist::AllowedHost;
 
 /// Everything `hookhost serve` needs to run, after the file, the environment and the
 /// command line have been merged.
@@ -44,9 +45,10 @@ pub struct PluginConfig {
     pub values: BTreeMap<String, String>,
     /// The longest a single call into the plugin may run before it is interrupted.
     pub timeout: Option<Duration>,
-    /// Hosts (`api.github.com`) or `host:port`s the plugin may send HTTP requests
-    /// to; empty denies all outbound HTTP.
-    pub allowed_hosts: Vec<String>,
+    /// Hosts (`api.github.com`: https on 443) or `host:port`s (either scheme) the
+    /// plugin may send HTTP requests to; empty denies all outbound HTTP. See
+    /// `outbound::allowlist`.
+    pub allowed_hosts: Vec<AllowedHost>,
     /// How many times an event is offered to this plugin's `on-event` before its
     /// delivery is dead-lettered.
     pub max_attempts: Option<u32>,
@@ -241,7 +243,15 @@ impl Config {
             let config = PluginConfig {
                 values,
                 timeout,
-                allowed_hosts: plugin.allowed_hosts,
+                allowed_hosts: plugin
+                    .allowed_hosts
+                    .iter()
+                    .map(|entry| {
+                        entry
+                            .parse()
+                            .with_context(|| format!("config `[plugins.{id}] allowed_hosts`"))
+                    })
+                    .collect::<Result<_>>()?,
                 max_attempts: plugin.max_attempts,
                 retry_base,
                 poll_interval,
@@ -449,6 +459,24 @@ mod tests {
         );
         let error = parse("[plugins.p]\nmemory = \"1GiB\"").unwrap_err();
         assert!(format!("{error:#}").contains("ceiling"), "{error:#}");
+    }
+
+    #[test]
+    fn allowed_hosts_entries_are_checked_at_load() {
+        let config =
+            parse("[plugins.p]\nallowed_hosts = [\"api.github.com\", \"127.0.0.1:9000\"]\n")
+                .unwrap();
+        assert_eq!(
+            config.plugins["p"].allowed_hosts,
+            vec![
+                "api.github.com".parse().unwrap(),
+                "127.0.0.1:9000".parse().unwrap()
+            ]
+        );
+        let error = parse("[plugins.p]\nallowed_hosts = [\"https://api.github.com\"]").unwrap_err();
+        let text = format!("{error:#}");
+        assert!(text.contains("[plugins.p] allowed_hosts"), "{text}");
+        assert!(text.contains("host:port"), "{text}");
     }
 
     #[test]

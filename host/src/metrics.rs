@@ -53,6 +53,12 @@ struct FailureLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    plugin: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     plugin: String,
     outcome: &'static str,
@@ -75,6 +81,7 @@ pub struct Metrics {
     polls: Family<OutcomeLabels, Counter>,
     reloads: Family<OutcomeLabels, Counter>,
     deliveries: Family<OutcomeLabels, Counter>,
+    outbound_refused: Family<ReasonLabels, Counter>,
 }
 
 /// Which plugin export a call went to.
@@ -112,6 +119,16 @@ pub enum Reload {
     Unloaded,
 }
 
+/// Why a plugin's outbound HTTP request was refused (see `outbound`).
+#[derive(Debug, Clone, Copy)]
+pub enum OutboundRefusal {
+    /// Its host and port (and scheme) are not in `allowed_hosts`.
+    NotAllowed,
+    /// Its host is allowed, but every address it resolved to is not public and not
+    /// listed itself.
+    AddressProhibited,
+}
+
 /// What became of one delivery attempt to a handler plugin.
 #[derive(Debug, Clone, Copy)]
 pub enum Delivery {
@@ -134,6 +151,7 @@ impl Default for Metrics {
             polls: Family::default(),
             reloads: Family::default(),
             deliveries: Family::default(),
+            outbound_refused: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -177,6 +195,13 @@ impl Default for Metrics {
             "deliveries",
             "Delivery attempts to handler plugins: delivered, failed (will retry), dead (dead-lettered)",
             metrics.deliveries.clone(),
+        );
+        registry.register(
+            "outbound_requests_refused",
+            "Plugins' outbound HTTP requests refused before connecting: not_allowed (host or port \
+             not in allowed_hosts) or address_prohibited (resolved only to addresses that are \
+             not public and not listed)",
+            metrics.outbound_refused.clone(),
         );
         Metrics {
             registry,
@@ -263,6 +288,19 @@ impl Metrics {
         self.count(&self.deliveries, plugin, outcome);
     }
 
+    pub fn outbound_refused(&self, plugin: &str, refusal: OutboundRefusal) {
+        let reason = match refusal {
+            OutboundRefusal::NotAllowed => "not_allowed",
+            OutboundRefusal::AddressProhibited => "address_prohibited",
+        };
+        self.outbound_refused
+            .get_or_create(&ReasonLabels {
+                plugin: plugin.to_string(),
+                reason,
+            })
+            .inc();
+    }
+
     fn count(&self, family: &Family<OutcomeLabels, Counter>, plugin: &str, outcome: &'static str) {
         family
             .get_or_create(&OutcomeLabels {
@@ -299,6 +337,7 @@ mod tests {
         metrics.call_failed("faulty", Call::Webhook, CallFailure::Timeout);
         let guard = metrics.call_started("github", Call::Webhook);
         metrics.delivery_finished("handler", Delivery::Dead);
+        metrics.outbound_refused("fetcher", OutboundRefusal::AddressProhibited);
         let text = metrics.encode();
         assert!(
             text.contains(r#"hookhost_webhook_requests_total{plugin="github",status="200"} 2"#),
@@ -321,6 +360,12 @@ mod tests {
         );
         assert!(
             text.contains(r#"hookhost_deliveries_total{plugin="handler",outcome="dead"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"hookhost_outbound_requests_refused_total{plugin="fetcher",reason="address_prohibited"} 1"#
+            ),
             "{text}"
         );
         drop(guard);

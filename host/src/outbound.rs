@@ -1,9 +1,25 @@
 //! Outbound HTTP for plugins, through the standard `wasi:http/outgoing-handler` so
 //! that each language's usual client works. Deny by default: a request leaves only
-//! when its host is in the plugin's `allowed_hosts`; anything else is refused
-//! before a connection is made, and logged. Every request is bounded in time and
-//! in response size.
+//! when its host and port are in the plugin's `allowed_hosts` (checked before any
+//! name is looked up) and the address it is about to connect to is public or named
+//! there itself (checked after the one lookup, on the very address connected to).
+//! Anything else is refused before a connection is made, logged and counted. Every
+//! request is bounded in time and in response size.
+//!
+//! - `allowlist`: the entries, and which requests and addresses they allow.
+//! - `address`: which IP addresses are public.
+//! - `connect`: TCP to a checked address, TLS, HTTP/1.
+//!
+//! Nothing else in the host opens connections for a plugin: WASI sockets and name
+//! lookups are off (`PluginState::new`), and wasmtime-wasi-http is built without its
+//! `default-send-request`, so every outgoing request comes through `send_request`
+//! below.
 
+mod address;
+pub mod allowlist;
+mod connect;
+
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -12,7 +28,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use wasmtime_wasi_http::{default_send_request, Error, RequestOptions, WasiBody, WasiHttpHooks};
+use rustls::pki_types::ServerName;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::metrics::{Metrics, OutboundRefusal};
+pub use address::Restriction;
+use allowlist::{AllowedHost, Destination, Host};
+use connect::Timeouts;
 
 /// Connect, first-byte and between-bytes timeouts when the plugin asks for none
 /// (or for longer): a provider that hangs must not hold a call forever.
@@ -23,36 +45,10 @@ pub const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 /// The outbound policy of one plugin, for one call.
 pub struct OutboundPolicy {
     pub plugin: Arc<str>,
-    /// `host` (the scheme's default port) or `host:port` entries.
-    pub allowed_hosts: Arc<[String]>,
-}
-
-impl OutboundPolicy {
-    /// Whether `uri` may be requested.
-    pub fn permits(&self, uri: &http::Uri) -> bool {
-        let Some(host) = uri.host() else { return false };
-        let default_port = if uri.scheme() == Some(&http::uri::Scheme::HTTP) {
-            80
-        } else {
-            443
-        };
-        let port = uri.port_u16().unwrap_or(default_port);
-        self.allowed_hosts.iter().any(|entry| {
-            let (entry_host, entry_port) = match entry.rsplit_once(':') {
-                Some((h, p)) if !h.ends_with(']') || entry.starts_with('[') => {
-                    match p.parse::<u16>() {
-                        Ok(p) => (h, p),
-                        Err(_) => (entry.as_str(), default_port),
-                    }
-                }
-                _ => (entry.as_str(), default_port),
-            };
-            entry_host
-                .trim_matches(['[', ']'])
-                .eq_ignore_ascii_case(host.trim_matches(['[', ']']))
-                && entry_port == port
-        })
-    }
+    /// `[plugins.<id>] allowed_hosts`.
+    pub allowed_hosts: Arc<[AllowedHost]>,
+    /// Where refusals are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 type SendFuture = Box<
@@ -74,27 +70,79 @@ impl WasiHttpHooks for OutboundPolicy {
         options: Option<RequestOptions>,
         _fut: Box<dyn std::future::Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
-        if !self.permits(request.uri()) {
+        let plugin = self.plugin.clone();
+        let destination = Destination::of(request.uri())
+            .filter(|destination| allowlist::allows(&self.allowed_hosts, destination));
+        let Some(destination) = destination else {
+            let hint = match Destination::of(request.uri()) {
+                Some(d) if allowlist::needs_port_for_http(&self.allowed_hosts, &d) => format!(
+                    " (an entry without a port allows https only: add \"{}\" for plain http)",
+                    d
+                ),
+                _ => String::new(),
+            };
             tracing::warn!(
-                plugin = %self.plugin,
+                %plugin,
                 uri = %request.uri(),
-                "outbound request refused: host is not in [plugins.{}] allowed_hosts",
-                self.plugin
+                "outbound request refused: host is not in [plugins.{plugin}] allowed_hosts{hint}",
             );
+            self.metrics
+                .outbound_refused(&plugin, OutboundRefusal::NotAllowed);
             return Box::new(async { Err(Error::HttpRequestDenied) });
-        }
-        let bound = |asked: Option<Duration>| {
-            Some(asked.map_or(OUTBOUND_TIMEOUT, |t| t.min(OUTBOUND_TIMEOUT)))
         };
+        let bound =
+            |asked: Option<Duration>| asked.map_or(OUTBOUND_TIMEOUT, |t| t.min(OUTBOUND_TIMEOUT));
         let options = options.unwrap_or_default();
-        let options = RequestOptions {
-            connect_timeout: bound(options.connect_timeout),
-            first_byte_timeout: bound(options.first_byte_timeout),
-            between_bytes_timeout: bound(options.between_bytes_timeout),
+        let timeouts = Timeouts {
+            connect: bound(options.connect_timeout),
+            first_byte: bound(options.first_byte_timeout),
+            between_bytes: bound(options.between_bytes_timeout),
         };
-        tracing::debug!(plugin = %self.plugin, uri = %request.uri(), "outbound request");
+        let allowed_hosts = self.allowed_hosts.clone();
+        let metrics = self.metrics.clone();
+        tracing::debug!(%plugin, uri = %request.uri(), "outbound request");
         Box::new(async move {
-            let (response, io) = default_send_request(request, Some(options)).await?;
+            let tls = match (&destination.host, destination.https) {
+                (_, false) => None,
+                (Host::Name(name), true) => Some(ServerName::try_from(name.clone()).map_err(
+                    |_| Error::DnsError {
+                        rcode: Some("invalid dns name".into()),
+                        info_code: None,
+                    },
+                )?),
+                (Host::Address(ip), true) => Some(ServerName::from(*ip)),
+            };
+            // The lookup, the check and the connect share the connect timeout, as
+            // the lookup and the connect did in wasmtime-wasi-http's own client.
+            let stream = tokio::time::timeout(timeouts.connect, async {
+                let resolved = resolve(&destination).await?;
+                let screened = allowlist::screen(&allowed_hosts, &destination, resolved);
+                if !screened.refused.is_empty() {
+                    let refused = screened
+                        .refused
+                        .iter()
+                        .map(|(address, why)| format!("{address} ({why})"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    tracing::warn!(
+                        %plugin,
+                        %destination,
+                        "outbound request {}: {} resolved to {refused}, which is not public; \
+                         to allow an address that is not public, list that address and port \
+                         itself in [plugins.{plugin}] allowed_hosts",
+                        if screened.permitted.is_empty() { "refused" } else { "skips addresses" },
+                        destination.host,
+                    );
+                }
+                if screened.permitted.is_empty() {
+                    metrics.outbound_refused(&plugin, OutboundRefusal::AddressProhibited);
+                    return Err(Error::DestinationIpProhibited);
+                }
+                connect::connect(&screened.permitted).await
+            })
+            .await
+            .map_err(|_| Error::ConnectionTimeout)??;
+            let (response, io) = connect::send(stream, tls, request, timeouts).await?;
             if response.body().size_hint().lower() > MAX_RESPONSE_BYTES {
                 return Err(Error::HttpResponseBodySize(Some(MAX_RESPONSE_BYTES)));
             }
@@ -110,6 +158,22 @@ impl WasiHttpHooks for OutboundPolicy {
                 Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
             ))
         })
+    }
+}
+
+/// The addresses `destination` stands for: an address literal as it is, a name
+/// through the system resolver, once.
+async fn resolve(destination: &Destination) -> Result<Vec<SocketAddr>, Error> {
+    match &destination.host {
+        Host::Address(ip) => Ok(vec![SocketAddr::new(*ip, destination.port)]),
+        Host::Name(name) => {
+            // An io::Error here is what wasmtime-wasi-http's client reported for a
+            // failed lookup; it becomes the guest's `DNS-error`.
+            let resolved = tokio::net::lookup_host((name.as_str(), destination.port))
+                .await
+                .map_err(Error::Connect)?;
+            Ok(resolved.collect())
+        }
     }
 }
 
@@ -148,54 +212,5 @@ impl Body for CappedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn policy(entries: &[&str]) -> OutboundPolicy {
-        OutboundPolicy {
-            plugin: "t".into(),
-            allowed_hosts: entries.iter().map(|e| e.to_string()).collect(),
-        }
-    }
-
-    fn permits(entries: &[&str], uri: &str) -> bool {
-        policy(entries).permits(&uri.parse().unwrap())
-    }
-
-    #[test]
-    fn nothing_is_allowed_by_default() {
-        assert!(!permits(&[], "https://api.github.com/repos"));
-    }
-
-    #[test]
-    fn a_bare_host_allows_its_schemes_default_port_only() {
-        assert!(permits(&["api.github.com"], "https://api.github.com/repos"));
-        assert!(permits(&["API.github.com"], "https://api.GitHub.com:443/"));
-        assert!(permits(&["example.com"], "http://example.com/"));
-        assert!(!permits(
-            &["api.github.com"],
-            "https://api.github.com:8443/"
-        ));
-        assert!(!permits(
-            &["api.github.com"],
-            "https://evil.com/?api.github.com"
-        ));
-        assert!(!permits(&["github.com"], "https://api.github.com/"));
-        assert!(!permits(
-            &["api.github.com"],
-            "https://api.github.com.evil.com/"
-        ));
-    }
-
-    #[test]
-    fn host_and_port_must_match_exactly() {
-        assert!(permits(&["127.0.0.1:9000"], "http://127.0.0.1:9000/items"));
-        assert!(!permits(&["127.0.0.1:9000"], "http://127.0.0.1:9001/items"));
-        assert!(!permits(&["127.0.0.1:9000"], "http://127.0.0.1/items"));
-        assert!(permits(&["[::1]:9000"], "http://[::1]:9000/"));
     }
 }

@@ -241,7 +241,12 @@ impl LoadedPlugin {
             );
             let mut store = Store::new(
                 &self.runtime.engine,
-                PluginState::new(self.identity.clone(), &self.limits, kv),
+                PluginState::new(
+                    self.identity.clone(),
+                    &self.limits,
+                    kv,
+                    self.runtime.metrics.clone(),
+                ),
             );
             store.limiter(|state| &mut state.limits);
             // Bounds on what the guest can make the host allocate; see `limits`.

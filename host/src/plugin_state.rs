@@ -18,6 +18,8 @@ use crate::bindings::{config, crypto, log, state, types};
 use crate::guest_output::{Channel, GuestOutput, LogBudget};
 use crate::keyvalue::KeyValue;
 use crate::limits::{self, PluginLimits};
+use crate::metrics::Metrics;
+use crate::outbound::allowlist::AllowedHost;
 use crate::outbound::OutboundPolicy;
 
 /// Who a plugin is, for logs and errors; shared by every call to one loaded version.
@@ -29,7 +31,7 @@ pub struct PluginIdentity {
     /// `[plugins.<id>] config`: the only configuration this plugin can read.
     pub config: BTreeMap<String, String>,
     /// `[plugins.<id>] allowed_hosts`: where its outbound HTTP may go.
-    pub allowed_hosts: Arc<[String]>,
+    pub allowed_hosts: Arc<[AllowedHost]>,
 }
 
 /// The wasmtime store data of one call.
@@ -46,7 +48,13 @@ pub struct PluginState {
 }
 
 impl PluginState {
-    pub fn new(identity: Arc<PluginIdentity>, plugin_limits: &PluginLimits, kv: KeyValue) -> Self {
+    /// `metrics` is where this call's refused outbound requests are counted.
+    pub fn new(
+        identity: Arc<PluginIdentity>,
+        plugin_limits: &PluginLimits,
+        kv: KeyValue,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let log_budget = Arc::new(LogBudget::new(
             identity.id.clone(),
             plugin_limits.max_log_bytes,
@@ -88,6 +96,7 @@ impl PluginState {
         let outbound = OutboundPolicy {
             plugin: identity.id.clone(),
             allowed_hosts: identity.allowed_hosts.clone(),
+            metrics,
         };
         Self {
             identity,
@@ -191,6 +200,7 @@ mod tests {
             }),
             &PluginLimits::default(),
             KeyValue::new("t".into(), None, crate::keyvalue::Mode::WriteThrough),
+            Arc::default(),
         )
     }
 
