@@ -11,7 +11,8 @@
 //! - `plugin_state`: per-call store data and the host side of plugin imports.
 //! - `keyvalue`: plugins' `state` import: per-plugin keys, limits, poll staging.
 //! - `guest_output`: plugins' stdout/stderr into the log.
-//! - `outbound`: plugins' outgoing HTTP: allowlist, timeouts, size cap.
+//! - `outbound`: plugins' outgoing HTTP: allowlist, the check of the address
+//!   connected to, timeouts, size cap.
 //! - `plugin`: one loaded component; a fresh instance per call, with a deadline.
 //! - `artifact_cache`: compiled components on disk, keyed by content and engine.
 //! - `registry`: plugins by id, load errors, plugin-file discovery.

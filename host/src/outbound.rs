@@ -33,7 +33,7 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::metrics::{Metrics, OutboundRefusal};
 pub use address::Restriction;
-use allowlist::{AllowedHost, Destination, Host};
+use allowlist::{AllowedHost, Destination, Host, Screened};
 use connect::Timeouts;
 
 /// Connect, first-byte and between-bytes timeouts when the plugin asks for none
@@ -63,6 +63,26 @@ type SendFuture = Box<
         > + Send,
 >;
 
+impl OutboundPolicy {
+    /// Logs and counts a request whose host and port no entry allows.
+    fn refuse_unlisted(&self, uri: &http::Uri, destination: Option<&Destination>) {
+        let plugin = &self.plugin;
+        let hint = match destination {
+            Some(d) if allowlist::needs_port_for_http(&self.allowed_hosts, d) => {
+                format!(" (an entry without a port allows https only: add \"{d}\" for plain http)")
+            }
+            _ => String::new(),
+        };
+        tracing::warn!(
+            %plugin,
+            %uri,
+            "outbound request refused: host is not in [plugins.{plugin}] allowed_hosts{hint}",
+        );
+        self.metrics
+            .outbound_refused(plugin, OutboundRefusal::NotAllowed);
+    }
+}
+
 impl WasiHttpHooks for OutboundPolicy {
     fn send_request(
         &mut self,
@@ -70,25 +90,14 @@ impl WasiHttpHooks for OutboundPolicy {
         options: Option<RequestOptions>,
         _fut: Box<dyn std::future::Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
-        let plugin = self.plugin.clone();
-        let destination = Destination::of(request.uri())
-            .filter(|destination| allowlist::allows(&self.allowed_hosts, destination));
-        let Some(destination) = destination else {
-            let hint = match Destination::of(request.uri()) {
-                Some(d) if allowlist::needs_port_for_http(&self.allowed_hosts, &d) => format!(
-                    " (an entry without a port allows https only: add \"{}\" for plain http)",
-                    d
-                ),
-                _ => String::new(),
-            };
-            tracing::warn!(
-                %plugin,
-                uri = %request.uri(),
-                "outbound request refused: host is not in [plugins.{plugin}] allowed_hosts{hint}",
-            );
-            self.metrics
-                .outbound_refused(&plugin, OutboundRefusal::NotAllowed);
-            return Box::new(async { Err(Error::HttpRequestDenied) });
+        let destination = match Destination::of(request.uri()) {
+            Some(destination) if allowlist::allows(&self.allowed_hosts, &destination) => {
+                destination
+            }
+            other => {
+                self.refuse_unlisted(request.uri(), other.as_ref());
+                return Box::new(async { Err(Error::HttpRequestDenied) });
+            }
         };
         let bound =
             |asked: Option<Duration>| asked.map_or(OUTBOUND_TIMEOUT, |t| t.min(OUTBOUND_TIMEOUT));
@@ -98,42 +107,20 @@ impl WasiHttpHooks for OutboundPolicy {
             first_byte: bound(options.first_byte_timeout),
             between_bytes: bound(options.between_bytes_timeout),
         };
-        let allowed_hosts = self.allowed_hosts.clone();
-        let metrics = self.metrics.clone();
+        let (plugin, allowed_hosts, metrics) = (
+            self.plugin.clone(),
+            self.allowed_hosts.clone(),
+            self.metrics.clone(),
+        );
         tracing::debug!(%plugin, uri = %request.uri(), "outbound request");
         Box::new(async move {
-            let tls = match (&destination.host, destination.https) {
-                (_, false) => None,
-                (Host::Name(name), true) => Some(ServerName::try_from(name.clone()).map_err(
-                    |_| Error::DnsError {
-                        rcode: Some("invalid dns name".into()),
-                        info_code: None,
-                    },
-                )?),
-                (Host::Address(ip), true) => Some(ServerName::from(*ip)),
-            };
+            let tls = tls_server_name(&destination)?;
             // The lookup, the check and the connect share the connect timeout, as
             // the lookup and the connect did in wasmtime-wasi-http's own client.
             let stream = tokio::time::timeout(timeouts.connect, async {
                 let resolved = resolve(&destination).await?;
                 let screened = allowlist::screen(&allowed_hosts, &destination, resolved);
-                if !screened.refused.is_empty() {
-                    let refused = screened
-                        .refused
-                        .iter()
-                        .map(|(address, why)| format!("{address} ({why})"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    tracing::warn!(
-                        %plugin,
-                        %destination,
-                        "outbound request {}: {} resolved to {refused}, which is not public; \
-                         to allow an address that is not public, list that address and port \
-                         itself in [plugins.{plugin}] allowed_hosts",
-                        if screened.permitted.is_empty() { "refused" } else { "skips addresses" },
-                        destination.host,
-                    );
-                }
+                log_refused_addresses(&plugin, &destination, &screened);
                 if screened.permitted.is_empty() {
                     metrics.outbound_refused(&plugin, OutboundRefusal::AddressProhibited);
                     return Err(Error::DestinationIpProhibited);
@@ -161,6 +148,25 @@ impl WasiHttpHooks for OutboundPolicy {
     }
 }
 
+/// The name TLS checks the certificate against (and sends as SNI): the host as the
+/// plugin wrote it, never the address it resolved to. `None` for plain http.
+fn tls_server_name(destination: &Destination) -> Result<Option<ServerName<'static>>, Error> {
+    if !destination.https {
+        return Ok(None);
+    }
+    match &destination.host {
+        Host::Name(name) => {
+            ServerName::try_from(name.clone())
+                .map(Some)
+                .map_err(|_| Error::DnsError {
+                    rcode: Some("invalid dns name".into()),
+                    info_code: None,
+                })
+        }
+        Host::Address(ip) => Ok(Some(ServerName::from(*ip))),
+    }
+}
+
 /// The addresses `destination` stands for: an address literal as it is, a name
 /// through the system resolver, once.
 async fn resolve(destination: &Destination) -> Result<Vec<SocketAddr>, Error> {
@@ -175,6 +181,33 @@ async fn resolve(destination: &Destination) -> Result<Vec<SocketAddr>, Error> {
             Ok(resolved.collect())
         }
     }
+}
+
+/// Says which resolved addresses were refused and why: the whole request when none
+/// is left, else only those addresses.
+fn log_refused_addresses(plugin: &str, destination: &Destination, screened: &Screened) {
+    if screened.refused.is_empty() {
+        return;
+    }
+    let refused = screened
+        .refused
+        .iter()
+        .map(|(address, why)| format!("{address} ({why})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let outcome = if screened.permitted.is_empty() {
+        "refused"
+    } else {
+        "skips addresses"
+    };
+    tracing::warn!(
+        %plugin,
+        %destination,
+        "outbound request {outcome}: {} resolved to {refused}, which is not public; to allow \
+         an address that is not public, list that address and port itself in \
+         [plugins.{plugin}] allowed_hosts",
+        destination.host,
+    );
 }
 
 /// A response body that fails once more than `remaining` bytes have arrived.
