@@ -75,6 +75,7 @@ pub struct Metrics {
     polls: Family<OutcomeLabels, Counter>,
     reloads: Family<OutcomeLabels, Counter>,
     deliveries: Family<OutcomeLabels, Counter>,
+    events_refused: Family<FailureLabels, Counter>,
 }
 
 /// Which plugin export a call went to.
@@ -102,6 +103,13 @@ impl Call {
 pub enum CallFailure {
     Trap,
     Timeout,
+}
+
+/// Why the host refused the events a plugin call returned (none of them stored).
+#[derive(Debug, Clone, Copy)]
+pub enum Refusal {
+    /// An event's kind is outside the manifest's `emits`.
+    UndeclaredKind,
 }
 
 /// What became of a reload of one plugin file.
@@ -134,6 +142,7 @@ impl Default for Metrics {
             polls: Family::default(),
             reloads: Family::default(),
             deliveries: Family::default(),
+            events_refused: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -177,6 +186,11 @@ impl Default for Metrics {
             "deliveries",
             "Delivery attempts to handler plugins: delivered, failed (will retry), dead (dead-lettered)",
             metrics.deliveries.clone(),
+        );
+        registry.register(
+            "events_refused",
+            "Plugin calls whose events were all refused and nothing of them stored, by export and reason (undeclared_kind: a kind outside the manifest's emits)",
+            metrics.events_refused.clone(),
         );
         Metrics {
             registry,
@@ -263,6 +277,20 @@ impl Metrics {
         self.count(&self.deliveries, plugin, outcome);
     }
 
+    /// The host refused every event of one `call` of `plugin`.
+    pub fn events_refused(&self, plugin: &str, call: Call, refusal: Refusal) {
+        let reason = match refusal {
+            Refusal::UndeclaredKind => "undeclared_kind",
+        };
+        self.events_refused
+            .get_or_create(&FailureLabels {
+                plugin: plugin.to_string(),
+                call: call.label(),
+                reason,
+            })
+            .inc();
+    }
+
     fn count(&self, family: &Family<OutcomeLabels, Counter>, plugin: &str, outcome: &'static str) {
         family
             .get_or_create(&OutcomeLabels {
@@ -299,6 +327,7 @@ mod tests {
         metrics.call_failed("faulty", Call::Webhook, CallFailure::Timeout);
         let guard = metrics.call_started("github", Call::Webhook);
         metrics.delivery_finished("handler", Delivery::Dead);
+        metrics.events_refused("evil", Call::Poll, Refusal::UndeclaredKind);
         let text = metrics.encode();
         assert!(
             text.contains(r#"hookhost_webhook_requests_total{plugin="github",status="200"} 2"#),
@@ -323,6 +352,9 @@ mod tests {
             text.contains(r#"hookhost_deliveries_total{plugin="handler",outcome="dead"} 1"#),
             "{text}"
         );
+        assert!(text.contains(
+            r#"hookhost_events_refused_total{plugin="evil",call="poll",reason="undeclared_kind"} 1"#
+        ), "{text}");
         drop(guard);
         assert!(metrics
             .encode()
