@@ -82,7 +82,11 @@ fn a_webhook_event_outside_the_manifests_emits_is_refused_and_nothing_of_it_is_s
         .start();
     let plugins = list(&host, "/api/plugins", "plugins");
     let hostile = plugins.iter().find(|p| p["id"] == "hostile").unwrap();
-    assert_eq!(hostile["emits"], serde_json::json!(["hostile.*"]), "{hostile}");
+    assert_eq!(
+        hostile["emits"],
+        serde_json::json!(["hostile.*"]),
+        "{hostile}"
+    );
 
     // Another plugin's kind, and kinds that only look like the declared prefix.
     let spoofed = ["github.push", "hostile", "hostile.", "hostilex.push"];
@@ -155,7 +159,11 @@ fn a_poll_with_an_event_outside_the_manifests_emits_saves_nothing() {
 
     assert!(list(&host, "/api/events", "events").is_empty());
     assert!(list(&host, "/api/deliveries", "deliveries").is_empty());
-    assert_eq!(stored_rows(&host, "poll_cursors", "ticker"), 0, "no cursor saved");
+    assert_eq!(
+        stored_rows(&host, "poll_cursors", "ticker"),
+        0,
+        "no cursor saved"
+    );
     // The timer's first poll may have been refused too.
     let refused = metric(
         &host,
@@ -231,7 +239,10 @@ fn a_handler_with_sources_gets_events_only_from_those_plugins() {
     assert_eq!(handlers_of(&host, &from_beta), ["open"]);
     let picky = wait_for(&host, "picky's delivery to go through", || {
         let picky = list(&host, "/api/deliveries?plugin=picky", "deliveries");
-        picky.iter().all(|d| d["state"] == "delivered").then_some(picky)
+        picky
+            .iter()
+            .all(|d| d["state"] == "delivered")
+            .then_some(picky)
     });
     assert_eq!(picky.len(), 1, "{picky:?}");
     assert_eq!(picky[0]["event"], from_alpha.as_str());
@@ -247,9 +258,13 @@ fn a_delivery_queued_before_sources_excluded_its_source_is_not_made_after_a_retr
     let mut host = two_sources_host("").start();
     let event = send(&host, "beta", "b-1", r#"{"always_fail":true}"#);
     let delivery = wait_for(&host, "picky's delivery to die", || {
-        list(&host, &format!("/api/deliveries?plugin=picky&event={event}"), "deliveries")
-            .into_iter()
-            .find(|d| d["state"] == "dead")
+        list(
+            &host,
+            &format!("/api/deliveries?plugin=picky&event={event}"),
+            "deliveries",
+        )
+        .into_iter()
+        .find(|d| d["state"] == "dead")
     });
     let id = delivery["id"].as_str().unwrap().to_string();
 

@@ -385,7 +385,10 @@ mod tests {
         let long = "ü".repeat(MAX_QUOTED_CHARS + 1);
         let shown = clipped(&long);
         assert!(shown.starts_with(&"ü".repeat(MAX_QUOTED_CHARS)), "{shown}");
-        assert!(shown.ends_with(&format!("... ({} bytes)", long.len())), "{shown}");
+        assert!(
+            shown.ends_with(&format!("... ({} bytes)", long.len())),
+            "{shown}"
+        );
         assert!(shown.len() < long.len());
     }
 }
