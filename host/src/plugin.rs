@@ -382,7 +382,9 @@ mod tests {
     #[test]
     fn quoted_plugin_text_is_cut_at_a_character_boundary_and_says_how_long_it_was() {
         assert_eq!(clipped("\"github.push\""), "\"github.push\"");
-        let long = "ü".repeat(MAX_QUOTED_CHARS + 1);
+        let longest_whole = "ü".repeat(MAX_QUOTED_CHARS);
+        assert_eq!(clipped(&longest_whole), longest_whole);
+        let long = "ü".repeat(MAX_QUOTED_CHARS * 10);
         let shown = clipped(&long);
         assert!(shown.starts_with(&"ü".repeat(MAX_QUOTED_CHARS)), "{shown}");
         assert!(
