@@ -3,11 +3,11 @@
 //! `scripts/test` runs). A missing browser fails the test: CI must not pass by
 //! skipping it.
 //!
-//! One story, as an operator would live it: log in with the admin token, see a
-//! signed webhook sent meanwhile appear without reloading, open its payload (which
-//! carries markup that must stay text), watch a handler's delivery dead-letter
-//! while the handler is missing, redeploy the handler, click Retry and see the
-//! delivery go through.
+//! One story, as an operator would live it: log in with the admin token, see what
+//! each plugin emits and whose events a handler takes, see a signed webhook sent
+//! meanwhile appear without reloading, open its payload (which carries markup that
+//! must stay text), watch a handler's delivery dead-letter while the handler is
+//! missing, redeploy the handler, click Retry and see the delivery go through.
 
 mod common;
 
@@ -228,7 +228,7 @@ async fn an_operator_logs_in_watches_a_webhook_arrive_and_retries_a_dead_letter(
             "admin_token = \"{TOKEN}\"\n\
              [plugins.github]\nconfig = {{ secret = \"{GITHUB_SECRET}\" }}\n\
              [plugins.handler]\nconfig = {{ subscriptions = \"faulty.flaky.*\" }}\n\
-             max_attempts = 2\nretry_base = \"10s\"\n"
+             sources = [\"faulty\"]\nmax_attempts = 2\nretry_base = \"10s\"\n"
         ))
         .start();
     let browser = driver.browser().await;
@@ -283,6 +283,28 @@ async fn story(scene: &Scene<'_>) {
         )
         .await;
     scene.plugins_shown("faulty:ok github:ok handler:ok").await;
+    // Whose events go where: what each plugin may emit, what a handler subscribes
+    // to and from which plugins it takes them.
+    let roles = browser
+        .execute(
+            "const roles = {};
+             for (const row of document.querySelectorAll('#plugins tr')) {
+                 roles[row.dataset.id] = [...row.querySelectorAll('.emits, .subscribes, .sources')]
+                     .map(line => line.textContent);
+             }
+             return roles;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        roles,
+        json!({
+            "faulty": ["emits faulty.*"],
+            "github": ["emits github.*"],
+            "handler": ["subscribes faulty.flaky.*", "from faulty"],
+        })
+    );
     browser
         .execute("window.sameDocument = true", vec![])
         .await

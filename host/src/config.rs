@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::limits::{parse_bytes, PluginLimits};
 use crate::outbound::allowlist::AllowedHost;
+use crate::registry::is_valid_plugin_id;
 
 /// Everything `hookhost serve` needs to run, after the file, the environment and the
 /// command line have been merged.
@@ -58,6 +59,11 @@ pub struct PluginConfig {
     /// How often to poll, instead of the manifest's `poll-interval-seconds`; only
     /// for a plugin that polls at all.
     pub poll_interval: Option<Duration>,
+    /// For a handler plugin: the plugin ids whose events it may get (`sources`);
+    /// `None`, the default, takes events from any plugin. Kinds are not owned (any
+    /// plugin may declare `github.*` in its `emits`), so this is how an operator makes
+    /// sure that a `github.push` a handler acts on came from the `github` plugin.
+    pub sources: Option<Vec<String>>,
     /// Resource limits (`memory`, `table_elements`, `instances`,
     /// `max_concurrent_calls`, `max_response_bytes`, `max_event_bytes`,
     /// `max_log_bytes`); `None` takes the default in `limits`.
@@ -107,6 +113,7 @@ struct PluginConfigFile {
     max_attempts: Option<u32>,
     retry_base: Option<String>,
     poll_interval: Option<String>,
+    sources: Option<Vec<String>>,
     memory: Option<ByteSize>,
     table_elements: Option<usize>,
     instances: Option<usize>,
@@ -236,6 +243,18 @@ impl Config {
             if plugin.max_attempts == Some(0) {
                 bail!("config `[plugins.{id}] max_attempts` must be at least 1");
             }
+            if let Some(bad) = plugin
+                .sources
+                .iter()
+                .flatten()
+                .find(|source| !is_valid_plugin_id(source))
+            {
+                bail!(
+                    "config `[plugins.{id}] sources` lists {bad:?}, which is not a plugin id \
+                     (a plugin id is the file stem of plugins/<id>.wasm and matches \
+                     [a-z0-9][a-z0-9_-]{{0,63}})"
+                );
+            }
             let bytes = |size: Option<ByteSize>, name: &str| {
                 size.map(|size| size.resolve(&format!("[plugins.{id}] {name}")))
                     .transpose()
@@ -255,6 +274,7 @@ impl Config {
                 max_attempts: plugin.max_attempts,
                 retry_base,
                 poll_interval,
+                sources: plugin.sources,
                 memory: bytes(plugin.memory, "memory")?,
                 table_elements: plugin.table_elements,
                 instances: plugin.instances,
@@ -477,6 +497,26 @@ mod tests {
         let text = format!("{error:#}");
         assert!(text.contains("[plugins.p] allowed_hosts"), "{text}");
         assert!(text.contains("host:port"), "{text}");
+    }
+
+    #[test]
+    fn sources_default_to_any_and_must_name_plugin_ids() {
+        let config = parse(
+            "[plugins.notify]\nsources = [\"github\", \"stripe\"]\n[plugins.other]\n\
+             [plugins.none]\nsources = []\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.plugins["notify"].sources.as_deref(),
+            Some(&["github".to_string(), "stripe".to_string()][..])
+        );
+        assert_eq!(config.plugins["other"].sources, None);
+        assert_eq!(config.plugins["none"].sources.as_deref(), Some(&[][..]));
+        let error = parse("[plugins.notify]\nsources = [\"GitHub\"]").unwrap_err();
+        let text = format!("{error:#}");
+        assert!(text.contains("[plugins.notify] sources"), "{text}");
+        assert!(text.contains("\"GitHub\""), "{text}");
+        assert!(parse("[plugins.notify]\nsources = \"github\"").is_err());
     }
 
     #[test]

@@ -172,8 +172,19 @@ impl Dispatcher {
 
     async fn deliver(self: Arc<Self>, delivery: ClaimedDelivery) {
         let plugin_id = delivery.plugin.clone();
+        let source = &delivery.event.plugin;
+        // Set when the handler must never get this event: no retry can change that.
+        let mut refused = false;
         let outcome = match self.registry.get(&plugin_id) {
             None => Err(format!("plugin {plugin_id} is not loaded")),
+            // Queued before `sources` excluded the emitter (an earlier config), or
+            // put back by the retry API: the handler's `sources` hold all the same.
+            Some(plugin) if !plugin.accepts_events_from(source) => {
+                refused = true;
+                Err(format!(
+                    "events from plugin {source} are not among [plugins.{plugin_id}] sources"
+                ))
+            }
             Some(plugin) => {
                 let event = StoredEvent {
                     source: delivery.event.plugin.clone(),
@@ -212,7 +223,7 @@ impl Dispatcher {
             }
             Err(error) => {
                 let policy = self.policy(&plugin_id);
-                let after = if delivery.attempt >= policy.max_attempts {
+                let after = if refused || delivery.attempt >= policy.max_attempts {
                     tracing::warn!(
                         plugin = %plugin_id,
                         delivery = delivery.id,

@@ -13,7 +13,8 @@
 //! - `guest_output`: plugins' stdout/stderr into the log.
 //! - `outbound`: plugins' outgoing HTTP: allowlist, the check of the address
 //!   connected to, timeouts, size cap.
-//! - `plugin`: one loaded component; a fresh instance per call, with a deadline.
+//! - `plugin`: one loaded component; a fresh instance per call, with a deadline;
+//!   outcomes held to the manifest's `emits`.
 //! - `artifact_cache`: compiled components on disk, keyed by content and engine.
 //! - `registry`: plugins by id, load errors, plugin-file discovery.
 //! - `watcher`: plugins-directory events -> changed plugin ids.
@@ -33,7 +34,7 @@
 //! - `live`: the broadcast of changes and `/api/stream` (server-sent events).
 //! - `store`: the `EventStore` trait; `store::sqlite` is the embedded backend,
 //!   `store::postgres` the one a fleet shares (`store::backend` picks one).
-//! - `subscriptions`: handler plugins' event-kind patterns.
+//! - `subscriptions`: event-kind patterns (manifests' `subscriptions` and `emits`).
 //! - `dispatcher`: delivers stored events to subscribed plugins, with retries.
 //! - `retention`: purges events past their retention.
 //! - `outage`: logging a failing store once per outage, not once per retry.

@@ -82,6 +82,7 @@ pub struct Metrics {
     reloads: Family<OutcomeLabels, Counter>,
     deliveries: Family<OutcomeLabels, Counter>,
     outbound_refused: Family<ReasonLabels, Counter>,
+    events_refused: Family<FailureLabels, Counter>,
 }
 
 /// Which plugin export a call went to.
@@ -109,6 +110,13 @@ impl Call {
 pub enum CallFailure {
     Trap,
     Timeout,
+}
+
+/// Why the host refused the events a plugin call returned (none of them stored).
+#[derive(Debug, Clone, Copy)]
+pub enum Refusal {
+    /// An event's kind is outside the manifest's `emits`.
+    UndeclaredKind,
 }
 
 /// What became of a reload of one plugin file.
@@ -152,6 +160,7 @@ impl Default for Metrics {
             reloads: Family::default(),
             deliveries: Family::default(),
             outbound_refused: Family::default(),
+            events_refused: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -202,6 +211,11 @@ impl Default for Metrics {
              not in allowed_hosts) or address_prohibited (resolved only to addresses that are \
              not public and not listed)",
             metrics.outbound_refused.clone(),
+        );
+        registry.register(
+            "events_refused",
+            "Plugin calls whose events were all refused and nothing of them stored, by export and reason (undeclared_kind: a kind outside the manifest's emits)",
+            metrics.events_refused.clone(),
         );
         Metrics {
             registry,
@@ -301,6 +315,20 @@ impl Metrics {
             .inc();
     }
 
+    /// The host refused every event of one `call` of `plugin`.
+    pub fn events_refused(&self, plugin: &str, call: Call, refusal: Refusal) {
+        let reason = match refusal {
+            Refusal::UndeclaredKind => "undeclared_kind",
+        };
+        self.events_refused
+            .get_or_create(&FailureLabels {
+                plugin: plugin.to_string(),
+                call: call.label(),
+                reason,
+            })
+            .inc();
+    }
+
     fn count(&self, family: &Family<OutcomeLabels, Counter>, plugin: &str, outcome: &'static str) {
         family
             .get_or_create(&OutcomeLabels {
@@ -338,6 +366,7 @@ mod tests {
         let guard = metrics.call_started("github", Call::Webhook);
         metrics.delivery_finished("handler", Delivery::Dead);
         metrics.outbound_refused("fetcher", OutboundRefusal::AddressProhibited);
+        metrics.events_refused("evil", Call::Poll, Refusal::UndeclaredKind);
         let text = metrics.encode();
         assert!(
             text.contains(r#"hookhost_webhook_requests_total{plugin="github",status="200"} 2"#),
@@ -368,6 +397,9 @@ mod tests {
             ),
             "{text}"
         );
+        assert!(text.contains(
+            r#"hookhost_events_refused_total{plugin="evil",call="poll",reason="undeclared_kind"} 1"#
+        ), "{text}");
         drop(guard);
         assert!(metrics
             .encode()

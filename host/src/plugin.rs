@@ -1,5 +1,9 @@
 //! A loaded plugin: one compiled component, pre-instantiated once, with a fresh
 //! `Store` and instance for every call so that no state (or trap) carries over.
+//!
+//! What a call returns is held to the plugin's own manifest here, where every
+//! caller has to pass: events of a kind outside its `emits` are refused, so no
+//! plugin can pass its events off as another's (`github.push` from `evil`).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,16 +15,17 @@ use wasmtime::{Store, UpdateDeadline};
 
 use crate::artifact_cache::Source;
 use crate::bindings::{
-    Manifest, Plugin, PluginError, PluginPre, PollOutcome, StoredEvent, WebhookOutcome,
+    Event, Manifest, Plugin, PluginError, PluginPre, PollOutcome, StoredEvent, WebhookOutcome,
     WebhookRequest, GUEST_EXPORT_V0_1_0,
 };
 use crate::config::PluginConfig;
 use crate::keyvalue::{KeyValue, Mode};
 use crate::limits::{self, PluginLimits, QUEUE_WAIT};
-use crate::metrics::{Call, CallFailure};
+use crate::metrics::{Call, CallFailure, Refusal};
 use crate::plugin_state::{PluginIdentity, PluginState};
 use crate::runtime::Runtime;
 use crate::store::StateChange;
+use crate::subscriptions::covers;
 
 /// How long one call may run when `[plugins.<id>] timeout` does not say.
 pub const DEFAULT_CALL_TIMEOUT: Duration = limits::DEFAULT_TIMEOUT;
@@ -35,6 +40,9 @@ pub struct LoadedPlugin {
     /// Whether this load compiled the component (`false`: it came from the cache).
     pub compiled: bool,
     pub limits: PluginLimits,
+    /// The plugins whose events this one may get as a handler (`[plugins.<id>]
+    /// sources`); `None`: any.
+    pub sources: Option<Vec<String>>,
     /// One permit per call allowed to run at once (`max_concurrent_calls`); a
     /// call holds its permit until its instance is dropped.
     slots: tokio::sync::Semaphore,
@@ -42,10 +50,20 @@ pub struct LoadedPlugin {
     pre: PluginPre<PluginState>,
 }
 
-/// Why a call produced no answer from the plugin. A `PluginError` is an answer and
-/// is returned inside `Ok`.
+/// Why a call produced no answer from the plugin that the host can use. A
+/// `PluginError` is an answer and is returned inside `Ok`.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
+    /// The plugin emitted an event whose kind its manifest's `emits` does not cover;
+    /// the whole outcome is refused, so nothing of the call is stored. `kind` and
+    /// `emits` are the plugin's own words, shortened for the log.
+    #[error("plugin {plugin} {version} emitted an event of kind {kind}, which its manifest's emits {emits} do not cover; none of the call's events were accepted")]
+    UndeclaredKind {
+        plugin: Arc<str>,
+        version: String,
+        kind: String,
+        emits: String,
+    },
     #[error("plugin {plugin} {version} did not finish within {timeout:?}")]
     Timeout {
         plugin: Arc<str>,
@@ -117,6 +135,7 @@ impl LoadedPlugin {
             sha256,
             loaded_at: SystemTime::now(),
             compiled: source == Source::Compiled,
+            sources: config.sources.clone(),
             slots: tokio::sync::Semaphore::new(limits.max_concurrent_calls),
             limits,
             runtime: runtime.clone(),
@@ -147,23 +166,58 @@ impl LoadedPlugin {
         &self.identity.id
     }
 
+    /// Whether this plugin, as a handler, may get events that plugin `source`
+    /// emitted (`[plugins.<id>] sources`).
+    pub fn accepts_events_from(&self, source: &str) -> bool {
+        self.sources
+            .as_ref()
+            .is_none_or(|sources| sources.iter().any(|allowed| allowed == source))
+    }
+
+    /// Calls `handle-webhook`. An outcome with an event outside the manifest's
+    /// `emits` is an `UndeclaredKind` error, never an outcome.
     pub async fn handle_webhook(
         &self,
         request: WebhookRequest,
     ) -> Result<Result<WebhookOutcome, PluginError>, CallError> {
-        self.call(Call::Webhook, move |plugin, store| {
-            Box::pin(async move {
-                plugin
-                    .hookhost_plugin_guest()
-                    .call_handle_webhook(store, &request)
-                    .await
+        let answer = self
+            .call(Call::Webhook, move |plugin, store| {
+                Box::pin(async move {
+                    plugin
+                        .hookhost_plugin_guest()
+                        .call_handle_webhook(store, &request)
+                        .await
+                })
             })
+            .await?;
+        if let Ok(outcome) = &answer {
+            self.check_emits(Call::Webhook, &outcome.events)?;
+        }
+        Ok(answer)
+    }
+
+    /// Refuses `events` when any of them has a kind the manifest's `emits` does
+    /// not cover (an empty `emits` covers none), and counts the refusal.
+    fn check_emits(&self, call: Call, events: &[Event]) -> Result<(), CallError> {
+        let emits = &self.manifest.emits;
+        let Some(undeclared) = events.iter().find(|event| !covers(emits, &event.kind)) else {
+            return Ok(());
+        };
+        self.runtime
+            .metrics
+            .events_refused(self.id(), call, Refusal::UndeclaredKind);
+        Err(CallError::UndeclaredKind {
+            plugin: self.identity.id.clone(),
+            version: self.identity.version.clone(),
+            kind: clipped(&format!("{:?}", undeclared.kind)),
+            emits: clipped(&format!("{emits:?}")),
         })
-        .await
     }
 
     /// Calls `poll`; the `state` writes it made come back beside its outcome,
     /// unsaved, for the caller to save with the outcome (see `keyvalue`).
+    /// An outcome with an event outside the manifest's `emits` is an
+    /// `UndeclaredKind` error, and its `state` writes are dropped with it.
     pub async fn poll(
         &self,
         cursor: Option<String>,
@@ -178,7 +232,13 @@ impl LoadedPlugin {
                 })
             })
             .await
-            .map(|(outcome, kv)| (outcome, kv.into_staged()));
+            .map(|(outcome, kv)| (outcome, kv.into_staged()))
+            .and_then(|(outcome, staged)| {
+                if let Ok(outcome) = &outcome {
+                    self.check_emits(Call::Poll, &outcome.events)?;
+                }
+                Ok((outcome, staged))
+            });
         let ok = matches!(result, Ok((Ok(_), _)));
         self.runtime.metrics.poll_finished(self.id(), ok);
         result
@@ -285,6 +345,17 @@ impl LoadedPlugin {
     }
 }
 
+/// The longest piece of a plugin's own text (a kind, its `emits`) an error quotes:
+/// a refusal costs the log one line of bounded length.
+const MAX_QUOTED_CHARS: usize = 200;
+
+fn clipped(text: &str) -> String {
+    match text.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((end, _)) => format!("{}... ({} bytes)", &text[..end], text.len()),
+        None => text.to_string(),
+    }
+}
+
 /// Hex SHA-256 of a component's bytes: its identity in the API, logs and cache.
 pub fn content_sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -307,4 +378,24 @@ fn check_world(runtime: &Runtime, component: &Component) -> Result<()> {
         "the component does not export {GUEST_EXPORT_V0_1_0}, so it was not built for the hookhost plugin world (its exports: {})",
         if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{clipped, MAX_QUOTED_CHARS};
+
+    #[test]
+    fn quoted_plugin_text_is_cut_at_a_character_boundary_and_says_how_long_it_was() {
+        assert_eq!(clipped("\"github.push\""), "\"github.push\"");
+        let longest_whole = "ü".repeat(MAX_QUOTED_CHARS);
+        assert_eq!(clipped(&longest_whole), longest_whole);
+        let long = "ü".repeat(MAX_QUOTED_CHARS * 10);
+        let shown = clipped(&long);
+        assert!(shown.starts_with(&"ü".repeat(MAX_QUOTED_CHARS)), "{shown}");
+        assert!(
+            shown.ends_with(&format!("... ({} bytes)", long.len())),
+            "{shown}"
+        );
+        assert!(shown.len() < long.len());
+    }
 }

@@ -64,9 +64,8 @@ impl PollFailure {
         match self {
             PollFailure::Plugin(_, status) => *status,
             PollFailure::Call(CallError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
-            PollFailure::Call(CallError::Trap { .. }) | PollFailure::Invalid { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            PollFailure::Call(CallError::Trap { .. } | CallError::UndeclaredKind { .. })
+            | PollFailure::Invalid { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             PollFailure::Storage(_)
             | PollFailure::LeaseLost(_)
             | PollFailure::Call(CallError::Busy { .. }) => StatusCode::SERVICE_UNAVAILABLE,
@@ -80,6 +79,7 @@ impl PollFailure {
             PollFailure::Call(CallError::Timeout { .. }) => "timeout",
             PollFailure::Call(CallError::Trap { .. }) => "trap",
             PollFailure::Call(CallError::Busy { .. }) => "busy",
+            PollFailure::Call(CallError::UndeclaredKind { .. }) => "undeclared_kind",
             PollFailure::Invalid { .. } => "invalid_outcome",
             PollFailure::Storage(_) => "storage",
             PollFailure::LeaseLost(_) => "lease_lost",
@@ -130,7 +130,7 @@ pub async fn poll_once(
     let events: Vec<NewEvent> = outcome
         .events
         .iter()
-        .map(|event| NewEvent::emitted(event, registry.subscribers(&event.kind)))
+        .map(|event| NewEvent::emitted(event, registry.subscribers(&event.kind, &id)))
         .collect();
     let has_subscribers = events.iter().any(|e| !e.subscribers.is_empty());
     let cursor = outcome.cursor.clone().or(from_cursor.clone());

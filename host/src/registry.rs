@@ -68,17 +68,17 @@ impl Registry {
             .collect()
     }
 
-    /// The ids of loaded plugins whose manifest subscribes to `kind`, in id order.
-    pub fn subscribers(&self, kind: &str) -> Vec<String> {
+    /// The ids of loaded plugins that get an event of `kind` emitted by plugin
+    /// `source`: their manifest subscribes to `kind` and their `[plugins.<id>]
+    /// sources` (if set) include `source`. In id order. The one place deliveries'
+    /// handlers are chosen, for webhooks and polls alike.
+    pub fn subscribers(&self, kind: &str, source: &str) -> Vec<String> {
         self.read()
             .iter()
             .filter(|(_, entry)| {
                 entry.current.as_ref().is_some_and(|plugin| {
-                    plugin
-                        .manifest
-                        .subscriptions
-                        .iter()
-                        .any(|pattern| crate::subscriptions::matches(pattern, kind))
+                    crate::subscriptions::covers(&plugin.manifest.subscriptions, kind)
+                        && plugin.accepts_events_from(source)
                 })
             })
             .map(|(id, _)| id.clone())

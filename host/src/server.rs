@@ -137,6 +137,7 @@ async fn list_plugins(State(state): State<AppState>) -> Json<Value> {
                 item["emits"] = json!(plugin.manifest.emits);
                 item["poll_interval_seconds"] = json!(plugin.manifest.poll_interval_seconds);
                 item["subscriptions"] = json!(plugin.manifest.subscriptions);
+                item["sources"] = json!(plugin.sources);
                 item["sha256"] = json!(plugin.sha256);
                 item["loaded_at"] = json!(humantime::format_rfc3339_millis(plugin.loaded_at).to_string());
             }
@@ -262,7 +263,10 @@ async fn deliver_webhook(
         events: accepted
             .events
             .iter()
-            .map(|event| NewEvent::emitted(event, state.registry.subscribers(&event.kind)))
+            .map(|event| {
+                let subscribers = state.registry.subscribers(&event.kind, plugin.id());
+                NewEvent::emitted(event, subscribers)
+            })
             .collect(),
     };
     let has_subscribers = record.events.iter().any(|e| !e.subscribers.is_empty());
@@ -373,7 +377,11 @@ pub async fn call_webhook(
                 "the plugin did not answer in time",
             ))
         }
-        Err(error @ CallError::Trap { .. }) => Err(ApiError::internal(&error)),
+        // A spoofed kind is the plugin's fault like a malformed outcome: 500, so
+        // the provider retries, with the reason in the log only.
+        Err(error @ (CallError::Trap { .. } | CallError::UndeclaredKind { .. })) => {
+            Err(ApiError::internal(&error))
+        }
         Err(error @ CallError::Busy { .. }) => {
             tracing::warn!("{error}");
             Err(ApiError::new(

@@ -1,5 +1,6 @@
-//! Which handler plugins get an event: manifest `subscriptions` patterns matched
-//! against event kinds.
+//! Event-kind patterns, as a manifest lists them: `subscriptions` (which events a
+//! handler plugin gets) and `emits` (which kinds a plugin may emit at all; the host
+//! refuses the rest, see `plugin`).
 
 /// Whether `pattern` (an exact kind such as `github.push`, or a prefix ending in
 /// `.*` such as `stripe.invoice.*`) covers `kind`. A prefix pattern covers kinds
@@ -14,9 +15,14 @@ pub fn matches(pattern: &str, kind: &str) -> bool {
     }
 }
 
+/// Whether any of `patterns` covers `kind`; an empty list covers nothing.
+pub fn covers(patterns: &[String], kind: &str) -> bool {
+    patterns.iter().any(|pattern| matches(pattern, kind))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use super::{covers, matches};
 
     #[test]
     fn exact_and_prefix_patterns() {
@@ -31,5 +37,17 @@ mod tests {
         // A `*` that does not follow a dot is not a wildcard.
         assert!(!matches("stripe*", "stripe.x"));
         assert!(matches("stripe*", "stripe*"));
+    }
+
+    #[test]
+    fn a_list_covers_what_any_of_its_patterns_covers_and_an_empty_one_nothing() {
+        let emits = ["github.*".to_string(), "ci.done".to_string()];
+        assert!(covers(&emits, "github.push"));
+        assert!(covers(&emits, "ci.done"));
+        assert!(!covers(&emits, "ci.done.x"));
+        assert!(!covers(&emits, "slack.message"));
+        assert!(!covers(&[], "github.push"));
+        // No pattern covers every kind: `*` alone is not a wildcard.
+        assert!(!covers(&["*".to_string()], "github.push"));
     }
 }

@@ -99,9 +99,15 @@ function pluginRow(plugin) {
   const status = el("td");
   status.append(el("span", `badge ${plugin.status === "ok" ? "ok" : "failed"}`, plugin.status));
   const roles = el("td");
-  if (plugin.emits && plugin.emits.length) roles.append(el("div", "mono", `emits ${plugin.emits.join(", ")}`));
+  // The host refuses events outside `emits`, and a handler with `sources` gets
+  // events only from those plugins: both say whose events go where.
+  if (plugin.emits && plugin.emits.length) roles.append(el("div", "mono emits", `emits ${plugin.emits.join(", ")}`));
   if (plugin.subscriptions && plugin.subscriptions.length) {
-    roles.append(el("div", "mono", `subscribes ${plugin.subscriptions.join(", ")}`));
+    roles.append(el("div", "mono subscribes", `subscribes ${plugin.subscriptions.join(", ")}`));
+  }
+  if (Array.isArray(plugin.sources)) {
+    const from = plugin.sources.length ? plugin.sources.join(", ") : "no plugin";
+    roles.append(el("div", "mono sources", `from ${from}`));
   }
   const error = el("td", "error");
   if (plugin.error) {

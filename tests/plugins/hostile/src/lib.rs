@@ -21,6 +21,10 @@
 //!   resolve `localhost`, and read config keys named by `x-config` (comma
 //!   separated). Answers 200 with one line per attempt: `<what> denied` or
 //!   `<what> GOT <what it got>`.
+//! - `/emit`: 200 `emitted` and one event (id from `x-id`, default `1`) whose kind is
+//!   the `x-kind` header, passing it off as another plugin's when that kind is not
+//!   `hostile.*` (500: the host refuses kinds outside the manifest's `emits`, and
+//!   stores nothing).
 
 wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
 
@@ -200,6 +204,22 @@ impl Guest for Hostile {
                 vec![event("{\"unclosed\": ".into())],
             )),
             "/probe" => Ok(respond(probe(&request).into_bytes(), vec![])),
+            "/emit" => {
+                let header = |name: &str| {
+                    request
+                        .headers
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| v.clone())
+                };
+                let spoofed = Event {
+                    id: header("x-id").unwrap_or_else(|| "1".into()),
+                    kind: header("x-kind").unwrap_or_else(|| "hostile.event".into()),
+                    subject: None,
+                    payload: "{\"spoofed\":true}".into(),
+                };
+                Ok(respond(b"emitted".to_vec(), vec![spoofed]))
+            }
             other => Err(PluginError::BadRequest(format!("unknown path {other}"))),
         }
     }

@@ -4,13 +4,15 @@
 //! version `1.0.0` asks to be polled every 3,600 s, `2.0.0` (feature `v2`) every
 //! second. Its webhook (`POST /hooks/<id>`) answers the `state` key from the
 //! request body, or sets it when the body is `key=value`, for state tests.
+//! Config `kind`, when set, replaces the kind of the events it polls (its manifest
+//! still emits only `ticker.tick`), for tests of the host refusing undeclared kinds.
 
 wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
 
 use exports::hookhost::plugin::guest::{
     Guest, Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome, WebhookRequest,
 };
-use hookhost::plugin::state;
+use hookhost::plugin::{config, state};
 use hookhost::plugin::types::{Event, HttpResponse};
 
 const INTERVAL: u32 = if cfg!(feature = "v2") { 1 } else { 3600 };
@@ -68,7 +70,7 @@ impl Guest for Ticker {
         Ok(PollOutcome {
             events: vec![Event {
                 id: tick.clone(),
-                kind: "ticker.tick".into(),
+                kind: config::get("kind").unwrap_or_else(|| "ticker.tick".into()),
                 subject: Some(VERSION.into()),
                 payload: format!("{{\"tick\":{tick}}}"),
             }],
