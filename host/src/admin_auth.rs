@@ -17,15 +17,38 @@
 //!   which needs a restart, also logs every browser out). It is `HttpOnly` (page
 //!   scripts cannot read it) and `SameSite=Strict` (other sites cannot make the
 //!   browser send it), and a cookie-authenticated request that changes something is
-//!   refused when the browser says it came from another origin (`Sec-Fetch-Site`),
-//!   which also covers sibling subdomains that count as the same site.
+//!   refused (403) when the browser says it came from another origin
+//!   (`Sec-Fetch-Site`, which also covers sibling subdomains and other ports that
+//!   count as the same site), or, from a browser that does not say, when its
+//!   `Origin` is not this host (`request_origin`).
 //!
 //! Both comparisons take the same time whatever the input: the token by comparing
 //! SHA-256 digests with `subtle` (fixed length, so not even the token's length
 //! leaks), the cookie with `hmac`'s constant-time `verify_slice`.
 //!
-//! Without a token (allowed on loopback, or when `allow_unauthenticated_admin` is
-//! set) the middleware lets everything through, as before the token existed.
+//! Without a token (the open admin: allowed on a loopback admin address, or when
+//! `allow_unauthenticated_admin` is set) the admin surface is meant for the one
+//! developer on this machine, and everyone else is kept out by what their requests
+//! cannot hide:
+//! - a request that came through a proxy (`Forwarded`, `X-Forwarded-For` and their
+//!   kin, or HTTP/1.0) is refused with 403, and the log says to set a token: a proxy
+//!   on this machine would otherwise make the open admin public while the loopback
+//!   check on the listen address passes;
+//! - a request whose `Host` is not a loopback name on the listener's port gets 421:
+//!   that is how a DNS-rebinding page (`attacker.example:8080` re-resolved to
+//!   127.0.0.1) reaches a loopback listener, and it cannot change its `Host`;
+//! - a request that changes something from another site's page gets 403, as with a
+//!   session (a page may POST to a loopback address without reading the answer).
+//!
+//! `allow_unauthenticated_admin = true` is the operator saying that something in
+//! front of hookhost guards the admin surface. That something is a proxy, and it
+//! reaches hookhost under its own name, so the proxy and `Host` checks are off
+//! then; the cross-site check stays (the guard's own login cookie would otherwise
+//! ride along on another site's POST). Such a listener is no longer protected from
+//! DNS rebinding by hookhost: the README recommends a token instead.
+//!
+//! `/hooks/*`, `/healthz`, `/metrics` and the login form are answered under any host
+//! name: providers, probes and scrapers call them by whatever name reaches them.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -42,8 +65,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::Config;
+use crate::config::{Config, ADMIN_TOKEN_ENV};
 use crate::error::ApiError;
+use crate::request_origin::{is_addressed_to_loopback, is_cross_site, proxy_evidence};
 use crate::server::AppState;
 
 pub const SESSION_COOKIE: &str = "hookhost_session";
@@ -56,6 +80,17 @@ const SHORT_TOKEN: usize = 16;
 /// surface is open.
 pub struct AdminAuth {
     secret: Option<Secret>,
+    /// `allow_unauthenticated_admin`: something in front guards an open admin, so
+    /// requests may come through a proxy and under any host name.
+    behind_guard: bool,
+}
+
+/// The middleware's state: who may pass, and the port of the listener it guards
+/// (`None` when the router is driven without a socket; any port counts then).
+#[derive(Clone)]
+pub struct AdminGuard {
+    pub auth: Arc<AdminAuth>,
+    pub port: Option<u16>,
 }
 
 struct Secret {
@@ -86,19 +121,24 @@ impl AdminAuth {
                 AdminAuth::with_token(token)
             }
             None => {
-                if config.listen.ip().is_loopback() {
+                let address = config.admin_address();
+                if config.allow_unauthenticated_admin {
                     tracing::warn!(
-                        "no admin_token is set: /api and the dashboard are open to every \
-                         program on this machine"
+                        "no admin_token is set and allow_unauthenticated_admin is: /api and \
+                         the dashboard on {address} are open to everyone who can reach it, \
+                         under any host name and through any proxy"
                     );
                 } else {
                     tracing::warn!(
-                        "no admin_token is set and allow_unauthenticated_admin is: /api and \
-                         the dashboard on {} are open to everyone who can reach it",
-                        config.listen
+                        "no admin_token is set: /api and the dashboard on {address} are open \
+                         to every program on this machine (browsers only from their own pages \
+                         and by a loopback name; nothing through a proxy)"
                     );
                 }
-                Ok(AdminAuth::open())
+                Ok(AdminAuth {
+                    secret: None,
+                    behind_guard: config.allow_unauthenticated_admin,
+                })
             }
         }
     }
@@ -113,12 +153,17 @@ impl AdminAuth {
                 token_sha256: Sha256::digest(token.as_bytes()).into(),
                 session_key,
             }),
+            behind_guard: false,
         })
     }
 
-    /// Everything allowed without a token.
+    /// No token: the admin surface is open to this machine's own clients (see the
+    /// module docs).
     pub fn open() -> AdminAuth {
-        AdminAuth { secret: None }
+        AdminAuth {
+            secret: None,
+            behind_guard: false,
+        }
     }
 
     pub fn is_required(&self) -> bool {
@@ -246,50 +291,102 @@ fn is_open(path: &str) -> bool {
 
 /// The middleware: see the module docs.
 pub async fn require_admin(
-    State(auth): State<Arc<AdminAuth>>,
+    State(guard): State<AdminGuard>,
     request: Request,
     next: Next,
 ) -> Response {
     if is_open(request.uri().path()) {
         return next.run(request).await;
     }
-    match auth.check(request.headers()) {
-        Ok(Proof::Session) if !is_safe(request.method()) && is_cross_origin(request.headers()) => {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "cross_origin",
-                "the dashboard's session may only be used from the dashboard's own pages",
-            )
-            .into_response()
-        }
-        Ok(_) => next.run(request).await,
-        Err(error) => {
-            tracing::debug!(path = request.uri().path(), "{}", error.message);
-            let challenge = challenge(&error);
-            // A person opening the dashboard gets the login form instead of JSON.
-            let mut response = if request.uri().path() == "/" && request.method() == Method::GET {
-                (StatusCode::UNAUTHORIZED, crate::dashboard::login_page(None)).into_response()
-            } else {
-                error.into_response()
-            };
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, challenge);
-            response
-        }
+    let refusal = match guard.auth.check(request.headers()) {
+        Ok(Proof::Open) => guard.auth.open_refusal(&request, guard.port),
+        Ok(Proof::Session) => cross_site_refusal(
+            &request,
+            "the dashboard's session may only be used from the dashboard's own pages",
+        ),
+        Ok(Proof::Bearer) => None,
+        Err(error) => return unauthorized_response(&request, error),
+    };
+    match refusal {
+        Some(error) => error.into_response(),
+        None => next.run(request).await,
     }
+}
+
+impl AdminAuth {
+    /// Why an open admin surface will not serve `request` (see the module docs).
+    fn open_refusal(&self, request: &Request, port: Option<u16>) -> Option<ApiError> {
+        if !self.behind_guard {
+            if let Some(evidence) = proxy_evidence(request.headers(), request.version()) {
+                tracing::warn!(
+                    path = request.uri().path(),
+                    "refused an admin request that came through a proxy ({evidence}): \
+                     without an admin token the admin surface serves only this machine's \
+                     own clients. To reach it through a proxy, set an admin token \
+                     (`admin_token` in the config or {ADMIN_TOKEN_ENV})"
+                );
+                return Some(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "proxied",
+                    "without an admin token the admin surface does not answer through a \
+                     proxy; set an admin token on the host",
+                ));
+            }
+            if !is_addressed_to_loopback(request.headers(), request.uri(), port) {
+                let host = request.headers().get(header::HOST);
+                tracing::warn!(
+                    path = request.uri().path(),
+                    ?host,
+                    "refused an admin request addressed to a name that is not loopback \
+                     (a web page using DNS rebinding sends such requests): without an \
+                     admin token the admin surface answers only to localhost, 127.0.0.1 \
+                     and [::1]"
+                );
+                let on_port = port
+                    .map(|port| format!(" on port {port}"))
+                    .unwrap_or_default();
+                return Some(ApiError::new(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "misdirected",
+                    format!(
+                        "without an admin token the admin surface answers only to a \
+                         loopback name (localhost, 127.0.0.1, [::1]){on_port}"
+                    ),
+                ));
+            }
+        }
+        cross_site_refusal(
+            request,
+            "without an admin token the admin surface may be changed only from its own \
+             pages or by programs that are not browsers",
+        )
+    }
+}
+
+/// 403 for a request that changes something and that a browser sent from another
+/// origin's page.
+fn cross_site_refusal(request: &Request, message: &'static str) -> Option<ApiError> {
+    (!is_safe(request.method()) && is_cross_site(request.headers(), request.uri()))
+        .then(|| ApiError::new(StatusCode::FORBIDDEN, "cross_origin", message))
+}
+
+/// 401 with the challenge; the login form for a person opening the dashboard.
+fn unauthorized_response(request: &Request, error: ApiError) -> Response {
+    tracing::debug!(path = request.uri().path(), "{}", error.message);
+    let challenge = challenge(&error);
+    let mut response = if request.uri().path() == "/" && request.method() == Method::GET {
+        (StatusCode::UNAUTHORIZED, crate::dashboard::login_page(None)).into_response()
+    } else {
+        error.into_response()
+    };
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, challenge);
+    response
 }
 
 fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
-}
-
-/// Browsers say where a request came from in `Sec-Fetch-Site`; one that does not
-/// send it is judged by `SameSite=Strict` alone.
-fn is_cross_origin(headers: &HeaderMap) -> bool {
-    headers
-        .get("sec-fetch-site")
-        .is_some_and(|site| !matches!(site.as_bytes(), b"same-origin" | b"none"))
 }
 
 /// `POST /login` and `POST /logout`, the dashboard's way in and out.
@@ -474,22 +571,5 @@ mod tests {
         ] {
             assert!(!is_open(guarded), "{guarded}");
         }
-    }
-
-    #[test]
-    fn only_same_origin_browsers_may_change_things_with_a_session() {
-        assert!(!is_cross_origin(&headers(&[(
-            "sec-fetch-site",
-            "same-origin"
-        )])));
-        assert!(!is_cross_origin(&HeaderMap::new()));
-        assert!(is_cross_origin(&headers(&[(
-            "sec-fetch-site",
-            "same-site"
-        )])));
-        assert!(is_cross_origin(&headers(&[(
-            "sec-fetch-site",
-            "cross-site"
-        )])));
     }
 }

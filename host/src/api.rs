@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::bindings::WebhookRequest;
 use crate::error::ApiError;
 use crate::live::Change;
+use crate::plugin_boundary::without_admin_credentials;
 use crate::server::{call_webhook, AppState};
 use crate::store::{
     now_ms, DeliveryFilter, DeliveryRow, DeliveryState, EventFilter, RawRequest, StoredEventRow,
@@ -193,7 +194,8 @@ async fn replay_event(
             method: request.method,
             path: request.path,
             query: request.query,
-            headers: request.headers,
+            // Rows stored before credentials were stripped on the way in may hold them.
+            headers: without_admin_credentials(request.headers, &state.admin),
             body: request.body,
         },
     )

@@ -17,7 +17,12 @@ use crate::registry::is_valid_plugin_id;
 /// command line have been merged.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Where providers reach `/hooks/*`; with no `admin_listen`, the admin surface too.
     pub listen: SocketAddr,
+    /// A listener of its own for `/api/*`, the dashboard and `/metrics`, so that they
+    /// live on another origin than plugins' responses; `listen` then serves only
+    /// `/hooks/*` and `/healthz`.
+    pub admin_listen: Option<SocketAddr>,
     pub plugins_dir: PathBuf,
     pub data_dir: PathBuf,
     /// Webhook bodies above this get 413 before any plugin runs.
@@ -30,9 +35,11 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub plugins: BTreeMap<String, PluginConfig>,
     /// The bearer token `/api/*` and the dashboard require; `None` leaves them open,
-    /// which `load` allows only on a loopback address or when told to.
+    /// which `load` allows only on a loopback admin address or when told to.
     pub admin_token: Option<String>,
-    /// Serve the admin API without a token on a non-loopback address.
+    /// Serve the admin API without a token on a non-loopback address: something in
+    /// front of hookhost guards it. Also turns off the open admin's loopback-Host
+    /// and no-proxy checks (see `admin_auth`), since that something is a proxy.
     pub allow_unauthenticated_admin: bool,
     /// `postgres://user:pass@host:port/db`: the database every node of a fleet
     /// shares; `None` keeps events in SQLite in `data_dir`.
@@ -89,6 +96,7 @@ pub const ADMIN_TOKEN_ENV: &str = "HOOKHOST_ADMIN_TOKEN";
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     listen: Option<String>,
+    admin_listen: Option<String>,
     plugins_dir: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     max_body_bytes: Option<usize>,
@@ -146,6 +154,8 @@ impl ByteSize {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
+    /// `--admin-listen ADDR`.
+    pub admin_listen: Option<SocketAddr>,
     pub plugins_dir: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     /// `--allow-unauthenticated-admin`: same as the config key; either one enables it.
@@ -155,6 +165,11 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// The address that serves `/api/*` and the dashboard.
+    pub fn admin_address(&self) -> SocketAddr {
+        self.admin_listen.unwrap_or(self.listen)
+    }
+
     /// Reads `path` (when given), expands `${ENV}` references with `env`, and applies
     /// the command-line overrides. Relative directories in the file are taken relative
     /// to the file, so a config can be used from any working directory.
@@ -190,6 +205,19 @@ impl Config {
             })?,
             (None, None) => DEFAULT_LISTEN.parse().expect("default address parses"),
         };
+        let admin_listen = match (overrides.admin_listen, file.admin_listen) {
+            (Some(addr), _) => Some(addr),
+            (None, Some(text)) => Some(expand_env(&text, env)?.parse().with_context(|| {
+                format!("config `admin_listen = {text:?}` is not an address such as 127.0.0.1:8081")
+            })?),
+            (None, None) => None,
+        };
+        if admin_listen == Some(listen) && listen.port() != 0 {
+            bail!(
+                "config `admin_listen` is {listen}, the same address as `listen`; give the \
+                 admin surface another port (or remove `admin_listen` to serve both on one)"
+            );
+        }
         let plugins_dir = overrides
             .plugins_dir
             .unwrap_or_else(|| base.join(file.plugins_dir.unwrap_or_else(|| "plugins".into())));
@@ -291,13 +319,26 @@ impl Config {
         let admin_token = admin_token(file.admin_token, env)?;
         let allow_unauthenticated_admin =
             file.allow_unauthenticated_admin || overrides.allow_unauthenticated_admin;
-        if admin_token.is_none() && !listen.ip().is_loopback() && !allow_unauthenticated_admin {
+        // Only the listener that serves the admin surface needs guarding: a public
+        // `listen` beside a loopback `admin_listen` serves webhooks alone.
+        let admin_address = admin_listen.unwrap_or(listen);
+        if admin_token.is_none()
+            && !admin_address.ip().is_loopback()
+            && !allow_unauthenticated_admin
+        {
+            let way_out = match admin_listen {
+                Some(_) => "a loopback `admin_listen` such as 127.0.0.1:8081",
+                None => {
+                    "a loopback address such as 127.0.0.1 (or a loopback `admin_listen`, \
+                     which leaves `listen` serving webhooks alone)"
+                }
+            };
             bail!(
-                "refusing to listen on {listen} without an admin token: anyone who can reach \
-                 it could read every stored event and retry deliveries. Set `admin_token` in \
-                 the config or {ADMIN_TOKEN_ENV} in the environment, listen on a loopback \
-                 address such as 127.0.0.1, or, if something in front of hookhost already \
-                 guards /api and /, pass --allow-unauthenticated-admin \
+                "refusing to listen on {admin_address} without an admin token: anyone who \
+                 can reach it could read every stored event and retry deliveries. Set \
+                 `admin_token` in the config or {ADMIN_TOKEN_ENV} in the environment, use \
+                 {way_out}, or, if something in front of hookhost already guards /api and /, \
+                 pass --allow-unauthenticated-admin \
                  (config `allow_unauthenticated_admin = true`)"
             );
         }
@@ -310,6 +351,7 @@ impl Config {
 
         Ok(Config {
             listen,
+            admin_listen,
             plugins_dir,
             data_dir,
             max_body_bytes,
@@ -594,5 +636,44 @@ mod tests {
             ..Overrides::default()
         };
         assert!(Config::from_file(file, Path::new(""), overrides, &env).is_ok());
+    }
+
+    #[test]
+    fn a_public_listen_needs_no_token_when_the_admin_has_its_own_loopback_listener() {
+        let config = with_admin_env(
+            "listen = \"0.0.0.0:8080\"\nadmin_listen = \"127.0.0.1:8081\"",
+            None,
+        )
+        .unwrap();
+        assert_eq!(config.admin_listen, Some("127.0.0.1:8081".parse().unwrap()));
+        assert_eq!(config.admin_address().port(), 8081);
+        assert_eq!(
+            parse("").unwrap().admin_address(),
+            parse("").unwrap().listen
+        );
+
+        // The rule follows the admin surface, wherever it is served.
+        let err = with_admin_env("admin_listen = \"0.0.0.0:8081\"", None).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("refusing to listen on 0.0.0.0:8081"),
+            "{text}"
+        );
+        assert!(text.contains("admin_listen"), "{text}");
+        assert!(with_admin_env("admin_listen = \"0.0.0.0:8081\"", Some("t")).is_ok());
+
+        let file: ConfigFile = toml::from_str("admin_listen = \"127.0.0.1:1\"").unwrap();
+        let overrides = Overrides {
+            admin_listen: Some("127.0.0.1:2".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let config = Config::from_file(file, Path::new(""), overrides, &env).unwrap();
+        assert_eq!(config.admin_listen.unwrap().port(), 2, "the flag wins");
+
+        let same = parse("listen = \"127.0.0.1:8080\"\nadmin_listen = \"127.0.0.1:8080\"");
+        assert!(format!("{:#}", same.unwrap_err()).contains("same address"));
+        assert!(parse("listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"").is_ok());
+        let bad = parse("admin_listen = \"localhost\"").unwrap_err();
+        assert!(format!("{bad:#}").contains("admin_listen"), "{bad:#}");
     }
 }

