@@ -23,6 +23,7 @@
 //! - `http_server`: the listener; header count, size and read-time limits.
 //! - `server`: the axum router (`/hooks`, `/api/plugins`, `/healthz`, `/metrics`)
 //!   and the webhook path.
+//! - `health`: `/healthz`, which says up or down and logs why to the log only.
 //! - `metrics`: what the host counts and its Prometheus text form.
 //! - `api`: the event log's routes (`/api/events`, `/api/deliveries`).
 //! - `error`: the JSON error shape every route answers with.
@@ -62,6 +63,7 @@ pub mod deploy_sync;
 pub mod dispatcher;
 pub mod error;
 pub mod guest_output;
+pub mod health;
 pub mod http_server;
 pub mod keyvalue;
 pub mod limits;
@@ -207,6 +209,7 @@ impl Host {
                 admin,
                 live,
                 node,
+                health_log: Default::default(),
                 reloader,
                 components,
             },
