@@ -4,6 +4,7 @@
 //! # Layout
 //!
 //! - `config`: the TOML file, `${ENV}` expansion, defaults.
+//! - `dev_secrets`: the shipped config's development secrets, refused off loopback.
 //! - `node`: this process's node id among the nodes sharing a store.
 //! - `bindings`: Rust types generated from `wit/` (the plugin contract).
 //! - `runtime`: the one wasmtime engine, its linker and epoch ticker.
@@ -60,6 +61,7 @@ pub mod config;
 pub mod dashboard;
 pub mod deploy;
 pub mod deploy_sync;
+pub mod dev_secrets;
 pub mod dispatcher;
 pub mod error;
 pub mod guest_output;
@@ -131,6 +133,8 @@ impl Host {
     pub async fn start(config: &Config) -> Result<Host> {
         let node = NodeId::generate();
         tracing::info!(node = %node, "node id");
+        // `Config::load` refused them off loopback.
+        dev_secrets::warn(&config.development_secrets);
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let stores = store::backend::open(
