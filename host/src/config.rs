@@ -33,8 +33,9 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Serve the admin API without a token on a non-loopback address.
     pub allow_unauthenticated_admin: bool,
-    /// `postgres://user:pass@host:port/db`: the database every node of a fleet
-    /// shares; `None` keeps events in SQLite in `data_dir`.
+    /// `postgres://user:pass@host:port/db` or key=value pairs (parsed, with
+    /// `sslmode`, by `store::postgres::DatabaseUrl`): the database every node of a
+    /// fleet shares; `None` keeps events in SQLite in `data_dir`.
     pub database: Option<String>,
     /// Plugin config values that hold a published development secret; `load`
     /// refuses them unless `listen` is loopback, where `Host::start` warns.
