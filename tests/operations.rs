@@ -1,5 +1,7 @@
 //! What an operator relies on, against the real binary: `/metrics` after real
-//! traffic, graceful shutdown on SIGTERM with a slow call in flight, and JSON logs.
+//! traffic, graceful shutdown on SIGTERM with a slow call in flight, JSON logs,
+//! `/healthz` keeping the database's secrets to the log, and the shipped config's
+//! development secrets refused off loopback.
 
 mod common;
 
@@ -7,7 +9,8 @@ use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{client, eventually, test_plugin, HostSpec};
+use common::postgres::Postgres;
+use common::{client, eventually, output_text, repo_root, test_plugin, HostSpec};
 use serde_json::Value;
 
 /// One scrape, parsed: every sample keyed by its name and its labels (sorted), so
@@ -359,4 +362,129 @@ fn json_log_format_writes_one_json_object_per_line() {
     assert_eq!(received["fields"]["plugin"], "faulty");
     assert_eq!(received["fields"]["event_id"], "logged");
     assert!(received["timestamp"].is_string(), "{received}");
+}
+
+/// The database being down is all `/healthz` tells anyone; the reason, which names
+/// the database, goes to the log once per outage, and no password reaches either,
+/// wherever the URL carried it.
+#[test]
+fn healthz_while_the_database_is_down_says_only_that_and_the_log_masks_the_password() {
+    const PASSWORD: &str = "hunter2-in-the-query";
+    let mut database = Postgres::start();
+    let url = format!("{}?password={PASSWORD}&connect_timeout=2", database.url());
+    let host = HostSpec::default()
+        .config(&format!("database = \"{url}\"\n"))
+        .start();
+    let healthz = || {
+        let response = client().get(host.url("/healthz")).send().unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().unwrap())
+    };
+    assert_eq!(healthz().0, 200);
+
+    database.stop();
+    for _ in 0..3 {
+        let (status, body) = healthz();
+        assert_eq!(status, 503, "{body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["status"], "degraded", "{body}");
+        assert_eq!(body["database"], "down", "{body}");
+        assert!(body["node"].is_string(), "{body}");
+        assert_eq!(body.as_object().unwrap().len(), 3, "nothing else: {body}");
+    }
+    let failed = "the /healthz database check failed";
+    eventually("the outage to be logged", Duration::from_secs(10), || {
+        host.log().contains(failed)
+    });
+    let log = host.log();
+    assert_eq!(log.matches(failed).count(), 1, "once per outage:\n{log}");
+    let line = log.lines().find(|line| line.contains(failed)).unwrap();
+    assert!(
+        line.contains("password=***"),
+        "the reason names the database: {line}"
+    );
+
+    database.start_again();
+    eventually(
+        "/healthz to answer 200 again",
+        Duration::from_secs(30),
+        || healthz().0 == 200,
+    );
+    eventually(
+        "the end of the outage to be logged",
+        Duration::from_secs(10),
+        || {
+            host.log()
+                .contains("the /healthz database check works again")
+        },
+    );
+    let log = host.log();
+    assert!(log.contains("password=***"), "{log}");
+    assert!(
+        !log.contains(PASSWORD),
+        "the password is in the log:\n{log}"
+    );
+}
+
+/// `hookhost serve --listen 0.0.0.0:PORT` with the repository's hookhost.toml and
+/// none of its variables set: the published development secrets would sign any
+/// webhook, so it exits at once naming each key and the variable to set.
+#[test]
+fn the_shipped_config_refuses_development_secrets_off_loopback_and_warns_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookhost"))
+        .arg("serve")
+        .arg("--config")
+        .arg(repo_root().join("hookhost.toml"))
+        .args(["--listen", "0.0.0.0:0", "--plugins"])
+        .arg(dir.path().join("plugins"))
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually("hookhost to exit", Duration::from_secs(60), || {
+        child.try_wait().unwrap().is_some()
+    });
+    let output = child.wait_with_output().unwrap();
+    let text = output_text(&output);
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("refusing to listen on 0.0.0.0:0"), "{text}");
+    for (key, variable) in [
+        ("[plugins.github] config.secret", "GITHUB_WEBHOOK_SECRET"),
+        ("[plugins.stripe] config.secret", "STRIPE_WEBHOOK_SECRET"),
+        (
+            "[plugins.slack] config.signing_secret",
+            "SLACK_SIGNING_SECRET",
+        ),
+        (
+            "[plugins.standard-rust] config.secret",
+            "STANDARD_WEBHOOK_SECRET",
+        ),
+    ] {
+        assert!(
+            text.contains(&format!(
+                "`{key}` is a published development secret; set {variable}"
+            )),
+            "{key}: {text}"
+        );
+    }
+    assert!(!text.contains("listening on"), "{text}");
+
+    // On loopback the same config serves, with a warning per secret.
+    let shipped = std::fs::read_to_string(repo_root().join("hookhost.toml")).unwrap();
+    let host = HostSpec::default().config(&shipped).start();
+    let log = host.log();
+    assert!(
+        log.contains("`[plugins.github] config.secret` is a published development secret; set GITHUB_WEBHOOK_SECRET"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("is a published development secret").count(),
+        8,
+        "{log}"
+    );
 }

@@ -103,7 +103,7 @@ impl EventStore for FailingStore {
 }
 
 #[tokio::test]
-async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after_and_healthz_says_why() {
+async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after_and_healthz_says_down() {
     let config = Config::load(None, Default::default(), |_| None).unwrap();
     let cache = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
@@ -140,6 +140,7 @@ async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after_and_healthz_s
         admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
         live: Default::default(),
         node: node.clone(),
+        health_log: Default::default(),
         reloader,
         components: None,
     };
@@ -166,13 +167,10 @@ async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after_and_healthz_s
     assert_eq!(body["status"], "degraded", "{body}");
     assert_eq!(body["database"], "down", "{body}");
     assert_eq!(body["node"], node.as_str(), "{body}");
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("connection refused"),
-        "{body}"
-    );
+    // The reason is for the log: /healthz is open, and the store's messages name
+    // the database and whatever its driver says.
+    assert_eq!(body.as_object().unwrap().len(), 3, "{body}");
+    assert!(!body.to_string().contains("connection refused"), "{body}");
 
     // The admin API: the database being unavailable is not an internal error.
     let events = reqwest::get(format!("http://{address}/api/events"))

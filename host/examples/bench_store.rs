@@ -169,6 +169,7 @@ async fn serve_and_send(
         admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
         live: Default::default(),
         node,
+        health_log: Default::default(),
         reloader,
         components: None,
     };

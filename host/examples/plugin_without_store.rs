@@ -87,6 +87,7 @@ async fn main() -> Result<()> {
         admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
         live: Default::default(),
         node,
+        health_log: Default::default(),
         reloader,
         components: None,
     };

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use crate::dev_secrets::{self, DevelopmentSecret};
 use crate::limits::{parse_bytes, PluginLimits};
 use crate::outbound::allowlist::AllowedHost;
 use crate::registry::is_valid_plugin_id;
@@ -41,9 +42,13 @@ pub struct Config {
     /// front of hookhost guards it. Also turns off the open admin's loopback-Host
     /// and no-proxy checks (see `admin_auth`), since that something is a proxy.
     pub allow_unauthenticated_admin: bool,
-    /// `postgres://user:pass@host:port/db`: the database every node of a fleet
-    /// shares; `None` keeps events in SQLite in `data_dir`.
+    /// `postgres://user:pass@host:port/db` or key=value pairs (parsed, with
+    /// `sslmode`, by `store::postgres::DatabaseUrl`): the database every node of a
+    /// fleet shares; `None` keeps events in SQLite in `data_dir`.
     pub database: Option<String>,
+    /// Plugin config values that hold a published development secret; `load`
+    /// refuses them unless `listen` is loopback, where `Host::start` warns.
+    pub development_secrets: Vec<DevelopmentSecret>,
 }
 
 /// `[plugins.<id>]`: what the host knows about one plugin besides its component.
@@ -200,9 +205,12 @@ impl Config {
     ) -> Result<Config> {
         let listen = match (overrides.listen, file.listen) {
             (Some(addr), _) => addr,
-            (None, Some(text)) => expand_env(&text, env)?.parse().with_context(|| {
-                format!("config `listen = {text:?}` is not an address such as 127.0.0.1:8080")
-            })?,
+            (None, Some(text)) => expand_env(&text, env)
+                .context("config `listen`")?
+                .parse()
+                .with_context(|| {
+                    format!("config `listen = {text:?}` is not an address such as 127.0.0.1:8080")
+                })?,
             (None, None) => DEFAULT_LISTEN.parse().expect("default address parses"),
         };
         let admin_listen = match (overrides.admin_listen, file.admin_listen) {
@@ -241,13 +249,16 @@ impl Config {
         };
 
         let mut plugins = BTreeMap::new();
+        let mut development_secrets = Vec::new();
         for (id, plugin) in file.plugins {
             let values = plugin
                 .config
                 .into_iter()
                 .map(|(key, value)| {
-                    let value = expand_env(&value, env)
+                    let (value, variables) = expand_env_noting(&value, env)
                         .with_context(|| format!("config `[plugins.{id}] config.{key}`"))?;
+                    development_secrets
+                        .extend(DevelopmentSecret::find(&id, &key, &value, &variables));
                     Ok((key, value))
                 })
                 .collect::<Result<_>>()?;
@@ -316,6 +327,10 @@ impl Config {
             plugins.insert(id, config);
         }
 
+        if !development_secrets.is_empty() && !listen.ip().is_loopback() {
+            return Err(dev_secrets::refusal(listen, &development_secrets));
+        }
+
         let admin_token = admin_token(file.admin_token, env)?;
         let allow_unauthenticated_admin =
             file.allow_unauthenticated_admin || overrides.allow_unauthenticated_admin;
@@ -361,6 +376,7 @@ impl Config {
             admin_token,
             allow_unauthenticated_admin,
             database,
+            development_secrets,
         })
     }
 }
@@ -397,23 +413,35 @@ fn parse_duration(text: &str, key: &str, example: &str) -> Result<Duration> {
 /// Replaces every `${NAME}` in `text` with the environment variable `NAME`, and
 /// `${NAME:-fallback}` with `fallback` when `NAME` is unset. A plain `${NAME}` that
 /// is not set is an error rather than an empty string: an empty webhook secret
-/// would silently accept nothing, or worse.
+/// would silently accept nothing, or worse. Errors never quote `text`: it may be a
+/// secret or a database URL with its password (callers name the key instead).
 fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+    expand_env_noting(text, env).map(|(value, _)| value)
+}
+
+/// `expand_env`, and the names of the variables `text` refers to, so that a
+/// message about the value can say which variable to set.
+fn expand_env_noting(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, Vec<String>)> {
+    let mut names = Vec::new();
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let Some(end) = after.find('}') else {
-            bail!("unclosed `${{` in {text:?}");
+            bail!("a `${{` has no closing `}}`");
         };
         let (name, fallback) = match after[..end].split_once(":-") {
             Some((name, fallback)) => (name, Some(fallback)),
             None => (&after[..end], None),
         };
         if name.is_empty() {
-            bail!("empty variable name in `${{}}` in {text:?}");
+            bail!("a `${{}}` has no variable name");
         }
+        names.push(name.to_string());
         let value = match (env(name), fallback) {
             (Some(value), _) => value,
             (None, Some(fallback)) => fallback.to_string(),
@@ -423,7 +451,7 @@ fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
         rest = &after[end + 1..];
     }
     out.push_str(rest);
-    Ok(out)
+    Ok((out, names))
 }
 
 #[cfg(test)]
@@ -675,5 +703,133 @@ mod tests {
         assert!(parse("listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"").is_ok());
         let bad = parse("admin_listen = \"localhost\"").unwrap_err();
         assert!(format!("{bad:#}").contains("admin_listen"), "{bad:#}");
+    }
+
+    /// The repository's own config file, as `scripts/run` uses it.
+    fn shipped_config() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../hookhost.toml")
+    }
+
+    fn load_shipped(listen: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
+        let overrides = Overrides {
+            listen: Some(listen.parse().unwrap()),
+            ..Overrides::default()
+        };
+        Config::load(Some(&shipped_config()), overrides, env)
+    }
+
+    #[test]
+    fn the_shipped_development_secrets_are_refused_off_loopback_naming_key_and_variable() {
+        let error = format!("{:#}", load_shipped("0.0.0.0:8080", &|_| None).unwrap_err());
+        for (key, variable) in [
+            ("[plugins.github] config.secret", "GITHUB_WEBHOOK_SECRET"),
+            ("[plugins.stripe] config.secret", "STRIPE_WEBHOOK_SECRET"),
+            (
+                "[plugins.slack] config.signing_secret",
+                "SLACK_SIGNING_SECRET",
+            ),
+            (
+                "[plugins.standard-go] config.secret",
+                "STANDARD_WEBHOOK_SECRET",
+            ),
+        ] {
+            assert!(
+                error.contains(&format!(
+                    "`{key}` is a published development secret; set {variable}"
+                )),
+                "{key} / {variable} not in: {error}"
+            );
+        }
+        assert!(error.contains("0.0.0.0:8080"), "{error}");
+
+        // On loopback they load, listed for the start-up warning.
+        let config = load_shipped("127.0.0.1:8080", &|_| None).unwrap();
+        let github = DevelopmentSecret {
+            plugin: "github".into(),
+            key: "secret".into(),
+            variables: vec!["GITHUB_WEBHOOK_SECRET".into()],
+        };
+        assert!(config.development_secrets.contains(&github));
+        assert_eq!(config.development_secrets.len(), 8);
+
+        // With every variable set, nothing is left to refuse.
+        let real = |name: &str| name.ends_with("SECRET").then(|| format!("real-{name}"));
+        let config = load_shipped("0.0.0.0:8080", &|name| {
+            real(name).or_else(|| (name == ADMIN_TOKEN_ENV).then(|| "t".repeat(32)))
+        })
+        .unwrap();
+        assert!(config.development_secrets.is_empty());
+    }
+
+    #[test]
+    fn a_development_secret_is_one_however_it_got_there() {
+        let error = parse(
+            "listen = \"10.0.0.1:80\"\nadmin_token = \"t\"\n\
+             [plugins.hand]\nconfig = { key = \"prefix-dev-secret-change-me\" }\n",
+        )
+        .unwrap_err();
+        let text = format!("{error:#}");
+        assert!(
+            text.contains(
+                "`[plugins.hand] config.key` is a published development secret; replace it"
+            ),
+            "{text}"
+        );
+        let exported =
+            |name: &str| (name == "HOOK").then(|| "whsec_dev-secret-change-me".to_string());
+        let file: ConfigFile = toml::from_str(
+            "listen = \"[::]:80\"\nadmin_token = \"t\"\n[plugins.p]\nconfig = { s = \"${HOOK}\" }\n",
+        )
+        .unwrap();
+        let error =
+            Config::from_file(file, Path::new(""), Overrides::default(), &exported).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("set HOOK to the real secret"),
+            "{error:#}"
+        );
+    }
+
+    /// Keeps `DEVELOPMENT_SECRETS` in step with the shipped config: every
+    /// `${VAR:-fallback}` in a plugin's config is a listed development secret or
+    /// plainly not a secret (empty, a URL, a number).
+    #[test]
+    fn every_fallback_in_the_shipped_config_is_a_listed_secret_or_no_secret() {
+        let text = std::fs::read_to_string(shipped_config()).unwrap();
+        let file: toml::Value = toml::from_str(&text).unwrap();
+        let mut fallbacks = 0;
+        for (id, plugin) in file["plugins"].as_table().unwrap() {
+            let Some(config) = plugin.get("config").and_then(|c| c.as_table()) else {
+                continue;
+            };
+            for (key, value) in config {
+                let mut rest = value.as_str().unwrap();
+                while let Some(start) = rest.find("${") {
+                    let after = &rest[start + 2..];
+                    let end = after.find('}').unwrap();
+                    if let Some((_, fallback)) = after[..end].split_once(":-") {
+                        fallbacks += 1;
+                        let harmless = fallback.is_empty()
+                            || fallback.starts_with("http://")
+                            || fallback.starts_with("https://")
+                            || fallback.chars().all(|c| c.is_ascii_digit());
+                        assert!(
+                            harmless || dev_secrets::DEVELOPMENT_SECRETS.contains(&fallback),
+                            "[plugins.{id}] config.{key} falls back to {fallback:?}, which is \
+                             not in dev_secrets::DEVELOPMENT_SECRETS"
+                        );
+                    }
+                    rest = &after[end + 1..];
+                }
+            }
+        }
+        assert!(fallbacks >= 10, "found only {fallbacks} fallbacks");
+    }
+
+    #[test]
+    fn an_expansion_error_does_not_quote_the_value() {
+        let error = parse("database = \"postgres://app:hunter2@db/${DB\"").unwrap_err();
+        let text = format!("{error:#}");
+        assert!(text.contains("database"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
     }
 }

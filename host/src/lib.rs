@@ -4,6 +4,7 @@
 //! # Layout
 //!
 //! - `config`: the TOML file, `${ENV}` expansion, defaults.
+//! - `dev_secrets`: the shipped config's development secrets, refused off loopback.
 //! - `node`: this process's node id among the nodes sharing a store.
 //! - `bindings`: Rust types generated from `wit/` (the plugin contract).
 //! - `runtime`: the one wasmtime engine, its linker and epoch ticker.
@@ -28,6 +29,7 @@
 //! - `plugin_boundary`: what crosses between plugins and the admin's origin:
 //!   plugins' response headers, the admin's credentials in webhook requests.
 //! - `request_origin`: where an admin request came from (site, host name, proxy).
+//! - `health`: `/healthz`, which says up or down and logs why to the log only.
 //! - `metrics`: what the host counts and its Prometheus text form.
 //! - `api`: the event log's routes (`/api/events`, `/api/deliveries`).
 //! - `error`: the JSON error shape every route answers with.
@@ -64,9 +66,11 @@ pub mod config;
 pub mod dashboard;
 pub mod deploy;
 pub mod deploy_sync;
+pub mod dev_secrets;
 pub mod dispatcher;
 pub mod error;
 pub mod guest_output;
+pub mod health;
 pub mod http_server;
 pub mod keyvalue;
 pub mod limits;
@@ -152,6 +156,8 @@ impl Host {
     pub async fn start(config: &Config) -> Result<Host> {
         let node = NodeId::generate();
         tracing::info!(node = %node, "node id");
+        // `Config::load` refused them off loopback.
+        dev_secrets::warn(&config.development_secrets);
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let stores = store::backend::open(
@@ -230,6 +236,7 @@ impl Host {
                 admin,
                 live,
                 node,
+                health_log: Default::default(),
                 reloader,
                 components,
             },

@@ -66,8 +66,10 @@ enum Command {
         #[arg(long)]
         allow_unauthenticated_admin: bool,
         /// PostgreSQL shared by every node of a fleet,
-        /// postgres://user:pass@host:port/db (wins over the config's `database`);
-        /// without either, events are kept in SQLite in the data directory.
+        /// postgres://user:pass@host:port/db[?sslmode=verify-full&sslrootcert=FILE]
+        /// or key=value pairs (wins over the config's `database`, which keeps the
+        /// password out of the process list); without either, events are kept in
+        /// SQLite in the data directory.
         #[arg(long)]
         database: Option<String>,
     },

@@ -33,6 +33,7 @@ use tokio::sync::Notify;
 use crate::admin_auth::{AdminAuth, AdminGuard};
 use crate::bindings::{Event, PluginError, WebhookOutcome, WebhookRequest};
 use crate::error::ApiError;
+use crate::health::HealthLog;
 use crate::live::{Change, LiveFeed};
 use crate::metrics::Metrics;
 use crate::node::NodeId;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub live: LiveFeed,
     /// This process among the nodes sharing the store (`/healthz` shows it).
     pub node: NodeId,
+    /// Whether `/healthz` found the store failing, so that it logs why once per outage.
+    pub health_log: Arc<HealthLog>,
     /// Loads and swaps plugins; `PUT /api/plugins/{id}` makes a deploy current with it.
     pub reloader: Reloader,
     /// The component store a fleet shares (PostgreSQL); `None` on one node, where a
@@ -98,7 +101,7 @@ pub fn router(state: AppState, surface: Surface, port: Option<u16>) -> Router {
         .route("/hooks/{id}", any(webhook_at_root))
         .route("/hooks/{id}/{*rest}", any(webhook_below_root))
         .layer(map_response(crate::plugin_boundary::contain_response));
-    let health = Router::new().route("/healthz", get(healthz));
+    let health = Router::new().route("/healthz", get(crate::health::healthz));
     if surface == Surface::Webhooks {
         return hooks
             .merge(health)
@@ -133,35 +136,6 @@ pub fn router(state: AppState, surface: Surface, port: Option<u16>) -> Router {
 /// does not say where the admin surface is.
 async fn not_on_this_listener() -> ApiError {
     ApiError::not_found("only /hooks/* and /healthz are served on this address")
-}
-
-/// The longest `/healthz` waits for the store before calling it down.
-pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// 200 `{"status": "ok", "node"}` while the store can take writes, else 503
-/// `{"status": "degraded", "database": "down", "node", "error"}`, so that a load
-/// balancer sends webhooks elsewhere.
-async fn healthz(State(state): State<AppState>) -> Response {
-    let health = tokio::time::timeout(HEALTH_TIMEOUT, state.store.health())
-        .await
-        .unwrap_or_else(|_| {
-            Err(anyhow::anyhow!(
-                "the database did not answer within {HEALTH_TIMEOUT:?}"
-            ))
-        });
-    match health {
-        Ok(()) => Json(json!({ "status": "ok", "node": state.node.as_str() })).into_response(),
-        Err(error) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "status": "degraded",
-                "database": "down",
-                "node": state.node.as_str(),
-                "error": format!("{error:#}"),
-            })),
-        )
-            .into_response(),
-    }
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

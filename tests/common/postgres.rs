@@ -19,11 +19,23 @@ pub struct Postgres {
     bin: PathBuf,
     port: u16,
     running: bool,
+    /// Server options that turn TLS on (`start_with_tls`); empty otherwise.
+    tls_options: String,
 }
 
 impl Postgres {
     /// Creates a cluster, starts it and creates the database `url()` names.
     pub fn start() -> Postgres {
+        Self::start_with(None)
+    }
+
+    /// `start`, with TLS on (`ssl=on`) with this PEM certificate (chain) and key;
+    /// clients may still connect without TLS.
+    pub fn start_with_tls(cert: &Path, key: &Path) -> Postgres {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Postgres {
         let bin = server_binaries();
         let dir = tempfile::Builder::new()
             .prefix("hookhost-pg-")
@@ -47,6 +59,7 @@ impl Postgres {
             bin,
             port,
             running: false,
+            tls_options: String::new(),
         };
         // --no-sync only skips initdb's own fsyncs of the fresh cluster; the server
         // itself runs with fsync on, so benchmarks against it pay for durability as
@@ -65,9 +78,40 @@ impl Postgres {
                 "--no-sync",
             ],
         );
+        if let Some((cert, key)) = tls {
+            server.install_tls(cert, key);
+        }
         server.start_again();
         server.create_database(DATABASE);
         server
+    }
+
+    /// Copies the certificate and key where the server reads them, owned by the
+    /// `postgres` user with the key private (the server refuses a readable key).
+    fn install_tls(&mut self, cert: &Path, key: &Path) {
+        let server_cert = self.dir.path().join("server.crt");
+        let server_key = self.dir.path().join("server.key");
+        std::fs::copy(cert, &server_cert).expect("copying the server certificate");
+        std::fs::copy(key, &server_key).expect("copying the server key");
+        std::fs::set_permissions(
+            &server_key,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        if running_as_root() {
+            let status = Command::new("chown")
+                .arg("postgres:")
+                .arg(&server_cert)
+                .arg(&server_key)
+                .status()
+                .expect("running chown");
+            assert!(status.success(), "chown postgres: of the TLS files failed");
+        }
+        self.tls_options = format!(
+            " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            server_cert.display(),
+            server_key.display()
+        );
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/hookhost`.
@@ -109,9 +153,10 @@ impl Postgres {
     pub fn start_again(&mut self) {
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={socket} \
-             -c max_connections=300 -c fsync=on -c synchronous_commit=on",
+             -c max_connections=300 -c fsync=on -c synchronous_commit=on{tls}",
             port = self.port,
             socket = self.socket_dir(),
+            tls = self.tls_options,
         );
         let log = self.log_path();
         self.run(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use super::components::ComponentStore;
-use super::postgres::{redact_url, PostgresStore};
+use super::postgres::PostgresStore;
 use super::sqlite::{Commit, SqliteStore};
 use super::EventStore;
 
@@ -19,18 +19,22 @@ pub struct Stores {
     pub components: Option<Arc<dyn ComponentStore>>,
 }
 
-/// Opens PostgreSQL at `database` when given (an error, naming the URL without its
-/// password, when it is not a postgres:// URL or cannot be reached), else SQLite
-/// at `sqlite_path`.
+/// Opens PostgreSQL at `database` when given (an error, naming the setting without
+/// its passwords, when it does not parse or cannot be reached), else SQLite at
+/// `sqlite_path`.
 pub async fn open(database: Option<&str>, sqlite_path: &Path) -> Result<Stores> {
     match database {
         Some(url) => {
             let store = Arc::new(
                 PostgresStore::open(url)
                     .await
-                    .with_context(|| format!("opening the event store {}", redact_url(url)))?,
+                    .context("opening the PostgreSQL event store")?,
             );
-            tracing::info!(database = %redact_url(url), "events are stored in PostgreSQL");
+            tracing::info!(
+                database = %store.shown_url(),
+                tls = store.is_encrypted(),
+                "events are stored in PostgreSQL"
+            );
             Ok(Stores {
                 events: store.clone(),
                 components: Some(store),

@@ -13,21 +13,23 @@
 //!   without a restart.
 
 mod components;
+mod database_url;
 mod reads;
 mod schema;
+mod tls;
 mod writer;
 mod writes;
 
 use std::future::Future;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
 use tokio::sync::{mpsc, oneshot, Mutex};
-use tokio_postgres::NoTls;
 
 use super::{
     AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryRow, EventFilter, EventStore,
@@ -38,6 +40,7 @@ use reads::{DELIVERY_COLUMNS, EVENT_COLUMNS};
 use writer::{Job, Written};
 use writes::Write;
 
+pub use database_url::{DatabaseUrl, SslMode};
 pub use schema::SCHEMA_VERSION;
 
 /// How long connecting to the server may take.
@@ -76,30 +79,43 @@ pub struct PostgresStore {
     jobs: mpsc::UnboundedSender<Job>,
     /// Set by `close`; later writes are refused as on SQLite.
     closed: AtomicBool,
-    /// The URL without its password, for messages.
+    /// The URL without its passwords, for messages.
     shown_url: String,
+    /// Whether the connection made at open is encrypted (TLS).
+    encrypted: bool,
 }
 
 impl PostgresStore {
-    /// Connects to `url` (`postgres://user:pass@host:port/db`), brings the schema
-    /// up to date and starts the writers.
+    /// Connects to `url` (`postgres://user:pass@host:port/db`, or key=value pairs;
+    /// see `database_url`), brings the schema up to date and starts the writers.
     pub async fn open(url: &str) -> Result<PostgresStore> {
         Self::open_with(url, PostgresOptions::default()).await
     }
 
     pub async fn open_with(url: &str, options: PostgresOptions) -> Result<PostgresStore> {
-        let shown_url = redact_url(url);
+        let url: DatabaseUrl = url.parse()?;
+        let shown_url = url.shown.clone();
         let pool = pool(url, &options)?;
-        let mut client = pool
-            .get()
-            .await
-            .map_err(|error| anyhow!("connecting to PostgreSQL at {shown_url}: {error}"))?;
-        let migrated = schema::migrate(&mut client).await;
-        if migrated.is_err() {
+        let mut client = pool.get().await.map_err(|error| {
+            anyhow!(
+                "connecting to PostgreSQL at {shown_url}: {}",
+                pool_error(&error)
+            )
+        })?;
+        if let Err(error) = schema::migrate(&mut client).await {
             // The migration transaction may be half-way; a fresh connection next time.
             drop(Object::take(client));
+            return Err(error.context(format!("preparing the event store at {shown_url}")));
         }
-        migrated.with_context(|| format!("preparing the event store at {shown_url}"))?;
+        let encrypted = client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .with_context(|| format!("asking PostgreSQL at {shown_url} whether TLS is in use"))?
+            .get::<_, bool>(0);
+        drop(client);
         let (jobs, queue) = mpsc::unbounded_channel();
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..options.writers.max(1) {
@@ -110,7 +126,20 @@ impl PostgresStore {
             jobs,
             closed: AtomicBool::new(false),
             shown_url,
+            encrypted,
         })
+    }
+
+    /// The database setting without its passwords, fit for logs.
+    pub fn shown_url(&self) -> &str {
+        &self.shown_url
+    }
+
+    /// Whether the store's connections are encrypted: they all are when the first
+    /// one was, as `sslmode` decides for each alike (`prefer` could differ only if
+    /// the server changed its mind between two connections).
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
     }
 
     /// Queues `write` for the next group and waits until that group committed.
@@ -132,7 +161,13 @@ impl PostgresStore {
         self.pool
             .get()
             .await
-            .map_err(|error| anyhow!("connecting to PostgreSQL at {}: {error}", self.shown_url))
+            .map_err(|error| {
+                anyhow!(
+                    "connecting to PostgreSQL at {}: {}",
+                    self.shown_url,
+                    pool_error(&error)
+                )
+            })
             .context(Unavailable)
     }
 
@@ -150,15 +185,9 @@ impl PostgresStore {
     }
 }
 
-fn pool(url: &str, options: &PostgresOptions) -> Result<Pool> {
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        bail!(
-            "database {} is not a postgres:// URL (postgres://user:pass@host:port/db)",
-            redact_url(url)
-        );
-    }
-    let mut config = tokio_postgres::Config::from_str(url)
-        .with_context(|| format!("parsing the database URL {}", redact_url(url)))?;
+fn pool(url: DatabaseUrl, options: &PostgresOptions) -> Result<Pool> {
+    let tls = tls::connector(&url.tls).with_context(|| format!("database {}", url.shown))?;
+    let mut config = url.config;
     config
         .connect_timeout(CONNECT_TIMEOUT)
         // A server that vanished without closing the connection (a cut network, a
@@ -171,7 +200,7 @@ fn pool(url: &str, options: &PostgresOptions) -> Result<Pool> {
     }
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig {
             // Fast: a connection the server closed (a restart) is known closed
             // without a round trip, and replaced.
@@ -188,19 +217,12 @@ fn pool(url: &str, options: &PostgresOptions) -> Result<Pool> {
         .context("building the PostgreSQL connection pool")
 }
 
-/// `url` with its password (if any) replaced by `***`, fit for logs and errors.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    // The userinfo ends at the last `@` before the path.
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_string();
-    };
-    match rest[..at].split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
-        None => url.to_string(),
+/// Why the pool gave no connection, with tokio-postgres's causes (a refused
+/// connection, a TLS certificate that did not verify), which its own text leaves out.
+fn pool_error(error: &PoolError) -> String {
+    match error {
+        PoolError::Backend(error) => database_url::error_chain(error),
+        other => database_url::error_chain(other),
     }
 }
 
@@ -495,27 +517,5 @@ impl EventStore for PostgresStore {
     async fn close(&self) -> Result<()> {
         self.closed.store(true, Ordering::Release);
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn a_url_is_shown_without_its_password() {
-        assert_eq!(
-            redact_url("postgres://app:s3cr:t@db.internal:5432/hooks"),
-            "postgres://app:***@db.internal:5432/hooks"
-        );
-        assert_eq!(
-            redact_url("postgres://app@db/hooks"),
-            "postgres://app@db/hooks"
-        );
-        assert_eq!(redact_url("postgres://db/hooks"), "postgres://db/hooks");
-        assert_eq!(
-            redact_url("postgresql://a:b@h/d?x=@"),
-            "postgresql://a:***@h/d?x=@"
-        );
     }
 }
