@@ -20,7 +20,11 @@
 //!   deployed components into the plugins directory.
 //! - `deploy`: `PUT /api/plugins/{id}`: validate a component, make it current.
 //! - `deploy_sync`: on a fleet, each node's loop that loads what was deployed.
-//! - `http_server`: the listener; header count, size and read-time limits.
+//! - `http_server`: the listener; connection cap, idle, header and body
+//!   timeouts, header count and size limits.
+//! - `connections`: one listener's open connections: the cap, which are idle,
+//!   which to evict.
+//! - `body_deadline`: the one deadline for reading every request's body.
 //! - `server`: the axum router (`/hooks`, `/api/plugins`, `/healthz`, `/metrics`)
 //!   and the webhook path.
 //! - `metrics`: what the host counts and its Prometheus text form.
@@ -55,7 +59,9 @@ pub mod admin_auth;
 pub mod api;
 pub mod artifact_cache;
 pub mod bindings;
+pub mod body_deadline;
 pub mod config;
+pub mod connections;
 pub mod dashboard;
 pub mod deploy;
 pub mod deploy_sync;
@@ -118,6 +124,7 @@ pub struct Host {
     deploy_sync: Option<DeploySync>,
     retention: Duration,
     shutdown_timeout: Duration,
+    max_connections: usize,
     /// Keeps the plugins directory watched; dropping it ends hot reload.
     _watcher: Option<notify::RecommendedWatcher>,
 }
@@ -197,6 +204,7 @@ impl Host {
             ),
             retention: config.retention,
             shutdown_timeout: config.shutdown_timeout,
+            max_connections: config.max_connections,
             state: AppState {
                 registry,
                 max_body_bytes: config.max_body_bytes,
@@ -252,11 +260,21 @@ impl Host {
         // the graceful shutdown complete.
         let (signalled, mut signal) = tokio::sync::oneshot::channel::<()>();
         let live = self.state.live.clone();
-        let server = http_server::serve(listener, server::app(self.state), async move {
-            shutdown.await;
-            live.close();
-            let _ = signalled.send(());
-        });
+        let limits = http_server::ConnectionLimits {
+            listener: "listen",
+            max_connections: self.max_connections,
+            metrics: self.state.metrics.clone(),
+        };
+        let server = http_server::serve(
+            listener,
+            server::app(self.state),
+            async move {
+                shutdown.await;
+                live.close();
+                let _ = signalled.send(());
+            },
+            limits,
+        );
         tokio::pin!(server);
         let served_at_once = tokio::select! {
             Ok(()) = &mut signal => None,

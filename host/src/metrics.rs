@@ -53,6 +53,17 @@ struct FailureLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostCloseLabels {
+    listener: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     plugin: String,
     outcome: &'static str,
@@ -75,6 +86,9 @@ pub struct Metrics {
     polls: Family<OutcomeLabels, Counter>,
     reloads: Family<OutcomeLabels, Counter>,
     deliveries: Family<OutcomeLabels, Counter>,
+    connections_open: Family<ListenerLabels, Gauge>,
+    connections_waited: Family<ListenerLabels, Counter>,
+    connections_closed_by_host: Family<HostCloseLabels, Counter>,
 }
 
 /// Which plugin export a call went to.
@@ -134,6 +148,9 @@ impl Default for Metrics {
             polls: Family::default(),
             reloads: Family::default(),
             deliveries: Family::default(),
+            connections_open: Family::default(),
+            connections_waited: Family::default(),
+            connections_closed_by_host: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -177,6 +194,22 @@ impl Default for Metrics {
             "deliveries",
             "Delivery attempts to handler plugins: delivered, failed (will retry), dead (dead-lettered)",
             metrics.deliveries.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "HTTP connections open now, by listener (at most max_connections each)",
+            metrics.connections_open.clone(),
+        );
+        registry.register(
+            "connections_waited",
+            "Connections accepted while max_connections were open, which waited for a slot",
+            metrics.connections_waited.clone(),
+        );
+        registry.register(
+            "connections_closed_by_host",
+            "Idle connections the host closed: after the idle timeout (idle_timeout) or to \
+             make room for a new one at the cap (evicted)",
+            metrics.connections_closed_by_host.clone(),
         );
         Metrics {
             registry,
@@ -263,6 +296,21 @@ impl Metrics {
         self.count(&self.deliveries, plugin, outcome);
     }
 
+    /// The connection counters of one listener, named by its config key.
+    pub fn connections(&self, listener: &'static str) -> ConnectionMetrics {
+        let labels = ListenerLabels { listener };
+        let closed = |reason| {
+            self.connections_closed_by_host
+                .get_or_create_owned(&HostCloseLabels { listener, reason })
+        };
+        ConnectionMetrics {
+            open: self.connections_open.get_or_create_owned(&labels),
+            waited: self.connections_waited.get_or_create_owned(&labels),
+            closed_idle_timeout: closed("idle_timeout"),
+            closed_evicted: closed("evicted"),
+        }
+    }
+
     fn count(&self, family: &Family<OutcomeLabels, Counter>, plugin: &str, outcome: &'static str) {
         family
             .get_or_create(&OutcomeLabels {
@@ -270,6 +318,43 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+}
+
+/// Why the host closed a connection that had no request in flight.
+#[derive(Debug, Clone, Copy)]
+pub enum HostClose {
+    IdleTimeout,
+    Evicted,
+}
+
+/// One listener's connection metrics; see `Metrics::connections`.
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    open: Gauge,
+    waited: Counter,
+    closed_idle_timeout: Counter,
+    closed_evicted: Counter,
+}
+
+impl ConnectionMetrics {
+    pub fn opened(&self) {
+        self.open.inc();
+    }
+
+    pub fn closed(&self) {
+        self.open.dec();
+    }
+
+    pub fn waited_for_slot(&self) {
+        self.waited.inc();
+    }
+
+    pub fn closed_by_host(&self, why: HostClose) {
+        match why {
+            HostClose::IdleTimeout => self.closed_idle_timeout.inc(),
+            HostClose::Evicted => self.closed_evicted.inc(),
+        };
     }
 }
 
