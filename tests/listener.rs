@@ -1,9 +1,11 @@
 //! The listener against clients that hold connections without using them: the
 //! connection cap (`max_connections`), the idle timeout (sockets that send nothing,
 //! half an HTTP/2 preface, a finished HTTP/2 handshake, idle keep-alive, a request
-//! head that stops), and the body deadline on the open login form. Real binary,
-//! real sockets; the host's timeouts are its real ones (10 s), so each test waits
-//! them out once, with every socket waiting at the same time.
+//! head that stops), the body deadline (the open login form, HTTP/2), and the send
+//! timeout (peers that read none of a response), while clients that are merely
+//! slow are served. Real binary, real sockets; the host's timeouts are its real
+//! ones (10 s, the send timeout 60 s), so each test waits them out once, with
+//! every socket waiting at the same time.
 
 mod common;
 
@@ -23,6 +25,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 /// The host's `IDLE_TIMEOUT` and `BODY_READ_TIMEOUT` (`host/src/http_server.rs`).
 const HOST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The host's `SEND_TIMEOUT`.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// How much later than its timeout the host may close a socket on a loaded
 /// machine. A correctness bound, not a target.
 const MARGIN: Duration = Duration::from_secs(20);
@@ -272,4 +276,134 @@ fn http2_requests_are_served_and_a_stalled_http2_body_gets_408() {
         let body = String::from_utf8_lossy(&body);
         assert!(body.contains(r#""error":"body""#), "{body}");
     });
+}
+
+/// A host whose `hostile` plugin may answer `/huge-response` with `LARGE` bytes.
+fn large_response_host() -> common::Host {
+    HostSpec::default()
+        .plugin("hostile", test_plugin("hostile"))
+        .config("[plugins.hostile]\nmax_response_bytes = \"8MiB\"\n")
+        .start()
+}
+
+/// Far more than the socket buffers on both sides hold, so the host's writes block
+/// whenever the client is not reading.
+const LARGE: usize = 4 * 1024 * 1024;
+
+fn large_response_request() -> String {
+    format!(
+        "POST /hooks/hostile/huge-response HTTP/1.1\r\nhost: x\r\nx-bytes: {LARGE}\r\n\
+         content-length: 0\r\n\r\n"
+    )
+}
+
+/// A connection whose receive buffer is as small as the kernel allows, so that a
+/// client that does not read stops the host's writes at once.
+fn connect_with_small_receive_buffer(host: &common::Host) -> TcpStream {
+    let address = host.base_url.trim_start_matches("http://").parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(address).await.unwrap()
+    });
+    let stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(SEND_TIMEOUT + MARGIN))
+        .unwrap();
+    stream
+}
+
+#[test]
+fn a_slow_reader_gets_all_of_a_large_response() {
+    let host = large_response_host();
+    let mut stream = connect_with_small_receive_buffer(&host);
+    stream
+        .write_all(large_response_request().as_bytes())
+        .unwrap();
+    // About 256 KiB/s: the download takes longer than the idle timeout, and the
+    // host's writes are blocked most of that time.
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let mut body_start = None;
+    while body_start.is_none_or(|start| answer.len() - start < LARGE) {
+        let read = stream.read(&mut chunk).unwrap();
+        assert!(read > 0, "closed after {} bytes", answer.len());
+        answer.extend_from_slice(&chunk[..read]);
+        body_start = body_start.or_else(|| {
+            let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n");
+            head_end.map(|end| end + 4)
+        });
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{:?}", &answer[..64]);
+    assert_eq!(answer.len() - body_start.unwrap(), LARGE);
+}
+
+#[test]
+fn peers_that_take_none_of_a_response_are_closed_after_the_send_timeout() {
+    let host = large_response_host();
+    // HTTP/1.1: asks for a large response and never reads it.
+    let mut stalled = connect_with_small_receive_buffer(&host);
+    stalled
+        .write_all(large_response_request().as_bytes())
+        .unwrap();
+    let asked = Instant::now();
+
+    // HTTP/2: a stream window of 0, never opened, so the host cannot send a byte
+    // of any response body.
+    let address = host.base_url.trim_start_matches("http://").to_string();
+    let url = host.url("/hooks/hostile/ok");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let h2_closed_after = runtime.block_on(async move {
+        let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                .initial_stream_window_size(0)
+                .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+                .await
+                .unwrap();
+        let closed = tokio::spawn(connection);
+        let request = http::Request::post(&url)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let started = Instant::now();
+        let _ = closed.await.unwrap();
+        drop(response);
+        started.elapsed()
+    });
+    assert!(
+        h2_closed_after >= SEND_TIMEOUT / 2 && h2_closed_after < SEND_TIMEOUT + MARGIN,
+        "HTTP/2 closed after {h2_closed_after:?}"
+    );
+
+    // By now the HTTP/1.1 connection was closed too: what arrives is what the
+    // buffers held, not the whole response.
+    let remaining = (asked + SEND_TIMEOUT + MARGIN).saturating_duration_since(Instant::now());
+    std::thread::sleep(remaining);
+    let mut answer = Vec::new();
+    match stalled.read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(error) if error.kind() == ErrorKind::ConnectionReset => {}
+        Err(error) => panic!("the stalled connection is still open: {error}"),
+    }
+    assert!(answer.len() < LARGE, "{} bytes arrived", answer.len());
+
+    let metrics = client()
+        .get(host.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let closed = metric(
+        &metrics,
+        "hookhost_connections_closed_by_host_total{listener=\"listen\",reason=\"send_timeout\"} ",
+    );
+    assert_eq!(closed, 2, "{metrics}");
 }

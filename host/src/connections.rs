@@ -1,23 +1,30 @@
-//! Which connections one listener holds open, which of them are idle, and which
-//! to close: the connection cap (`max_connections`) and the idle timeout's
-//! bookkeeping. `http_server` asks `admit` for a slot for every accepted socket
-//! and tells the slot when requests start and finish; the slot tells the
+//! Which connections one listener holds open, which of them are idle or stalled,
+//! and which to close: the connection cap (`max_connections`) and the bookkeeping
+//! behind the idle and send timeouts. `http_server` asks `admit` for a slot for
+//! every accepted socket and tells the slot what happens on it (requests start and
+//! finish, responses wait on the peer, writes block); the slot tells the
 //! connection's task when it should close.
 //!
-//! A connection is idle while no request on it is in flight: before its first
-//! request has fully arrived (protocol detection, a partial HTTP/2 preface, a
-//! request head still coming in), between keep-alive requests, and on HTTP/2
-//! while no stream is open. A request is in flight from the moment its head has
-//! arrived until its response has been handed to the socket (streamed responses,
-//! `/api/stream`, until they end).
+//! A connection is busy while a request on it is in flight (from the moment its
+//! head has arrived until hyper is done with its response, streamed responses such
+//! as `/api/stream` until they end) or while hyper has bytes the socket will not
+//! take. Otherwise it is idle: before its first request has fully arrived
+//! (protocol detection, a partial HTTP/2 preface, a request head still coming in),
+//! between keep-alive requests, on HTTP/2 while no stream is open.
+//!
+//! A connection is waiting on its peer while a write to the socket cannot proceed
+//! or a response has handed hyper a frame that hyper has not passed on (on HTTP/2,
+//! a peer that opens no flow-control window never takes it). However busy, a
+//! connection that waits on its peer too long is closed: a client that stops
+//! reading cannot hold its slot.
 //!
 //! At the cap a new connection waits (the listener stops accepting; later clients
 //! wait in the kernel's backlog) and the connection that has been idle longest is
 //! closed to make room. So idle sockets, however many an attacker opens, cannot
-//! keep a client with a request to send out for long: only connections busy with
-//! requests hold their slots, and each request is bounded by the body deadline and
-//! the plugin's timeout. Closing an idle connection is what HTTP/1.1 keep-alive
-//! and HTTP/2 clients already expect a server to do at any time.
+//! keep a client with a request to send out for long: only busy connections hold
+//! their slots, and each request is bounded by the body deadline, the plugin's
+//! timeout and the send timeout. Closing an idle connection is what HTTP/1.1
+//! keep-alive and HTTP/2 clients already expect a server to do at any time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -58,24 +65,42 @@ struct Inner {
     waiting: bool,
 }
 
+#[derive(Default)]
 struct SlotState {
+    /// Requests whose head has arrived and whose response hyper is not done with.
     in_flight: usize,
-    /// Since when no request has been in flight; `None` while one is.
+    next_request: u64,
+    /// Responses (by request number) that handed hyper a frame it has not passed
+    /// on yet, and since when.
+    awaiting_peer: HashMap<u64, Instant>,
+    /// Since when hyper's writes to the socket have not proceeded; `None` while
+    /// the last one went through.
+    write_blocked_since: Option<Instant>,
+    /// Since when the connection has been idle; `None` while it is busy.
     idle_since: Option<Instant>,
     /// Its key in `Inner::idle` while it is a candidate for eviction: idle and not
     /// evicted already.
     idle_turn: Option<u64>,
     evicted: bool,
-    /// Wakes the connection's task (its only waiter) when it went idle, got busy
-    /// or was evicted.
+    /// Wakes the connection's task (its only waiter) when its status changed.
     changed: Arc<Notify>,
 }
 
-/// What a connection's task should do about being idle, read by `Slot::status`.
+impl SlotState {
+    fn busy(&self) -> bool {
+        self.in_flight > 0 || self.write_blocked_since.is_some()
+    }
+}
+
+/// What a connection's task should know to decide when to close it, read by
+/// `Slot::status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotStatus {
-    /// Since when no request has been in flight; `None` while one is.
+    /// Since when the connection has been idle; `None` while it is busy.
     pub idle_since: Option<Instant>,
+    /// Since when it has been waiting on its peer to take data; `None` while it
+    /// is not.
+    pub waiting_on_peer_since: Option<Instant>,
     /// The listener needs its slot for a new connection: close it.
     pub evicted: bool,
 }
@@ -136,19 +161,15 @@ impl Connections {
     fn open_slot(self: &Arc<Self>, inner: &mut Inner) -> Slot {
         let id = inner.next_connection;
         inner.next_connection += 1;
-        let turn = inner.take_idle_turn();
-        inner.idle.insert(turn, id);
         let changed = Arc::new(Notify::new());
         inner.slots.insert(
             id,
             SlotState {
-                in_flight: 0,
-                idle_since: Some(Instant::now()),
-                idle_turn: Some(turn),
-                evicted: false,
                 changed: changed.clone(),
+                ..SlotState::default()
             },
         );
+        self.update_idle(inner, id);
         self.metrics.opened();
         Slot(Arc::new(SlotHandle {
             id,
@@ -159,7 +180,7 @@ impl Connections {
 
     fn evict_longest_idle(&self, inner: &mut Inner) {
         let Some((_, id)) = inner.idle.pop_first() else {
-            // Every connection has a request in flight; one will finish.
+            // Every connection is busy; one will finish or stall.
             return;
         };
         let slot = inner.slots.get_mut(&id).expect("idle connections are open");
@@ -170,41 +191,45 @@ impl Connections {
         self.metrics.closed_by_host(HostClose::Evicted);
     }
 
-    fn request_started(&self, id: u64) {
+    /// Applies `change` to slot `id`, then brings its idle state in line.
+    fn with_slot(&self, id: u64, change: impl FnOnce(&mut SlotState)) {
         let mut inner = self.lock();
         let slot = inner
             .slots
             .get_mut(&id)
-            .expect("a slot is open while it serves");
-        slot.in_flight += 1;
-        if slot.idle_since.take().is_some() {
-            slot.changed.notify_one();
-        }
-        if let Some(turn) = slot.idle_turn.take() {
-            inner.idle.remove(&turn);
-        }
+            .expect("a slot is open while anything holds it");
+        change(slot);
+        slot.changed.notify_one();
+        self.update_idle(&mut inner, id);
     }
 
-    fn request_finished(&self, id: u64) {
-        let mut inner = self.lock();
-        let turn = inner.take_idle_turn();
-        let slot = inner
-            .slots
-            .get_mut(&id)
-            .expect("a slot is open while it serves");
-        slot.in_flight -= 1;
-        if slot.in_flight > 0 {
-            return;
-        }
-        slot.idle_since = Some(Instant::now());
-        slot.changed.notify_one();
-        // An evicted connection is closing already: not a candidate again.
-        if !slot.evicted {
-            slot.idle_turn = Some(turn);
-            inner.idle.insert(turn, id);
-        }
-        if inner.at_cap {
-            self.slot_freed.notify_one();
+    /// Marks slot `id` idle (and a candidate for eviction) or busy, after what
+    /// happened on it.
+    fn update_idle(&self, inner: &mut Inner, id: u64) {
+        let turn = inner.next_idle_turn;
+        let slot = inner.slots.get_mut(&id).expect("the slot is open");
+        match (slot.busy(), slot.idle_since.is_some()) {
+            (true, true) => {
+                slot.idle_since = None;
+                slot.changed.notify_one();
+                if let Some(turn) = slot.idle_turn.take() {
+                    inner.idle.remove(&turn);
+                }
+            }
+            (false, false) => {
+                slot.idle_since = Some(Instant::now());
+                slot.changed.notify_one();
+                // An evicted connection is closing already: not a candidate again.
+                if !slot.evicted {
+                    slot.idle_turn = Some(turn);
+                    inner.next_idle_turn += 1;
+                    inner.idle.insert(turn, id);
+                }
+                if inner.at_cap {
+                    self.slot_freed.notify_one();
+                }
+            }
+            _ => {}
         }
     }
 
@@ -213,9 +238,14 @@ impl Connections {
         let slot = inner
             .slots
             .get(&id)
-            .expect("a slot is open while it serves");
+            .expect("a slot is open while anything holds it");
+        let awaiting = slot.awaiting_peer.values().min().copied();
         SlotStatus {
             idle_since: slot.idle_since,
+            waiting_on_peer_since: match (awaiting, slot.write_blocked_since) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
             evicted: slot.evicted,
         }
     }
@@ -243,14 +273,6 @@ impl Connections {
     }
 }
 
-impl Inner {
-    fn take_idle_turn(&mut self) -> u64 {
-        let turn = self.next_idle_turn;
-        self.next_idle_turn += 1;
-        turn
-    }
-}
-
 /// One open connection's place under the cap. Clones share it; it is freed when
 /// the last clone and the last `InFlight` of its requests are gone (on HTTP/2 a
 /// request's task may outlive the connection's by a little).
@@ -266,8 +288,25 @@ struct SlotHandle {
 impl Slot {
     /// A request's head has arrived; it is in flight until the guard is dropped.
     pub fn request_started(&self) -> InFlight {
-        self.0.connections.request_started(self.0.id);
-        InFlight(self.0.clone())
+        let mut request = 0;
+        self.0.connections.with_slot(self.0.id, |slot| {
+            slot.in_flight += 1;
+            request = slot.next_request;
+            slot.next_request += 1;
+        });
+        InFlight {
+            slot: self.0.clone(),
+            request,
+            awaiting_peer: false,
+        }
+    }
+
+    /// A write to the socket could not proceed (`true`), or went through again
+    /// (`false`). Call on changes only: each call takes the listener's lock.
+    pub fn write_blocked(&self, blocked: bool) {
+        self.0.connections.with_slot(self.0.id, |slot| {
+            slot.write_blocked_since = blocked.then(Instant::now);
+        });
     }
 
     pub fn status(&self) -> SlotStatus {
@@ -279,12 +318,9 @@ impl Slot {
         self.0.changed.notified().await;
     }
 
-    /// The connection's task closes it for having been idle too long.
-    pub fn closing_idle(&self) {
-        self.0
-            .connections
-            .metrics
-            .closed_by_host(HostClose::IdleTimeout);
+    /// The connection's task closes it, for `why`.
+    pub fn closing(&self, why: HostClose) {
+        self.0.connections.metrics.closed_by_host(why);
     }
 }
 
@@ -294,12 +330,43 @@ impl Drop for SlotHandle {
     }
 }
 
-/// A request in flight on a connection; see `Slot::request_started`.
-pub struct InFlight(Arc<SlotHandle>);
+/// A request in flight on a connection; see `Slot::request_started`. Its
+/// response body reports through it whether hyper has passed on what it handed
+/// over.
+pub struct InFlight {
+    slot: Arc<SlotHandle>,
+    request: u64,
+    /// Mirrors whether this request is in its slot's `awaiting_peer`, so that
+    /// only changes take the lock.
+    awaiting_peer: bool,
+}
+
+impl InFlight {
+    /// The response handed hyper a frame (`true`), or hyper came back for more
+    /// or finished (`false`).
+    pub fn awaiting_peer(&mut self, awaiting: bool) {
+        if self.awaiting_peer == awaiting {
+            return;
+        }
+        self.awaiting_peer = awaiting;
+        let request = self.request;
+        self.slot.connections.with_slot(self.slot.id, |slot| {
+            if awaiting {
+                slot.awaiting_peer.insert(request, Instant::now());
+            } else {
+                slot.awaiting_peer.remove(&request);
+            }
+        });
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.connections.request_finished(self.0.id);
+        let request = self.request;
+        self.slot.connections.with_slot(self.slot.id, |slot| {
+            slot.awaiting_peer.remove(&request);
+            slot.in_flight -= 1;
+        });
     }
 }
 
@@ -420,6 +487,57 @@ mod tests {
         assert!(!waiting.is_finished(), "the request still holds the slot");
         drop(request);
         waiting.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn blocked_writes_keep_a_connection_busy_and_count_as_waiting_on_the_peer() {
+        let (connections, _) = connections(1);
+        let slot = connections.admit().await;
+        // A response was handed over whole and hyper is still writing it.
+        drop(slot.request_started());
+        slot.write_blocked(true);
+        let status = slot.status();
+        assert_eq!(status.idle_since, None, "not idle while bytes wait");
+        assert!(status.waiting_on_peer_since.is_some());
+
+        let waiting = admit_later(&connections);
+        settle().await;
+        assert!(
+            !slot.status().evicted,
+            "a connection with bytes to write keeps its slot"
+        );
+
+        slot.write_blocked(false);
+        let status = slot.status();
+        assert!(status.idle_since.is_some());
+        assert_eq!(status.waiting_on_peer_since, None);
+        settle().await;
+        assert!(slot.status().evicted, "idle now, so the one to make room");
+        drop(slot);
+        waiting.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_response_frame_not_passed_on_counts_as_waiting_on_the_peer() {
+        let (connections, _) = connections(4);
+        let slot = connections.admit().await;
+        let mut first = slot.request_started();
+        let mut second = slot.request_started();
+        first.awaiting_peer(true);
+        let since_first = slot.status().waiting_on_peer_since.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        second.awaiting_peer(true);
+        assert_eq!(
+            slot.status().waiting_on_peer_since,
+            Some(since_first),
+            "the longest wait counts"
+        );
+        first.awaiting_peer(false);
+        assert!(slot.status().waiting_on_peer_since.unwrap() > since_first);
+        drop(second);
+        assert_eq!(slot.status().waiting_on_peer_since, None);
+        drop(first);
+        assert!(slot.status().idle_since.is_some());
     }
 
     #[tokio::test]

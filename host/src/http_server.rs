@@ -6,10 +6,13 @@
 //! What bounds a client, connection by connection:
 //! - at most `max_connections` per listener (`connections`: at the cap new
 //!   connections wait and the connection idle longest is closed);
-//! - a connection with no request in flight is closed after `IDLE_TIMEOUT`: that
-//!   bounds protocol detection (a socket that sends nothing, half an HTTP/2
+//! - a connection with no request in flight and nothing left to write is closed
+//!   after `IDLE_TIMEOUT`: that bounds protocol detection (a socket that sends nothing, half an HTTP/2
 //!   preface), a request head that never completes, and keep-alive between
 //!   requests, on HTTP/1 and HTTP/2 alike;
+//! - a connection whose peer takes none of a response for `SEND_TIMEOUT` is
+//!   closed (a client that stops reading, or on HTTP/2 opens no window), however
+//!   slowly it reads otherwise;
 //! - HTTP/1 request heads: `HEADER_READ_TIMEOUT` from their first byte (hyper), at
 //!   most `MAX_HEADERS` headers and `MAX_HEADER_BYTES` (431);
 //! - every request body: `BODY_READ_TIMEOUT` from the request's arrival
@@ -22,7 +25,9 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -39,13 +44,20 @@ use tower::ServiceExt;
 
 use crate::body_deadline::{BodyDeadline, DeadlineBody};
 use crate::connections::{Connections, InFlight, Slot};
-use crate::metrics::Metrics;
+use crate::metrics::{HostClose, Metrics};
 
-/// The longest a connection may stay open with no request in flight: from accept
-/// to its first request, between keep-alive requests, on HTTP/2 while no stream is
-/// open. Long enough for a client to send a request it has ready, and for
+/// The longest a connection may stay open with no request in flight and nothing
+/// left to write: from accept to its first request, between keep-alive requests,
+/// on HTTP/2 while no stream is open. Long enough for a client to send a request it has ready, and for
 /// keep-alive to spare providers that send bursts a new handshake.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a peer may take none of a response: writes to its socket blocked,
+/// or (HTTP/2) a response frame waiting for a flow-control window it never opens.
+/// A slow reader that makes progress is served however long it takes; but the
+/// kernel wakes a blocked writer only once much of its send buffer (up to a few
+/// MiB) has drained, so this must allow a slow reader to drain that much. nginx's
+/// `send_timeout` measures the same and defaults to the same.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest a client may take to send a request's line and headers, counted
 /// from the first byte; slower clients (slowloris) are disconnected.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -159,7 +171,8 @@ fn builder() -> Builder<TokioExecutor> {
 }
 
 /// Drives one connection until it ends, closing it when it has been idle for
-/// `IDLE_TIMEOUT`, when the listener evicts it, or at shutdown.
+/// `IDLE_TIMEOUT`, when the listener evicts it, or at shutdown, and dropping it
+/// when its peer has taken nothing for `SEND_TIMEOUT`.
 async fn serve_connection(
     stream: TcpStream,
     slot: Slot,
@@ -178,24 +191,35 @@ async fn serve_connection(
             let answer = app.clone().oneshot(request);
             async move {
                 let response = answer.await?;
-                Ok::<_, Infallible>(response.map(|body| {
-                    Body::new(InFlightBody {
-                        body,
-                        _in_flight: in_flight,
-                    })
-                }))
+                Ok::<_, Infallible>(
+                    response.map(|body| Body::new(InFlightBody { body, in_flight })),
+                )
             }
         })
     };
+    let io = WriteWatch {
+        io: TokioIo::new(stream),
+        slot: slot.clone(),
+        blocked: false,
+    };
     // Upgrades (WebSocket) are not served: an upgraded connection would leave the
-    // slot and the idle timeout behind.
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    // slot and the timeouts behind.
+    let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     // Set once the connection was asked to close; from then on, once it is idle
     // it gets `CLOSE_GRACE` instead of `IDLE_TIMEOUT`.
     let mut closing_since = None;
     loop {
         let status = slot.status();
+        let stalled_at = status
+            .waiting_on_peer_since
+            .map(|since| since + SEND_TIMEOUT);
+        if stalled_at.is_some_and(|at| at <= tokio::time::Instant::now()) {
+            // Nothing graceful is possible with a peer that takes nothing; dropping
+            // the connection closes the socket.
+            slot.closing(HostClose::SendTimeout);
+            return;
+        }
         if status.evicted && closing_since.is_none() {
             connection.as_mut().graceful_shutdown();
             closing_since = Some(tokio::time::Instant::now());
@@ -212,12 +236,13 @@ async fn serve_connection(
                 return;
             }
             () = slot.changed() => {}
+            () = sleep_until(stalled_at) => {}
             () = sleep_until(idle_deadline) => {
                 if closing_since.is_some() {
                     // It did not finish closing in time: drop it, which closes the socket.
                     return;
                 }
-                slot.closing_idle();
+                slot.closing(HostClose::IdleTimeout);
                 connection.as_mut().graceful_shutdown();
                 closing_since = Some(tokio::time::Instant::now());
             }
@@ -237,11 +262,11 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// A response body that keeps its request in flight until hyper has sent it (or
-/// dropped it with the connection).
+/// A response body that keeps its request in flight until hyper is done with it,
+/// and tells the slot whenever a frame it handed over has not been asked past.
 struct InFlightBody {
     body: Body,
-    _in_flight: InFlight,
+    in_flight: InFlight,
 }
 
 impl http_body::Body for InFlightBody {
@@ -249,10 +274,16 @@ impl http_body::Body for InFlightBody {
     type Error = axum::Error;
 
     fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        // Asked for more: whatever was handed over before is on its way.
+        self.in_flight.awaiting_peer(false);
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            self.in_flight.awaiting_peer(true);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -261,5 +292,68 @@ impl http_body::Body for InFlightBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// The connection's socket, telling its slot when hyper's writes stop going
+/// through (the peer is not reading) and when they go through again.
+struct WriteWatch {
+    io: TokioIo<TcpStream>,
+    slot: Slot,
+    /// Whether the last write or flush was refused; the slot hears of changes only.
+    blocked: bool,
+}
+
+impl WriteWatch {
+    fn watch<T>(&mut self, polled: Poll<T>) -> Poll<T> {
+        let blocked = polled.is_pending();
+        if blocked != self.blocked {
+            self.blocked = blocked;
+            self.slot.write_blocked(blocked);
+        }
+        polled
+    }
+}
+
+impl hyper::rt::Read for WriteWatch {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for WriteWatch {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch(polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watch(polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.watch(polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

@@ -207,8 +207,9 @@ impl Default for Metrics {
         );
         registry.register(
             "connections_closed_by_host",
-            "Idle connections the host closed: after the idle timeout (idle_timeout) or to \
-             make room for a new one at the cap (evicted)",
+            "Connections the host closed: idle for the idle timeout (idle_timeout), idle \
+             when a new one needed the slot at the cap (evicted), or a peer that took none of \
+             a response for the send timeout (send_timeout)",
             metrics.connections_closed_by_host.clone(),
         );
         Metrics {
@@ -308,6 +309,7 @@ impl Metrics {
             waited: self.connections_waited.get_or_create_owned(&labels),
             closed_idle_timeout: closed("idle_timeout"),
             closed_evicted: closed("evicted"),
+            closed_send_timeout: closed("send_timeout"),
         }
     }
 
@@ -321,11 +323,15 @@ impl Metrics {
     }
 }
 
-/// Why the host closed a connection that had no request in flight.
+/// Why the host closed a connection.
 #[derive(Debug, Clone, Copy)]
 pub enum HostClose {
+    /// Idle (no request in flight) for the idle timeout.
     IdleTimeout,
+    /// Idle, and its slot was needed for a new connection at the cap.
     Evicted,
+    /// The peer took none of a response for the send timeout.
+    SendTimeout,
 }
 
 /// One listener's connection metrics; see `Metrics::connections`.
@@ -335,6 +341,7 @@ pub struct ConnectionMetrics {
     waited: Counter,
     closed_idle_timeout: Counter,
     closed_evicted: Counter,
+    closed_send_timeout: Counter,
 }
 
 impl ConnectionMetrics {
@@ -354,6 +361,7 @@ impl ConnectionMetrics {
         match why {
             HostClose::IdleTimeout => self.closed_idle_timeout.inc(),
             HostClose::Evicted => self.closed_evicted.inc(),
+            HostClose::SendTimeout => self.closed_send_timeout.inc(),
         };
     }
 }
