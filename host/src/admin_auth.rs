@@ -54,7 +54,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use axum::extract::{Request, State};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -389,10 +390,17 @@ fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// The largest login form accepted: a token of any sane length and then some.
+/// The route is open, so it should not buffer more than that for anyone.
+const MAX_LOGIN_FORM_BYTES: usize = 16 * 1024;
+
 /// `POST /login` and `POST /logout`, the dashboard's way in and out.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/login", post(login))
+        .route(
+            "/login",
+            post(login).layer(DefaultBodyLimit::max(MAX_LOGIN_FORM_BYTES)),
+        )
         .route("/logout", post(logout))
 }
 
@@ -404,8 +412,18 @@ struct LoginForm {
 async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<LoginForm>,
+    form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
+    let form = match form {
+        Ok(Form(form)) => form,
+        // A client too slow with the form gets the API's 408, like on every route.
+        Err(rejection) => {
+            return match crate::body_deadline::elapsed_in(&rejection) {
+                Some(elapsed) => crate::server::body_deadline_response(elapsed).into_response(),
+                None => rejection.into_response(),
+            }
+        }
+    };
     let auth = &state.admin;
     if !auth.is_required() {
         return Redirect::to("/").into_response();

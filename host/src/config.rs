@@ -28,6 +28,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Webhook bodies above this get 413 before any plugin runs.
     pub max_body_bytes: usize,
+    /// Connections one listener holds open at most; at the cap new ones wait and
+    /// the connection idle longest is closed (`connections`).
+    pub max_connections: usize,
     /// Stored events older than this are purged in the background.
     pub retention: Duration,
     /// After SIGTERM/SIGINT, how long requests and deliveries in flight may take to
@@ -90,6 +93,12 @@ pub struct PluginConfig {
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Far more than webhook traffic needs (a provider holds a connection for the few
+/// milliseconds a delivery takes, so even thousands of deliveries a second need a
+/// few dozen), and few enough that the worst case, every connection buffering a
+/// `max_body_bytes` body, stays around a GiB with the default body limit. The
+/// process's open-file limit must allow it (plus ~100 for the store and plugins).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where the admin token comes from when the file sets no `admin_token`; the CLI's
@@ -105,6 +114,7 @@ struct ConfigFile {
     plugins_dir: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     max_body_bytes: Option<usize>,
+    max_connections: Option<usize>,
     retention: Option<String>,
     shutdown_timeout: Option<String>,
     admin_token: Option<String>,
@@ -235,6 +245,13 @@ impl Config {
         let max_body_bytes = file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes == 0 {
             bail!("config `max_body_bytes` must be at least 1");
+        }
+        let max_connections = file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            bail!(
+                "config `max_connections` must be at least 1 (it caps the connections the \
+                 listener holds open; the default is {DEFAULT_MAX_CONNECTIONS})"
+            );
         }
         let retention = match file.retention {
             Some(text) => parse_duration(&text, "retention", "\"30d\"")?,
@@ -370,6 +387,7 @@ impl Config {
             plugins_dir,
             data_dir,
             max_body_bytes,
+            max_connections,
             retention,
             shutdown_timeout,
             plugins,
@@ -587,6 +605,17 @@ mod tests {
         assert!(text.contains("[plugins.notify] sources"), "{text}");
         assert!(text.contains("\"GitHub\""), "{text}");
         assert!(parse("[plugins.notify]\nsources = \"github\"").is_err());
+    }
+
+    #[test]
+    fn max_connections_defaults_and_refuses_zero() {
+        assert_eq!(parse("").unwrap().max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(parse("max_connections = 8").unwrap().max_connections, 8);
+        let error = parse("max_connections = 0").unwrap_err();
+        assert!(
+            format!("{error:#}").contains("`max_connections` must be at least 1"),
+            "{error:#}"
+        );
     }
 
     #[test]

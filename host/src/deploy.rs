@@ -16,9 +16,10 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::put;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
+use crate::body_deadline::BodyDeadline;
 use crate::error::ApiError;
 use crate::plugin::LoadedPlugin;
 use crate::registry::is_valid_plugin_id;
@@ -30,8 +31,10 @@ use crate::store::now_ms;
 /// leaves room for those with big dependencies.
 pub const MAX_COMPONENT_BYTES: usize = 128 * 1024 * 1024;
 
-/// How long the upload of a component may take; generous, since a large component
-/// over a slow link to a remote host takes a while, and only an admin can send it.
+/// How long the upload of a component may take, instead of the listener's
+/// `BODY_READ_TIMEOUT`; generous, since a large component over a slow link to a
+/// remote host takes a while, and only an admin can send it (the admin check runs
+/// before this handler).
 pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub fn routes() -> Router<AppState> {
@@ -42,6 +45,7 @@ async fn deploy(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
+    deadline: Option<Extension<BodyDeadline>>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let Path(id) = id.map_err(|_| bad_id("the plugin id is not valid UTF-8"))?;
@@ -50,7 +54,10 @@ async fn deploy(
             "{id:?} is not a plugin id: it must match [a-z0-9][a-z0-9_-]{{0,63}}"
         )));
     }
-    let bytes = read_body(body, &headers, MAX_COMPONENT_BYTES, UPLOAD_TIMEOUT).await?;
+    if let Some(Extension(deadline)) = deadline {
+        deadline.allow(UPLOAD_TIMEOUT);
+    }
+    let bytes = read_body(body, &headers, MAX_COMPONENT_BYTES).await?;
     let plugin = state
         .reloader
         .validate(&id, bytes.to_vec())

@@ -23,7 +23,11 @@
 //!   deployed components into the plugins directory.
 //! - `deploy`: `PUT /api/plugins/{id}`: validate a component, make it current.
 //! - `deploy_sync`: on a fleet, each node's loop that loads what was deployed.
-//! - `http_server`: the listener; header count, size and read-time limits.
+//! - `http_server`: the listener; connection cap, idle, header and body
+//!   timeouts, header count and size limits.
+//! - `connections`: one listener's open connections: the cap, which are idle,
+//!   which to evict.
+//! - `body_deadline`: the one deadline for reading every request's body.
 //! - `server`: the axum router (`/hooks`, `/api/plugins`, `/healthz`, `/metrics`),
 //!   split per listener when the admin has its own, and the webhook path.
 //! - `plugin_boundary`: what crosses between plugins and the admin's origin:
@@ -62,7 +66,9 @@ pub mod admin_auth;
 pub mod api;
 pub mod artifact_cache;
 pub mod bindings;
+pub mod body_deadline;
 pub mod config;
+pub mod connections;
 pub mod dashboard;
 pub mod deploy;
 pub mod deploy_sync;
@@ -145,6 +151,7 @@ pub struct Host {
     deploy_sync: Option<DeploySync>,
     retention: Duration,
     shutdown_timeout: Duration,
+    max_connections: usize,
     /// Keeps the plugins directory watched; dropping it ends hot reload.
     _watcher: Option<notify::RecommendedWatcher>,
 }
@@ -226,6 +233,7 @@ impl Host {
             ),
             retention: config.retention,
             shutdown_timeout: config.shutdown_timeout,
+            max_connections: config.max_connections,
             state: AppState {
                 registry,
                 max_body_bytes: config.max_body_bytes,
@@ -298,7 +306,7 @@ impl Host {
                 let _ = stopped.wait_for(|stop| *stop).await;
             }
         };
-        let server = serve_listeners(listeners, self.state, stopped);
+        let server = serve_listeners(listeners, self.state, self.max_connections, stopped);
         tokio::pin!(server);
         let served_at_once = tokio::select! {
             Ok(()) = &mut signal => None,
@@ -347,6 +355,7 @@ impl Host {
 async fn serve_listeners<F>(
     listeners: Listeners,
     state: AppState,
+    max_connections: usize,
     stopped: impl Fn() -> F,
 ) -> Result<()>
 where
@@ -358,17 +367,26 @@ where
             .map(|address| address.port())
             .context("reading a listener's address")
     };
+    // Each listener has its own cap, so that a flood of webhook connections cannot
+    // take the admin's slots; `listener` is the config key, in metrics and logs.
+    let limits = |listener| http_server::ConnectionLimits {
+        listener,
+        max_connections,
+        metrics: state.metrics.clone(),
+    };
     let main_port = port(&listeners.main)?;
     let Some(admin) = listeners.admin else {
+        let limits = limits("listen");
         let app = server::router(state, server::Surface::All, Some(main_port));
-        return http_server::serve(listeners.main, app, stopped()).await;
+        return http_server::serve(listeners.main, app, stopped(), limits).await;
     };
     let admin_port = port(&admin)?;
+    let (main_limits, admin_limits) = (limits("listen"), limits("admin_listen"));
     let public = server::router(state.clone(), server::Surface::Webhooks, Some(main_port));
     let admin_app = server::router(state, server::Surface::Admin, Some(admin_port));
     tokio::try_join!(
-        http_server::serve(listeners.main, public, stopped()),
-        http_server::serve(admin, admin_app, stopped()),
+        http_server::serve(listeners.main, public, stopped(), main_limits),
+        http_server::serve(admin, admin_app, stopped(), admin_limits),
     )?;
     Ok(())
 }

@@ -59,6 +59,17 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostCloseLabels {
+    listener: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     plugin: String,
     outcome: &'static str,
@@ -83,6 +94,9 @@ pub struct Metrics {
     deliveries: Family<OutcomeLabels, Counter>,
     outbound_refused: Family<ReasonLabels, Counter>,
     events_refused: Family<FailureLabels, Counter>,
+    connections_open: Family<ListenerLabels, Gauge>,
+    connections_waited: Family<ListenerLabels, Counter>,
+    connections_closed_by_host: Family<HostCloseLabels, Counter>,
 }
 
 /// Which plugin export a call went to.
@@ -161,6 +175,9 @@ impl Default for Metrics {
             deliveries: Family::default(),
             outbound_refused: Family::default(),
             events_refused: Family::default(),
+            connections_open: Family::default(),
+            connections_waited: Family::default(),
+            connections_closed_by_host: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -216,6 +233,23 @@ impl Default for Metrics {
             "events_refused",
             "Plugin calls whose events were all refused and nothing of them stored, by export and reason (undeclared_kind: a kind outside the manifest's emits)",
             metrics.events_refused.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "HTTP connections open now, by listener (at most max_connections each)",
+            metrics.connections_open.clone(),
+        );
+        registry.register(
+            "connections_waited",
+            "Connections accepted while max_connections were open, which waited for a slot",
+            metrics.connections_waited.clone(),
+        );
+        registry.register(
+            "connections_closed_by_host",
+            "Connections the host closed: idle for the idle timeout (idle_timeout), idle \
+             when a new one needed the slot at the cap (evicted), or a peer that took none of \
+             a response for the send timeout (send_timeout)",
+            metrics.connections_closed_by_host.clone(),
         );
         Metrics {
             registry,
@@ -329,6 +363,22 @@ impl Metrics {
             .inc();
     }
 
+    /// The connection counters of one listener, named by its config key.
+    pub fn connections(&self, listener: &'static str) -> ConnectionMetrics {
+        let labels = ListenerLabels { listener };
+        let closed = |reason| {
+            self.connections_closed_by_host
+                .get_or_create_owned(&HostCloseLabels { listener, reason })
+        };
+        ConnectionMetrics {
+            open: self.connections_open.get_or_create_owned(&labels),
+            waited: self.connections_waited.get_or_create_owned(&labels),
+            closed_idle_timeout: closed("idle_timeout"),
+            closed_evicted: closed("evicted"),
+            closed_send_timeout: closed("send_timeout"),
+        }
+    }
+
     fn count(&self, family: &Family<OutcomeLabels, Counter>, plugin: &str, outcome: &'static str) {
         family
             .get_or_create(&OutcomeLabels {
@@ -336,6 +386,49 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+}
+
+/// Why the host closed a connection.
+#[derive(Debug, Clone, Copy)]
+pub enum HostClose {
+    /// Idle (no request in flight) for the idle timeout.
+    IdleTimeout,
+    /// Idle, and its slot was needed for a new connection at the cap.
+    Evicted,
+    /// The peer took none of a response for the send timeout.
+    SendTimeout,
+}
+
+/// One listener's connection metrics; see `Metrics::connections`.
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    open: Gauge,
+    waited: Counter,
+    closed_idle_timeout: Counter,
+    closed_evicted: Counter,
+    closed_send_timeout: Counter,
+}
+
+impl ConnectionMetrics {
+    pub fn opened(&self) {
+        self.open.inc();
+    }
+
+    pub fn closed(&self) {
+        self.open.dec();
+    }
+
+    pub fn waited_for_slot(&self) {
+        self.waited.inc();
+    }
+
+    pub fn closed_by_host(&self, why: HostClose) {
+        match why {
+            HostClose::IdleTimeout => self.closed_idle_timeout.inc(),
+            HostClose::Evicted => self.closed_evicted.inc(),
+            HostClose::SendTimeout => self.closed_send_timeout.inc(),
+        };
     }
 }
 

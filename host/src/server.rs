@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 
 use crate::admin_auth::{AdminAuth, AdminGuard};
 use crate::bindings::{Event, PluginError, WebhookOutcome, WebhookRequest};
+use crate::body_deadline::{self, BodyDeadlineElapsed};
 use crate::error::ApiError;
 use crate::health::HealthLog;
 use crate::live::{Change, LiveFeed};
@@ -215,11 +216,6 @@ fn path_rejection(_: PathRejection) -> ApiError {
     )
 }
 
-/// The longest a client may take to send a webhook's body. A provider sends a
-/// few KiB at once; a client dribbling bytes to hold a connection and a buffer
-/// open is cut off with 408.
-pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 async fn webhook(
     state: AppState,
     id: String,
@@ -255,7 +251,7 @@ async fn deliver_webhook(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, &headers, state.max_body_bytes, BODY_READ_TIMEOUT).await?;
+    let body = read_body(body, &headers, state.max_body_bytes).await?;
 
     let headers = headers
         .iter()
@@ -341,12 +337,12 @@ async fn deliver_webhook(
     Ok((accepted.status, accepted.headers, accepted.body).into_response())
 }
 
-/// Reads a request's body, at most `limit` bytes (413) within `timeout` (408).
+/// Reads a request's body, at most `limit` bytes (413), within the request's body
+/// deadline (408; the listener sets it, see `body_deadline`).
 pub(crate) async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
-    timeout: Duration,
 ) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
@@ -362,21 +358,23 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
-    let read = Limited::new(body, limit).collect();
-    match tokio::time::timeout(timeout, read).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(too_large()),
-        Ok(Err(_)) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "body",
-            "could not read the request body",
-        )),
-        Err(_) => Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "body",
-            format!("the request body did not arrive within {timeout:?}"),
-        )),
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
+        Err(error) => Err(match body_deadline::elapsed_in(&*error) {
+            Some(elapsed) => body_deadline_response(elapsed),
+            None => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "body",
+                "could not read the request body",
+            ),
+        }),
     }
+}
+
+/// 408 for a body that missed its deadline, in the API's error shape.
+pub(crate) fn body_deadline_response(elapsed: &BodyDeadlineElapsed) -> ApiError {
+    ApiError::new(StatusCode::REQUEST_TIMEOUT, "body", elapsed.to_string())
 }
 
 /// A webhook the plugin accepted, with an outcome that passed every check.
