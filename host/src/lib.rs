@@ -11,6 +11,9 @@
 //! - `plugin_state`: per-call store data and the host side of plugin imports.
 //! - `keyvalue`: plugins' `state` import: per-plugin keys, limits, poll staging.
 //! - `guest_output`: plugins' stdout/stderr into the log.
+//! - `host_memory`: the per-call budget of host memory a plugin can make the host
+//!   hold (charges, refunds, the error that traps the call).
+//! - `http_budget`: the wasi:http functions that hold memory, wrapped to charge it.
 //! - `outbound`: plugins' outgoing HTTP: allowlist, timeouts, size cap.
 //! - `plugin`: one loaded component; a fresh instance per call, with a deadline.
 //! - `artifact_cache`: compiled components on disk, keyed by content and engine.
@@ -62,6 +65,8 @@ pub mod deploy_sync;
 pub mod dispatcher;
 pub mod error;
 pub mod guest_output;
+pub mod host_memory;
+pub mod http_budget;
 pub mod http_server;
 pub mod keyvalue;
 pub mod limits;

@@ -2,7 +2,8 @@
 //! that each language's usual client works. Deny by default: a request leaves only
 //! when its host is in the plugin's `allowed_hosts`; anything else is refused
 //! before a connection is made, and logged. Every request is bounded in time and
-//! in response size.
+//! in response size, and what it holds in the host is charged to the call's host
+//! memory budget until its response body and connection are dropped.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,6 +14,9 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{default_send_request, Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::host_memory::{Charge, ChargedBody};
+use crate::limits;
 
 /// Connect, first-byte and between-bytes timeouts when the plugin asks for none
 /// (or for longer): a provider that hangs must not hold a call forever.
@@ -25,6 +29,9 @@ pub struct OutboundPolicy {
     pub plugin: Arc<str>,
     /// `host` (the scheme's default port) or `host:port` entries.
     pub allowed_hosts: Arc<[String]>,
+    /// The budget charge of the request being handed to `send_request`, put here
+    /// by the `handle` wrapper (`http_budget`) just before; the send keeps it.
+    pub in_flight: Option<Charge>,
 }
 
 impl OutboundPolicy {
@@ -74,6 +81,9 @@ impl WasiHttpHooks for OutboundPolicy {
         options: Option<RequestOptions>,
         _fut: Box<dyn std::future::Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
+        // Held until the send fails, or else until both the response body and the
+        // connection task are dropped.
+        let charge = self.in_flight.take().map(Arc::new);
         if !self.permits(request.uri()) {
             tracing::warn!(
                 plugin = %self.plugin,
@@ -98,18 +108,33 @@ impl WasiHttpHooks for OutboundPolicy {
             if response.body().size_hint().lower() > MAX_RESPONSE_BYTES {
                 return Err(Error::HttpResponseBodySize(Some(MAX_RESPONSE_BYTES)));
             }
+            let body_charge = charge.clone();
             let response = response.map(|body| {
-                CappedBody {
+                let capped = CappedBody {
                     inner: body.boxed_unsync(),
                     remaining: MAX_RESPONSE_BYTES,
-                }
-                .boxed_unsync()
+                };
+                ChargedBody::new(capped, body_charge).boxed_unsync()
             });
+            let io = async move {
+                let _charge = charge;
+                io.await
+            };
             Ok((
                 response,
                 Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
             ))
         })
+    }
+
+    /// One write queued beyond the one in progress, as wasmtime's default; set
+    /// here with the chunk size because the budget's charge for a body counts both.
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        limits::OUTGOING_BODY_BUFFER_CHUNKS
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        limits::OUTGOING_BODY_CHUNK
     }
 }
 
@@ -159,6 +184,7 @@ mod tests {
         OutboundPolicy {
             plugin: "t".into(),
             allowed_hosts: entries.iter().map(|e| e.to_string()).collect(),
+            in_flight: None,
         }
     }
 
