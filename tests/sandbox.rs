@@ -393,15 +393,29 @@ const HOST_MEMORY_ATTACKS: &[Attack] = &[
 /// The attacks that must end with the host memory budget's error.
 const BUDGET_ATTACKS: usize = 6;
 
-/// A listener that accepts connections and never answers, until dropped.
-struct SilentServer {
+/// A listener on 127.0.0.1 that accepts connections until dropped, and either
+/// never answers or answers every request with the same bytes and closes.
+struct RawServer {
     addr: std::net::SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<usize>>,
 }
 
-impl SilentServer {
-    fn start() -> Self {
+impl RawServer {
+    fn silent() -> Self {
+        Self::start(None)
+    }
+
+    /// Answers with `count` headers of `bytes` bytes each and an empty body.
+    fn large_headers(count: usize, bytes: usize) -> Self {
+        let value = "v".repeat(bytes);
+        let headers: String = (0..count).map(|i| format!("x-h{i}: {value}\r\n")).collect();
+        let answer =
+            format!("HTTP/1.1 200 OK\r\n{headers}content-length: 0\r\nconnection: close\r\n\r\n");
+        Self::start(Some(answer.into_bytes()))
+    }
+
+    fn start(answer: Option<Vec<u8>>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -410,13 +424,29 @@ impl SilentServer {
             let stop = stop.clone();
             std::thread::spawn(move || {
                 let mut held = Vec::new();
+                let mut accepted = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((stream, _)) => held.push(stream),
-                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    let Ok((mut stream, _)) = listener.accept() else {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    };
+                    accepted += 1;
+                    let Some(answer) = &answer else {
+                        held.push(stream);
+                        continue;
+                    };
+                    stream.set_nonblocking(false).unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(5)))
+                        .unwrap();
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                        head.push(byte[0]);
                     }
+                    let _ = stream.write_all(answer);
                 }
-                held.len()
+                accepted
             })
         };
         Self {
@@ -433,7 +463,7 @@ impl SilentServer {
     }
 }
 
-impl Drop for SilentServer {
+impl Drop for RawServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
@@ -466,15 +496,17 @@ fn attack(host: &common::Host, path: &str, headers: &[(&str, &str)]) -> (u16, St
 
 #[test]
 fn host_memory_a_plugin_causes_is_bounded_per_call_while_a_good_plugin_keeps_serving() {
-    let silent = SilentServer::start();
+    let silent = RawServer::silent();
+    // 80 headers of 4 KiB: within hyper's limits (100 headers, ~400 KiB).
+    let heavy = RawServer::large_headers(80, 4096);
     let host = HostSpec::default()
         .plugin("hostile", test_plugin("hostile"))
         .plugin("faulty", test_plugin("faulty"))
         .config(&format!(
             "[plugins.hostile]\ntimeout = \"5s\"\nmemory = \"32MiB\"\n\
-             allowed_hosts = [\"{}\"]\n\
+             allowed_hosts = [\"{}\", \"{}\"]\n\
              config = {{ poll-interval-seconds = \"3600\" }}\n",
-            silent.addr
+            silent.addr, heavy.addr
         ))
         .start();
     // The hostile plugin polls: its first poll (soon after the start) only arms it.
@@ -509,6 +541,9 @@ fn host_memory_a_plugin_causes_is_bounded_per_call_while_a_good_plugin_keeps_ser
     let target = silent.addr.to_string();
     let (got, body) = attack(&host, "/in-flight-bomb", &[("x-target", &target)]);
     assert_eq!(got, 500, "/in-flight-bomb: {body}");
+    let target = heavy.addr.to_string();
+    let (got, body) = attack(&host, "/received-headers-bomb", &[("x-target", &target)]);
+    assert_eq!(got, 500, "/received-headers-bomb: {body}");
     let (status, reply) = poll_now(&host, "hostile");
     eprintln!(
         "poll staging state: {status} {reply}; host peak RSS {} KiB",
@@ -523,15 +558,17 @@ fn host_memory_a_plugin_causes_is_bounded_per_call_while_a_good_plugin_keeps_ser
 
     let (sent, failures) = traffic.finish();
     let accepted = silent.finish();
+    let answered = heavy.finish();
     eprintln!(
         "host peak RSS {baseline} KiB -> {peak} KiB; {sent} steady requests; \
-         {accepted} connections reached the silent server"
+         {accepted} connections reached the silent server, {answered} the one with large headers"
     );
     assert!(failures.is_empty(), "the good plugin failed: {failures:#?}");
     // Unchecked, the body, response-body and request-strings attacks each grew the
     // host by 1.3 to 2 GB before their deadline, the fields ones by 70 MB per
-    // thousand, the poll by 90 MB in 5 s; the in-flight one opened 2,280
-    // connections. The budget is 32 MiB per call; calls run one at a time here.
+    // thousand, the received headers by 270 MB and the poll by 90 MB in 5 s; the
+    // in-flight one opened 2,280 connections. The budget is 32 MiB per call, and
+    // calls run one at a time here; 45 to 48 MiB of growth was measured.
     assert!(
         peak.saturating_sub(baseline) < 100 * 1024,
         "host peak RSS grew from {baseline} KiB to {peak} KiB"
@@ -543,7 +580,7 @@ fn host_memory_a_plugin_causes_is_bounded_per_call_while_a_good_plugin_keeps_ser
     let exceeded = log
         .matches("host memory budget of 32 MiB exceeded by plugin hostile")
         .count();
-    let expected = BUDGET_ATTACKS + 2;
+    let expected = BUDGET_ATTACKS + 3;
     assert!(exceeded >= expected, "{exceeded} budget errors in:\n{log}");
     let metrics = client()
         .get(host.url("/metrics"))

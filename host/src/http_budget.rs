@@ -18,6 +18,10 @@
 //! - `outgoing-handler.handle`: the request's charge moves into the send, plus
 //!   `IN_FLIGHT_COST` for the connection; `outbound` keeps it until the response
 //!   body and the connection are dropped.
+//! - `incoming-response` (from `future-incoming-response.get`): its headers, as
+//!   received (hyper allows about 400 KiB), which it keeps after its body and
+//!   connection are gone; `future-trailers` (from `incoming-body.finish`): the
+//!   trailers it may receive (hyper allows 16 KiB).
 //!
 //! A charge is refunded when its resource leaves the table, however it left
 //! (dropped, consumed by another call, or the call ended): charges are kept by
@@ -34,8 +38,7 @@ use wasmtime_wasi_http::p2::bindings::http::outgoing_handler;
 use wasmtime_wasi_http::p2::bindings::http::types::{
     self as wasi_types, ErrorCode, HeaderError, Method,
 };
-use wasmtime_wasi_http::p2::body::HostFutureTrailers;
-use wasmtime_wasi_http::p2::body::HostOutgoingBody;
+use wasmtime_wasi_http::p2::body::{HostFutureTrailers, HostIncomingBody, HostOutgoingBody};
 use wasmtime_wasi_http::p2::types::{
     HostFutureIncomingResponse, HostIncomingResponse, HostOutgoingRequest, HostOutgoingResponse,
 };
@@ -73,6 +76,14 @@ const fn fields_cost(content: usize) -> usize {
     content + content / 2 + ENTRY_COST
 }
 
+/// What a received header map holds: no mutable map's minimum, as it cannot grow.
+fn received_cost(content: usize) -> usize {
+    content + content / 2 + ENTRY_COST
+}
+
+/// The trailers a response may still receive: hyper's limit for them.
+const TRAILERS_COST: usize = 16 * 1024 * 3 / 2 + ENTRY_COST;
+
 /// wasmtime-wasi-http's measure of a map's content (`FieldMap::content_size`,
 /// which it does not export).
 fn content_size(map: &HeaderMap) -> usize {
@@ -91,6 +102,8 @@ enum Kind {
     Fields,
     OutgoingRequest,
     OutgoingResponse,
+    IncomingResponse,
+    FutureTrailers,
 }
 
 impl Kind {
@@ -102,6 +115,12 @@ impl Kind {
                 .is_ok(),
             Kind::OutgoingResponse => table
                 .get(&Resource::<HostOutgoingResponse>::new_borrow(rep))
+                .is_ok(),
+            Kind::IncomingResponse => table
+                .get(&Resource::<HostIncomingResponse>::new_borrow(rep))
+                .is_ok(),
+            Kind::FutureTrailers => table
+                .get(&Resource::<HostFutureTrailers>::new_borrow(rep))
                 .is_ok(),
         }
     }
@@ -327,6 +346,41 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
                 held.hold_fields(http.table, fields, "received trailers")?;
             }
             Ok((got,))
+        },
+    )?;
+
+    types.func_wrap(
+        "[method]future-incoming-response.get",
+        |mut store, (future,): (Resource<HostFutureIncomingResponse>,)| {
+            let (mut http, held) = store.data_mut().http_and_held();
+            let got = wasi_types::HostFutureIncomingResponse::get(&mut http, future)?;
+            if let Some(Ok(Ok(response))) = &got {
+                let headers = content_size(&http.table.get(response)?.headers);
+                held.hold(
+                    http.table,
+                    response.rep(),
+                    Kind::IncomingResponse,
+                    &[(Part::Headers, received_cost(headers))],
+                    "a received response",
+                )?;
+            }
+            Ok((got,))
+        },
+    )?;
+
+    types.func_wrap(
+        "[static]incoming-body.finish",
+        |mut store, (body,): (Resource<HostIncomingBody>,)| {
+            let (mut http, held) = store.data_mut().http_and_held();
+            let trailers = wasi_types::HostIncomingBody::finish(&mut http, body)?;
+            held.hold(
+                http.table,
+                trailers.rep(),
+                Kind::FutureTrailers,
+                &[(Part::Entry, TRAILERS_COST)],
+                "a response's trailers",
+            )?;
+            Ok((trailers,))
         },
     )?;
 

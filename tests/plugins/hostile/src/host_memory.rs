@@ -156,6 +156,31 @@ pub fn in_flight(count: usize, target: &str) -> String {
     format!("held {} requests in flight ({refused} refused)", held.len())
 }
 
+/// Requests to `target` (`host:port`, which must be allowed and should answer with
+/// large headers), one at a time; each response is kept after its body is
+/// dropped (which ends the connection), so only its headers stay.
+pub fn received_headers(count: usize, target: &str) -> String {
+    let mut held = Vec::new();
+    for _ in 0..count {
+        let request = OutgoingRequest::new(Fields::new());
+        let _ = request.set_scheme(Some(&Scheme::Http));
+        let _ = request.set_authority(Some(target));
+        let _ = request.set_path_with_query(Some("/"));
+        let body = request.body().expect("a new request's body");
+        let Ok(future) = outgoing_handler::handle(request, None) else {
+            break;
+        };
+        let _ = OutgoingBody::finish(body, None);
+        future.subscribe().block();
+        let Some(Ok(Ok(response))) = future.get() else {
+            break;
+        };
+        drop(response.consume());
+        held.push(response);
+    }
+    format!("held {} received responses", held.len())
+}
+
 /// 64 MiB to stdout without a newline: one line the host must not buffer whole.
 pub fn stdout_without_newline(mebibytes: usize) -> String {
     let chunk = "x".repeat(1 << 20);

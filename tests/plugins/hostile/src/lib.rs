@@ -32,6 +32,8 @@
 //! - `/request-strings-bomb`: requests with a 1 MiB authority and method.
 //! - `/handle-bomb`: pollables and request options until the resource table is full.
 //! - `/in-flight-bomb`: requests to `x-target` (`host:port`), all in flight at once.
+//! - `/received-headers-bomb`: requests to `x-target` one at a time, each response
+//!   kept (with its headers) after its body is dropped.
 //! - `/stdout-bomb`: `x-count` MiB (default 64) to stdout without a newline, then 200.
 //! - `poll`: when its config has `poll-interval-seconds`, `describe` asks to be
 //!   polled that often; the first poll answers cursor `armed`, every later one
@@ -61,6 +63,16 @@ fn respond(body: Vec<u8>, events: Vec<Event>) -> WebhookOutcome {
         },
         events,
     }
+}
+
+/// The `x-target` header: where an attack sends its requests.
+fn target(request: &WebhookRequest) -> Result<String, PluginError> {
+    request
+        .headers
+        .iter()
+        .find(|(n, _)| n == "x-target")
+        .map(|(_, v)| v.clone())
+        .ok_or_else(|| PluginError::BadRequest("no x-target".into()))
 }
 
 /// 200 with what an attack held: the host let it finish.
@@ -233,15 +245,14 @@ impl Guest for Hostile {
                 held(host_memory::request_strings(number("x-count", 100_000)))
             }
             "/handle-bomb" => held(host_memory::handles(number("x-count", 100_000))),
-            "/in-flight-bomb" => {
-                let target = request
-                    .headers
-                    .iter()
-                    .find(|(n, _)| n == "x-target")
-                    .map(|(_, v)| v.clone())
-                    .ok_or_else(|| PluginError::BadRequest("no x-target".into()))?;
-                held(host_memory::in_flight(number("x-count", 100_000), &target))
-            }
+            "/in-flight-bomb" => held(host_memory::in_flight(
+                number("x-count", 100_000),
+                &target(&request)?,
+            )),
+            "/received-headers-bomb" => held(host_memory::received_headers(
+                number("x-count", 100_000),
+                &target(&request)?,
+            )),
             "/stdout-bomb" => held(host_memory::stdout_without_newline(number("x-count", 64))),
             other => Err(PluginError::BadRequest(format!("unknown path {other}"))),
         }
