@@ -32,8 +32,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use wasmtime::component::{Linker, Resource, ResourceTable};
-use wasmtime::format_err;
+use wasmtime::component::{ComponentNamedList, Lift, Linker, Lower, Resource, ResourceTable};
+use wasmtime::StoreContextMut;
+use wasmtime::{bail, format_err};
 use wasmtime_wasi_http::p2::bindings::http::outgoing_handler;
 use wasmtime_wasi_http::p2::bindings::http::types::{
     self as wasi_types, ErrorCode, HeaderError, Method,
@@ -57,7 +58,7 @@ const OUTGOING_HANDLER: &str = "wasi:http/outgoing-handler@0.2.12";
 const ENTRY_COST: usize = 256;
 /// A request in flight beyond the request itself: its connection, TLS state and
 /// hyper's buffers (the read buffer alone may grow to about 400 KiB), and tasks.
-pub const IN_FLIGHT_COST: usize = 512 * 1024;
+const IN_FLIGHT_COST: usize = 512 * 1024;
 /// An unsent body: its channel holds `OUTGOING_BODY_BUFFER_CHUNKS + 1` writes
 /// of up to `OUTGOING_BODY_CHUNK` bytes, then the trailers it is finished with.
 const BODY_COST: usize = (limits::OUTGOING_BODY_BUFFER_CHUNKS + 1) * limits::OUTGOING_BODY_CHUNK
@@ -264,23 +265,50 @@ impl HeldHttpResources {
 /// Links the wrappers over wasmtime-wasi-http's functions of the same names;
 /// call after `add_only_http_to_linker_async`.
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    linker.allow_shadowing(true);
     let linked = link(linker);
     linker.allow_shadowing(false);
     linked
 }
 
-fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    let mut types = linker.instance(TYPES)?;
+/// Links `func` over the function `name` of `instance`. Fails if wasmtime-wasi-http
+/// did not link that function (an upgrade renamed it, say), rather than adding one
+/// that nothing calls and leaving the original unbudgeted.
+fn wrap<F, Params, Return>(
+    linker: &mut Linker<PluginState>,
+    instance: &str,
+    name: &str,
+    func: F,
+) -> wasmtime::Result<()>
+where
+    F: Fn(StoreContextMut<'_, PluginState>, Params) -> wasmtime::Result<Return>
+        + Send
+        + Sync
+        + 'static,
+    Params: ComponentNamedList + Lift + 'static,
+    Return: ComponentNamedList + Lower + 'static,
+{
+    linker.allow_shadowing(false);
+    let probe = linker
+        .instance(instance)?
+        .func_wrap(name, |_: StoreContextMut<'_, PluginState>, (): ()| Ok(()));
+    if probe.is_ok() {
+        bail!("wasmtime-wasi-http links no `{name}` in `{instance}` for the host memory budget to wrap");
+    }
+    linker.allow_shadowing(true);
+    linker.instance(instance)?.func_wrap(name, func)
+}
 
-    types.func_wrap("[constructor]fields", |mut store, (): ()| {
+fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    wrap(linker, TYPES, "[constructor]fields", |mut store, (): ()| {
         let (mut http, held) = store.data_mut().http_and_held();
         let fields = wasi_types::HostFields::new(&mut http)?;
         held.hold_fields(http.table, &fields, "a new fields")?;
         Ok((fields,))
     })?;
 
-    types.func_wrap(
+    wrap(
+        linker,
+        TYPES,
         "[static]fields.from-list",
         |mut store, (entries,): (Vec<(String, Vec<u8>)>,)| {
             let (mut http, held) = store.data_mut().http_and_held();
@@ -297,7 +325,9 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    types.func_wrap(
+    wrap(
+        linker,
+        TYPES,
         "[method]fields.clone",
         |mut store, (fields,): (Resource<FieldMap>,)| {
             let (mut http, held) = store.data_mut().http_and_held();
@@ -307,7 +337,9 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    types.func_wrap(
+    wrap(
+        linker,
+        TYPES,
         "[method]outgoing-request.headers",
         |mut store, (request,): (Resource<HostOutgoingRequest>,)| {
             let (mut http, held) = store.data_mut().http_and_held();
@@ -317,7 +349,9 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    types.func_wrap(
+    wrap(
+        linker,
+        TYPES,
         "[method]outgoing-response.headers",
         |mut store, (response,): (Resource<HostOutgoingResponse>,)| {
             let (mut http, held) = store.data_mut().http_and_held();
@@ -327,7 +361,9 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    types.func_wrap(
+    wrap(
+        linker,
+        TYPES,
         "[method]incoming-response.headers",
         |mut store, (response,): (Resource<HostIncomingResponse>,)| {
             let (mut http, held) = store.data_mut().http_and_held();
@@ -337,7 +373,9 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    types.func_wrap(
+    wrap(
+        linker,
+        TYPES,
         "[method]future-trailers.get",
         |mut store, (trailers,): (Resource<HostFutureTrailers>,)| {
             let (mut http, held) = store.data_mut().http_and_held();
@@ -349,7 +387,9 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    types.func_wrap(
+    wrap(
+        linker,
+        TYPES,
         "[method]future-incoming-response.get",
         |mut store, (future,): (Resource<HostFutureIncomingResponse>,)| {
             let (mut http, held) = store.data_mut().http_and_held();
@@ -368,7 +408,9 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    types.func_wrap(
+    wrap(
+        linker,
+        TYPES,
         "[static]incoming-body.finish",
         |mut store, (body,): (Resource<HostIncomingBody>,)| {
             let (mut http, held) = store.data_mut().http_and_held();
@@ -384,7 +426,9 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    types.func_wrap(
+    wrap(
+        linker,
+        TYPES,
         "[constructor]outgoing-request",
         |mut store, (headers,): (Resource<FieldMap>,)| {
             let (mut http, held) = store.data_mut().http_and_held();
@@ -401,7 +445,9 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    types.func_wrap(
+    wrap(
+        linker,
+        TYPES,
         "[method]outgoing-request.body",
         |mut store, (request,): (Resource<HostOutgoingRequest>,)| {
             let (mut http, held) = store.data_mut().http_and_held();
@@ -420,7 +466,9 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    types.func_wrap(
+    wrap(
+        linker,
+        TYPES,
         "[method]outgoing-request.set-method",
         |mut store, (request, method): (Resource<HostOutgoingRequest>, Method)| {
             let (mut http, held) = store.data_mut().http_and_held();
@@ -443,7 +491,9 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    types.func_wrap(
+    wrap(
+        linker,
+        TYPES,
         "[method]outgoing-request.set-authority",
         |mut store, (request, authority): (Resource<HostOutgoingRequest>, Option<String>)| {
             let (mut http, held) = store.data_mut().http_and_held();
@@ -464,7 +514,9 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    types.func_wrap(
+    wrap(
+        linker,
+        TYPES,
         "[method]outgoing-request.set-path-with-query",
         |mut store, (request, path): (Resource<HostOutgoingRequest>, Option<String>)| {
             let (mut http, held) = store.data_mut().http_and_held();
@@ -485,7 +537,9 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    types.func_wrap(
+    wrap(
+        linker,
+        TYPES,
         "[constructor]outgoing-response",
         |mut store, (headers,): (Resource<FieldMap>,)| {
             let (mut http, held) = store.data_mut().http_and_held();
@@ -502,7 +556,9 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    types.func_wrap(
+    wrap(
+        linker,
+        TYPES,
         "[method]outgoing-response.body",
         |mut store, (response,): (Resource<HostOutgoingResponse>,)| {
             let (mut http, held) = store.data_mut().http_and_held();
@@ -524,7 +580,9 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
     // Trailers move into the body's owner, whose body charge counts them at up
     // to the field size limit; only a received map (a `headers` view of an
     // incoming response) can be larger, and is refused.
-    types.func_wrap(
+    wrap(
+        linker,
+        TYPES,
         "[static]outgoing-body.finish",
         |mut store, (body, trailers): (Resource<HostOutgoingBody>, Option<Resource<FieldMap>>)| {
             let (mut http, _) = store.data_mut().http_and_held();
@@ -545,8 +603,9 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    let mut handler = linker.instance(OUTGOING_HANDLER)?;
-    handler.func_wrap(
+    wrap(
+        linker,
+        OUTGOING_HANDLER,
         "handle",
         |mut store,
          (request, options): (
@@ -576,6 +635,24 @@ mod tests {
         table
             .push(FieldMap::new_mutable(limits::HTTP_FIELD_SIZE_LIMIT))
             .unwrap()
+    }
+
+    #[test]
+    fn every_wrapper_replaces_a_function_wasmtime_wasi_http_links() {
+        let engine = wasmtime::Engine::default();
+        let mut linker = Linker::<PluginState>::new(&engine);
+        let error = add_to_linker(&mut linker).unwrap_err();
+        assert!(error.to_string().contains("links no `"), "{error}");
+
+        let mut linker = Linker::<PluginState>::new(&engine);
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
+        add_to_linker(&mut linker).unwrap();
+        // Shadowing is off again for whatever is linked next.
+        let again = linker
+            .instance(TYPES)
+            .unwrap()
+            .func_wrap("[constructor]fields", |_, (): ()| Ok(()));
+        assert!(again.is_err());
     }
 
     #[test]
