@@ -42,6 +42,16 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or_else(|| panic!("no VmRSS in {status}"))
 }
 
+/// The most resident memory a process has had, from /proc/<pid>/status.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"))
+}
+
 /// Posts to the good plugin every 20 ms until stopped; counts answers and
 /// remembers every one that was not a 200.
 struct SteadyTraffic {
@@ -83,6 +93,11 @@ impl SteadyTraffic {
             failures,
             thread,
         }
+    }
+
+    /// How many requests were sent so far.
+    fn sent(&self) -> usize {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Stops the traffic; returns how many requests were sent and the failures.
@@ -358,4 +373,229 @@ fn undecodable_paths_get_a_json_400() {
     assert_eq!(response.status(), 400);
     let reply: Value = response.json().unwrap();
     assert_eq!(reply["error"], "path");
+}
+
+/// Attacks on host memory (the hostile plugin's `host_memory`): each makes the
+/// host, not the plugin's linear memory, hold what it creates, so only the per-call
+/// host memory budget stops it. `/handle-bomb` is stopped by the resource table's
+/// capacity instead, and `/stdout-bomb` by the line cap (it succeeds).
+const HOST_MEMORY_ATTACKS: &[Attack] = &[
+    ("/http-body-bomb", &[], 500),
+    ("/response-body-bomb", &[], 500),
+    ("/trailers-bomb", &[], 500),
+    ("/fields-bomb", &[], 500),
+    ("/headers-view-bomb", &[], 500),
+    ("/request-strings-bomb", &[], 500),
+    ("/handle-bomb", &[], 500),
+    ("/stdout-bomb", &[], 200),
+];
+
+/// The attacks that must end with the host memory budget's error.
+const BUDGET_ATTACKS: usize = 6;
+
+/// A listener on 127.0.0.1 that accepts connections until dropped, and either
+/// never answers or answers every request with the same bytes and closes.
+struct RawServer {
+    addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl RawServer {
+    fn silent() -> Self {
+        Self::start(None)
+    }
+
+    /// Answers with `count` headers of `bytes` bytes each and an empty body.
+    fn large_headers(count: usize, bytes: usize) -> Self {
+        let value = "v".repeat(bytes);
+        let headers: String = (0..count).map(|i| format!("x-h{i}: {value}\r\n")).collect();
+        let answer =
+            format!("HTTP/1.1 200 OK\r\n{headers}content-length: 0\r\nconnection: close\r\n\r\n");
+        Self::start(Some(answer.into_bytes()))
+    }
+
+    fn start(answer: Option<Vec<u8>>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                let mut accepted = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((mut stream, _)) = listener.accept() else {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    };
+                    accepted += 1;
+                    let Some(answer) = &answer else {
+                        held.push(stream);
+                        continue;
+                    };
+                    stream.set_nonblocking(false).unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(5)))
+                        .unwrap();
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                        head.push(byte[0]);
+                    }
+                    let _ = stream.write_all(answer);
+                }
+                accepted
+            })
+        };
+        Self {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops accepting; returns how many connections it accepted.
+    fn finish(mut self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn poll_now(host: &common::Host, id: &str) -> (u16, Value) {
+    let response = client()
+        .post(host.url(&format!("/api/plugins/{id}/poll")))
+        .send()
+        .unwrap();
+    (response.status().as_u16(), response.json().unwrap())
+}
+
+/// Posts one attack to the hostile plugin; returns the status and body, and logs
+/// the host's peak RSS after it.
+fn attack(host: &common::Host, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut request = client().post(host.url(&format!("/hooks/hostile{path}")));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().unwrap();
+    let status = response.status().as_u16();
+    let body = response.text().unwrap();
+    eprintln!(
+        "{path}: {status} {body}; host peak RSS {} KiB",
+        peak_rss_kib(host.pid())
+    );
+    (status, body)
+}
+
+#[test]
+fn host_memory_a_plugin_causes_is_bounded_per_call_while_a_good_plugin_keeps_serving() {
+    let silent = RawServer::silent();
+    // 80 headers of 4 KiB: within hyper's limits (100 headers, ~400 KiB).
+    let heavy = RawServer::large_headers(80, 4096);
+    let host = HostSpec::default()
+        .plugin("hostile", test_plugin("hostile"))
+        .plugin("faulty", test_plugin("faulty"))
+        .config(&format!(
+            "[plugins.hostile]\ntimeout = \"5s\"\nmemory = \"32MiB\"\n\
+             allowed_hosts = [\"{}\", \"{}\"]\n\
+             config = {{ poll-interval-seconds = \"3600\" }}\n",
+            silent.addr, heavy.addr
+        ))
+        .start();
+    // The hostile plugin polls: its first poll (soon after the start) only arms it.
+    common::eventually(
+        "the hostile plugin's first poll",
+        Duration::from_secs(60),
+        || {
+            let plugins: Value = client()
+                .get(host.url("/api/plugins"))
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            plugins["plugins"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["id"] == "hostile" && p["poll"]["cursor"] == "armed")
+        },
+    );
+    let traffic = SteadyTraffic::start(host.url("/hooks/faulty/ok"));
+    // A healthy call and a trap first, so that one-time costs (symbolizing a
+    // backtrace, when RUST_BACKTRACE is set, takes 150 MiB) are in the baseline.
+    assert_eq!(attack(&host, "/ok", &[]).0, 200);
+    assert_eq!(attack(&host, "/trap", &[]).0, 500);
+    let baseline = peak_rss_kib(host.pid());
+
+    for (path, headers, status) in HOST_MEMORY_ATTACKS {
+        let (got, body) = attack(&host, path, headers);
+        assert_eq!(got, *status, "{path}: {body}");
+    }
+    let target = silent.addr.to_string();
+    let (got, body) = attack(&host, "/in-flight-bomb", &[("x-target", &target)]);
+    assert_eq!(got, 500, "/in-flight-bomb: {body}");
+    let target = heavy.addr.to_string();
+    let (got, body) = attack(&host, "/received-headers-bomb", &[("x-target", &target)]);
+    assert_eq!(got, 500, "/received-headers-bomb: {body}");
+    let (status, reply) = poll_now(&host, "hostile");
+    eprintln!(
+        "poll staging state: {status} {reply}; host peak RSS {} KiB",
+        peak_rss_kib(host.pid())
+    );
+    assert_eq!(status, 500, "{reply}");
+    let peak = peak_rss_kib(host.pid());
+    // The good plugin answers after the attacks too (every answer is checked).
+    common::eventually("20 steady requests", Duration::from_secs(60), || {
+        traffic.sent() >= 20
+    });
+
+    let (sent, failures) = traffic.finish();
+    let accepted = silent.finish();
+    let answered = heavy.finish();
+    eprintln!(
+        "host peak RSS {baseline} KiB -> {peak} KiB; {sent} steady requests; \
+         {accepted} connections reached the silent server, {answered} the one with large headers"
+    );
+    assert!(failures.is_empty(), "the good plugin failed: {failures:#?}");
+    // Unchecked, the body, response-body and request-strings attacks each grew the
+    // host by 1.3 to 2 GB before their deadline, the fields ones by 70 MB per
+    // thousand, the received headers by 270 MB and the poll by 90 MB in 5 s; the
+    // in-flight one opened 2,280 connections. The budget is 32 MiB per call, and
+    // calls run one at a time here; 45 to 48 MiB of growth was measured.
+    assert!(
+        peak.saturating_sub(baseline) < 100 * 1024,
+        "host peak RSS grew from {baseline} KiB to {peak} KiB"
+    );
+    // A request in flight is charged over 512 KiB, so one call has at most 64.
+    assert!(accepted <= 64, "one call opened {accepted} connections");
+
+    let log = host.log();
+    let exceeded = log
+        .matches("host memory budget of 32 MiB exceeded by plugin hostile")
+        .count();
+    let expected = BUDGET_ATTACKS + 3;
+    assert!(exceeded >= expected, "{exceeded} budget errors in:\n{log}");
+    let metrics = client()
+        .get(host.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let budget_failures: u64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("hookhost_plugin_call_failures_total")
+                && l.contains(r#"plugin="hostile""#)
+                && l.contains(r#"reason="memory_budget""#)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(budget_failures, expected as u64, "{metrics}");
 }

@@ -6,9 +6,11 @@ mod generated {
         world: "plugin",
         path: "../wit",
         // Host imports (config, log, crypto) never block, so they stay synchronous,
-        // except `state`, which waits for the store; exports are async because WASI
-        // p2 is linked async and calls are interrupted by epoch deadlines.
-        imports: { "hookhost:plugin/state": async },
+        // except `state`, which waits for the store, and may trap the call (its
+        // staged writes are charged to the call's host memory budget); exports are
+        // async because WASI p2 is linked async and calls are interrupted by epoch
+        // deadlines.
+        imports: { "hookhost:plugin/state": async | trappable },
         exports: { default: async },
     });
 }

@@ -5,6 +5,8 @@
 //! A call either writes through (webhooks, `on-event`: a `set` is durable when it
 //! returns) or stages its writes (`poll`: they are saved with the poll's events and
 //! cursor in one transaction, see `store::PollRecord`, and dropped if the poll fails).
+//! Staged writes are held in host memory until then; `staged_bytes` says how much,
+//! for the call's host memory budget (`PluginState` charges it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,6 +44,15 @@ pub struct KeyValue {
     /// `None` where the host runs without a store (`hookhost check`).
     store: Option<Arc<dyn EventStore>>,
     mode: Mode,
+    /// What the staged writes hold, as `staged_size` counts it.
+    staged_bytes: usize,
+}
+
+/// A staged write's share of host memory: its key and value, and the map entry
+/// and allocations around them.
+fn staged_size(key_len: usize, value: Option<&Vec<u8>>) -> usize {
+    const ENTRY_OVERHEAD: usize = 128;
+    key_len + value.map_or(0, Vec::len) + ENTRY_OVERHEAD
 }
 
 impl KeyValue {
@@ -50,7 +61,13 @@ impl KeyValue {
             plugin,
             store,
             mode,
+            staged_bytes: 0,
         }
+    }
+
+    /// Host memory the staged writes hold (none when writing through).
+    pub fn staged_bytes(&self) -> usize {
+        self.staged_bytes
     }
 
     /// The staged writes, in key order, for the poll's transaction.
@@ -151,7 +168,11 @@ impl KeyValue {
                         }));
                     }
                 }
-                writes.insert(key, Staged { value, existed });
+                let key_len = key.len();
+                self.staged_bytes += staged_size(key_len, value.as_ref());
+                if let Some(old) = writes.insert(key, Staged { value, existed }) {
+                    self.staged_bytes -= staged_size(key_len, old.value.as_ref());
+                }
                 Ok(())
             }
         }
@@ -216,6 +237,30 @@ mod tests {
                 StateChange::Delete("old".into()),
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn staged_bytes_count_what_a_poll_holds_and_an_overwrite_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn EventStore> =
+            Arc::new(SqliteStore::open(&dir.path().join("s.sqlite3"), Commit::Grouped).unwrap());
+        let mut direct = kv(&store, Mode::WriteThrough);
+        direct.set("k".into(), vec![0; 1000]).await.unwrap();
+        assert_eq!(
+            direct.staged_bytes(),
+            0,
+            "nothing is held when writing through"
+        );
+
+        let mut poll = kv(&store, Mode::staged());
+        poll.set("k".into(), vec![0; 1000]).await.unwrap();
+        let one = poll.staged_bytes();
+        assert!(one > 1000, "{one}");
+        poll.set("k".into(), vec![0; 10]).await.unwrap();
+        assert_eq!(poll.staged_bytes(), one - 990);
+        poll.delete("k".into()).await.unwrap();
+        poll.delete("gone".into()).await.unwrap();
+        assert!(poll.staged_bytes() > one - 1000, "a delete is held too");
     }
 
     #[tokio::test]

@@ -12,6 +12,9 @@
 //! - `plugin_state`: per-call store data and the host side of plugin imports.
 //! - `keyvalue`: plugins' `state` import: per-plugin keys, limits, poll staging.
 //! - `guest_output`: plugins' stdout/stderr into the log.
+//! - `host_memory`: the per-call budget of host memory a plugin can make the host
+//!   hold (charges, refunds, the error that traps the call).
+//! - `http_budget`: the wasi:http functions that hold memory, wrapped to charge it.
 //! - `outbound`: plugins' outgoing HTTP: allowlist, the check of the address
 //!   connected to, timeouts, size cap.
 //! - `plugin`: one loaded component; a fresh instance per call, with a deadline;
@@ -77,6 +80,8 @@ pub mod dispatcher;
 pub mod error;
 pub mod guest_output;
 pub mod health;
+pub mod host_memory;
+pub mod http_budget;
 pub mod http_server;
 pub mod keyvalue;
 pub mod limits;

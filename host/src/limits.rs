@@ -2,7 +2,7 @@
 //! safe defaults) and the host-wide caps wasmtime applies on a guest's behalf.
 //!
 //! A limit that is exceeded ends the call, never the host: the call traps (memory,
-//! tables, instances, hostcall data), is interrupted (`timeout`), is answered with
+//! tables, instances, hostcall data, host memory budget), is interrupted (`timeout`), is answered with
 //! 503 (`max_concurrent_calls`) or 500 (`max_response_bytes`, `max_event_bytes`),
 //! or loses its excess log output (`max_log_bytes`).
 
@@ -87,6 +87,19 @@ pub const HTTP_FIELD_SIZE_LIMIT: usize = 64 * 1024;
 /// Bytes of randomness one `wasi:random` call may ask for; wasmtime's default is
 /// 64 MiB. Runtimes ask for seeds and keys of tens of bytes.
 pub const MAX_RANDOM_BYTES: u64 = 1024 * 1024;
+/// Host memory one call may make the host hold on its behalf, outside its linear
+/// memory: wasi:http fields, requests and their bodies, requests in flight, staged
+/// `state` writes (`host_memory` says what is charged and what else was checked).
+/// Going over it traps the call (500, counted as `memory_budget`). A request in
+/// flight is charged under 1 MiB with everything it holds, so this allows dozens
+/// at once; real plugins make one or a few.
+pub const HOST_MEMORY_BUDGET: usize = 32 * MIB;
+/// Bytes one write to an outgoing wasi:http body may carry, which check-write
+/// offers; wasmtime's default is 1 MiB. Each unsent body buffers up to
+/// `OUTGOING_BODY_BUFFER_CHUNKS + 1` such writes, charged to the budget.
+pub const OUTGOING_BODY_CHUNK: usize = 64 * 1024;
+/// Writes an outgoing body queues beyond the one in progress (wasmtime's default).
+pub const OUTGOING_BODY_BUFFER_CHUNKS: usize = 1;
 
 const MIB: usize = 1024 * 1024;
 

@@ -124,6 +124,8 @@ impl Call {
 pub enum CallFailure {
     Trap,
     Timeout,
+    /// A trap because the call went over its host memory budget.
+    MemoryBudget,
 }
 
 /// Why the host refused the events a plugin call returned (none of them stored).
@@ -199,7 +201,7 @@ impl Default for Metrics {
         );
         registry.register(
             "plugin_call_failures",
-            "Plugin calls that trapped or ran past their deadline",
+            "Plugin calls that trapped (reason trap, or memory_budget when over the host memory budget) or ran past their deadline",
             metrics.call_failures.clone(),
         );
         registry.register(
@@ -301,6 +303,7 @@ impl Metrics {
         let reason = match failure {
             CallFailure::Trap => "trap",
             CallFailure::Timeout => "timeout",
+            CallFailure::MemoryBudget => "memory_budget",
         };
         self.call_failures
             .get_or_create(&FailureLabels {

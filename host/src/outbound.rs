@@ -4,7 +4,9 @@
 //! name is looked up) and the address it is about to connect to is public or named
 //! there itself (checked after the one lookup, on the very address connected to).
 //! Anything else is refused before a connection is made, logged and counted. Every
-//! request is bounded in time and in response size.
+//! request is bounded in time and in response size, and what it holds in the host is
+//! charged to the call's host memory budget until its response body and connection
+//! are dropped.
 //!
 //! - `allowlist`: the entries, and which requests and addresses they allow.
 //! - `address`: which IP addresses are public.
@@ -36,6 +38,9 @@ pub use address::Restriction;
 use allowlist::{AllowedHost, Destination, Host, Screened};
 use connect::Timeouts;
 
+use crate::host_memory::{Charge, ChargedBody};
+use crate::limits;
+
 /// Connect, first-byte and between-bytes timeouts when the plugin asks for none
 /// (or for longer): a provider that hangs must not hold a call forever.
 pub const OUTBOUND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,6 +54,9 @@ pub struct OutboundPolicy {
     pub allowed_hosts: Arc<[AllowedHost]>,
     /// Where refusals are counted.
     pub metrics: Arc<Metrics>,
+    /// The budget charge of the request being handed to `send_request`, put here
+    /// by the `handle` wrapper (`http_budget`) just before; the send keeps it.
+    pub in_flight: Option<Charge>,
 }
 
 type SendFuture = Box<
@@ -90,6 +98,9 @@ impl WasiHttpHooks for OutboundPolicy {
         options: Option<RequestOptions>,
         _fut: Box<dyn std::future::Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
+        // Held until the send fails, or else until both the response body and the
+        // connection task are dropped.
+        let charge = self.in_flight.take().map(Arc::new);
         let destination = match Destination::of(request.uri()) {
             Some(destination) if allowlist::allows(&self.allowed_hosts, &destination) => {
                 destination
@@ -133,18 +144,33 @@ impl WasiHttpHooks for OutboundPolicy {
             if response.body().size_hint().lower() > MAX_RESPONSE_BYTES {
                 return Err(Error::HttpResponseBodySize(Some(MAX_RESPONSE_BYTES)));
             }
+            let body_charge = charge.clone();
             let response = response.map(|body| {
-                CappedBody {
+                let capped = CappedBody {
                     inner: body.boxed_unsync(),
                     remaining: MAX_RESPONSE_BYTES,
-                }
-                .boxed_unsync()
+                };
+                ChargedBody::new(capped, body_charge).boxed_unsync()
             });
+            let io = async move {
+                let _charge = charge;
+                io.await
+            };
             Ok((
                 response,
                 Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
             ))
         })
+    }
+
+    /// One write queued beyond the one in progress, as wasmtime's default; set
+    /// here with the chunk size because the budget's charge for a body counts both.
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        limits::OUTGOING_BODY_BUFFER_CHUNKS
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        limits::OUTGOING_BODY_CHUNK
     }
 }
 

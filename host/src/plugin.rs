@@ -19,6 +19,7 @@ use crate::bindings::{
     WebhookRequest, GUEST_EXPORT_V0_1_0,
 };
 use crate::config::PluginConfig;
+use crate::host_memory::{BudgetExceeded, HostMemoryBudget};
 use crate::keyvalue::{KeyValue, Mode};
 use crate::limits::{self, PluginLimits, QUEUE_WAIT};
 use crate::metrics::{Call, CallFailure, Refusal};
@@ -299,12 +300,15 @@ impl LoadedPlugin {
                 self.runtime.state_store.clone(),
                 mode,
             );
+            let budget =
+                HostMemoryBudget::new(self.identity.id.clone(), limits::HOST_MEMORY_BUDGET);
             let mut store = Store::new(
                 &self.runtime.engine,
                 PluginState::new(
                     self.identity.clone(),
                     &self.limits,
                     kv,
+                    budget,
                     self.runtime.metrics.clone(),
                 ),
             );
@@ -326,7 +330,12 @@ impl LoadedPlugin {
         match tokio::time::timeout(timeout, run).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(trap)) => {
-                metrics.call_failed(self.id(), kind, CallFailure::Trap);
+                let failure = if trap.is::<BudgetExceeded>() {
+                    CallFailure::MemoryBudget
+                } else {
+                    CallFailure::Trap
+                };
+                metrics.call_failed(self.id(), kind, failure);
                 Err(CallError::Trap {
                     plugin: self.identity.id.clone(),
                     version: self.identity.version.clone(),

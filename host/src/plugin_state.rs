@@ -1,6 +1,6 @@
-//! `PluginState`: what one call into a plugin owns (its WASI context, resource table
-//! and limits), and the host side of the plugin's imports (`config`, `log`, `crypto`;
-//! `state` delegates to `keyvalue`).
+//! `PluginState`: what one call into a plugin owns (its WASI context, resource table,
+//! limits and host memory budget), and the host side of the plugin's imports
+//! (`config`, `log`, `crypto`; `state` delegates to `keyvalue`).
 //! A fresh one is built for every call, so nothing leaks from one call to the next.
 
 use std::collections::BTreeMap;
@@ -16,6 +16,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::{config, crypto, log, state, types};
 use crate::guest_output::{Channel, GuestOutput, LogBudget};
+use crate::host_memory::{BudgetExceeded, Charge, HostMemoryBudget};
+use crate::http_budget::HeldHttpResources;
 use crate::keyvalue::KeyValue;
 use crate::limits::{self, PluginLimits};
 use crate::metrics::Metrics;
@@ -45,14 +47,21 @@ pub struct PluginState {
     /// This call's view of the plugin's `state`.
     pub kv: KeyValue,
     log_budget: Arc<LogBudget>,
+    /// What the wasi:http resources in `table` are charged to the call's host
+    /// memory budget (see `http_budget`).
+    held_http: HeldHttpResources,
+    /// What this call's staged `state` writes are charged (see `keyvalue`).
+    staged_state: Charge,
 }
 
 impl PluginState {
+    /// `budget` is the call's host memory budget (`limits::HOST_MEMORY_BUDGET`).
     /// `metrics` is where this call's refused outbound requests are counted.
     pub fn new(
         identity: Arc<PluginIdentity>,
         plugin_limits: &PluginLimits,
         kv: KeyValue,
+        budget: Arc<HostMemoryBudget>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let log_budget = Arc::new(LogBudget::new(
@@ -97,6 +106,7 @@ impl PluginState {
             plugin: identity.id.clone(),
             allowed_hosts: identity.allowed_hosts.clone(),
             metrics,
+            in_flight: None,
         };
         Self {
             identity,
@@ -107,7 +117,46 @@ impl PluginState {
             limits,
             kv,
             log_budget,
+            held_http: HeldHttpResources::new(budget.clone()),
+            staged_state: budget.empty_charge(),
         }
+    }
+
+    /// The wasi:http view together with what its resources are charged, for the
+    /// wrappers in `http_budget`.
+    pub(crate) fn http_and_held(&mut self) -> (WasiHttpCtxView<'_>, &mut HeldHttpResources) {
+        (
+            WasiHttpCtxView {
+                ctx: &mut self.http,
+                table: &mut self.table,
+                hooks: &mut self.outbound,
+            },
+            &mut self.held_http,
+        )
+    }
+
+    /// Moves the charge of the outgoing request at `rep` into the send about to
+    /// start, grown by what a request in flight holds; `OutboundPolicy` takes it.
+    pub(crate) fn reserve_send(&mut self, rep: u32) -> Result<(), BudgetExceeded> {
+        self.outbound.in_flight = Some(self.held_http.send(&self.table, rep)?);
+        Ok(())
+    }
+
+    /// Refunds a reservation the send did not take: the request was refused
+    /// before it was handed to `OutboundPolicy`, and is gone.
+    pub(crate) fn release_unsent(&mut self) {
+        self.outbound.in_flight = None;
+    }
+
+    /// Charges the staged `state` writes as they stand now.
+    fn charge_staged_state(&mut self) -> Result<(), BudgetExceeded> {
+        const WHAT: &str = "staged state writes";
+        let bytes = self.kv.staged_bytes();
+        if self.staged_state.resize(WHAT, bytes).is_ok() {
+            return Ok(());
+        }
+        self.held_http.release_dropped(&self.table);
+        self.staged_state.resize(WHAT, bytes)
     }
 }
 
@@ -155,17 +204,30 @@ impl log::Host for PluginState {
     }
 }
 
+// Writes that a poll stages are held in host memory until the poll ends, so each
+// is charged; one that takes the call over its budget traps it.
 impl state::Host for PluginState {
-    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, state::StateError> {
-        self.kv.get(key).await
+    async fn get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, state::StateError>> {
+        Ok(self.kv.get(key).await)
     }
 
-    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), state::StateError> {
-        self.kv.set(key, value).await
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), state::StateError>> {
+        let result = self.kv.set(key, value).await;
+        self.charge_staged_state()?;
+        Ok(result)
     }
 
-    async fn delete(&mut self, key: String) -> Result<(), state::StateError> {
-        self.kv.delete(key).await
+    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), state::StateError>> {
+        let result = self.kv.delete(key).await;
+        self.charge_staged_state()?;
+        Ok(result)
     }
 }
 
@@ -200,6 +262,7 @@ mod tests {
             }),
             &PluginLimits::default(),
             KeyValue::new("t".into(), None, crate::keyvalue::Mode::WriteThrough),
+            HostMemoryBudget::new("t".into(), limits::HOST_MEMORY_BUDGET),
             Arc::default(),
         )
     }

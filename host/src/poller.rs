@@ -118,7 +118,13 @@ pub async fn poll_once(
         .map_err(PollFailure::Storage)?
         .and_then(|saved| saved.cursor);
     let polled_at = now_ms();
-    let (answer, state) = plugin.poll(from_cursor.clone()).await?;
+    let (answer, state) = plugin.poll(from_cursor.clone()).await.map_err(|error| {
+        // The poll status shows only that it trapped (`summary`); why goes here.
+        if let CallError::Trap { .. } = &error {
+            tracing::error!(plugin = %id, "{error}");
+        }
+        PollFailure::Call(error)
+    })?;
     let outcome = answer.map_err(|error| plugin_failure(&id, &version, error))?;
     check_outcome(&outcome, plugin.limits.max_event_bytes).map_err(|what| {
         PollFailure::Invalid {

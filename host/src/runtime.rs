@@ -11,6 +11,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use crate::artifact_cache::{ArtifactCache, Source};
 use crate::bindings::Plugin;
+use crate::http_budget;
 use crate::limits;
 use crate::metrics::Metrics;
 use crate::plugin_state::PluginState;
@@ -51,6 +52,9 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI HTTP")?;
+        http_budget::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking the host memory budget's WASI HTTP wrappers")?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)
             .context("linking the hookhost imports")?;

@@ -37,8 +37,28 @@
 //!   value], ...]}`, exactly the request the plugin was handed, and one event
 //!   `hostile.echo` (id from `x-id`, default `echo`) with the same JSON, so that the
 //!   stored raw request can be looked at too.
+//!
+//! Attacks on host memory (`host_memory`), each repeated `x-count` times (default
+//! 100,000) and answered 200 `held ...` only if the host let it finish:
+//! - `/http-body-bomb`: outgoing request bodies filled to check-write, never sent.
+//! - `/response-body-bomb`: the same with `outgoing-response` bodies.
+//! - `/trailers-bomb`: request bodies finished with full trailers.
+//! - `/fields-bomb`: `fields` of 56 KiB each (just under the host's size limit).
+//! - `/headers-view-bomb`: full headers kept through a dropped request's view.
+//! - `/request-strings-bomb`: requests with a 1 MiB authority and method.
+//! - `/handle-bomb`: pollables and request options until the resource table is full.
+//! - `/in-flight-bomb`: requests to `x-target` (`host:port`), all in flight at once.
+//! - `/received-headers-bomb`: requests to `x-target` one at a time, each response
+//!   kept (with its headers) after its body is dropped.
+//! - `/stdout-bomb`: `x-count` MiB (default 64) to stdout without a newline, then 200.
+//! - `poll`: when its config has `poll-interval-seconds`, `describe` asks to be
+//!   polled that often; the first poll answers cursor `armed`, every later one
+//!   stages 1,000 `state` values of 64 KiB and then `poll-deletes` (config,
+//!   default 10,000,000) deletes of distinct keys, and fails if it gets that far.
 
 wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
+
+mod host_memory;
 
 use std::fmt::Write as _;
 
@@ -123,6 +143,21 @@ fn respond(body: Vec<u8>, events: Vec<Event>) -> WebhookOutcome {
         },
         events,
     }
+}
+
+/// The `x-target` header: where an attack sends its requests.
+fn target(request: &WebhookRequest) -> Result<String, PluginError> {
+    request
+        .headers
+        .iter()
+        .find(|(n, _)| n == "x-target")
+        .map(|(_, v)| v.clone())
+        .ok_or_else(|| PluginError::BadRequest("no x-target".into()))
+}
+
+/// 200 with what an attack held: the host let it finish.
+fn held(report: String) -> Result<WebhookOutcome, PluginError> {
+    Ok(respond(report.into_bytes(), vec![]))
 }
 
 fn event(payload: String) -> Event {
@@ -222,7 +257,8 @@ impl Guest for Hostile {
             version: "1".into(),
             description: "attacks the host, for tests".into(),
             emits: vec!["hostile.*".into()],
-            poll_interval_seconds: None,
+            poll_interval_seconds: config::get("poll-interval-seconds")
+                .and_then(|s| s.parse().ok()),
             subscriptions: vec![],
         }
     }
@@ -298,12 +334,45 @@ impl Guest for Hostile {
             }
             "/html-cookie" => Ok(html_cookie()),
             "/echo-request" => Ok(echo_request(&request)),
+            "/http-body-bomb" => held(host_memory::request_bodies(number("x-count", 100_000))),
+            "/response-body-bomb" => held(host_memory::response_bodies(number("x-count", 100_000))),
+            "/trailers-bomb" => held(host_memory::trailers(number("x-count", 100_000))),
+            "/fields-bomb" => held(host_memory::fields(number("x-count", 100_000))),
+            "/headers-view-bomb" => held(host_memory::header_views(number("x-count", 100_000))),
+            "/request-strings-bomb" => {
+                held(host_memory::request_strings(number("x-count", 100_000)))
+            }
+            "/handle-bomb" => held(host_memory::handles(number("x-count", 100_000))),
+            "/in-flight-bomb" => held(host_memory::in_flight(
+                number("x-count", 100_000),
+                &target(&request)?,
+            )),
+            "/received-headers-bomb" => held(host_memory::received_headers(
+                number("x-count", 100_000),
+                &target(&request)?,
+            )),
+            "/stdout-bomb" => held(host_memory::stdout_without_newline(number("x-count", 64))),
             other => Err(PluginError::BadRequest(format!("unknown path {other}"))),
         }
     }
 
-    fn poll(_cursor: Option<String>) -> Result<PollOutcome, PluginError> {
-        Err(PluginError::Internal("hostile does not poll".into()))
+    fn poll(cursor: Option<String>) -> Result<PollOutcome, PluginError> {
+        if config::get("poll-interval-seconds").is_none() {
+            return Err(PluginError::Internal("hostile does not poll".into()));
+        }
+        if cursor.is_none() {
+            return Ok(PollOutcome {
+                events: vec![],
+                cursor: Some("armed".into()),
+                next_poll_seconds: None,
+            });
+        }
+        let deletes = config::get("poll-deletes")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(10_000_000);
+        let report = host_memory::staged_state(deletes)
+            .map_err(|e| PluginError::Internal(format!("state refused: {e:?}")))?;
+        Err(PluginError::Internal(report))
     }
 
     fn on_event(_event: StoredEvent) -> Result<(), PluginError> {
