@@ -16,8 +16,6 @@
 
 use std::sync::Arc;
 
-use std::time::Duration;
-
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
