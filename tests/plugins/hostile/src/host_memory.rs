@@ -5,7 +5,7 @@
 //! keeping everything it made, and reports what it held if the host let it finish;
 //! a host that contains it ends the call first.
 
-use crate::hookhost::plugin::state;
+use hookhost_sdk::state;
 use wasip2::clocks::monotonic_clock;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
