@@ -13,8 +13,8 @@
 //! answer, a failed request or a body that is not such a feed is
 //! `plugin-error::unavailable`: the host keeps the cursor and backs off.
 
-use hookhost_sdk::http::Request;
-use hookhost_sdk::{config, state, Event, Manifest, Plugin, PluginError, PollOutcome};
+use hookhost_sdk::http::{Request, Response};
+use hookhost_sdk::{config, manifest, state, Event, Manifest, Plugin, PluginError, PollOutcome};
 use serde_json::Value;
 
 /// How often the host polls unless `[plugins.feed] poll_interval` says otherwise.
@@ -25,9 +25,8 @@ struct Feed;
 
 impl Plugin for Feed {
     fn describe() -> Manifest {
-        Manifest::new(
+        manifest!(
             "Feed",
-            env!("CARGO_PKG_VERSION"),
             "Polls a JSON feed (config `url`), one event per new item",
         )
         .emits(["feed.item"])
@@ -35,14 +34,13 @@ impl Plugin for Feed {
     }
 
     fn poll(cursor: Option<String>) -> Result<PollOutcome, PluginError> {
-        let url = config::get("url")
-            .filter(|url| !url.is_empty())
-            .ok_or_else(|| PluginError::Internal("config `url` is not set".into()))?;
+        let url = config::required("url")?;
         let etag = state::get(ETAG_KEY)?.and_then(|etag| String::from_utf8(etag).ok());
-        let Some((body, etag)) = fetch(&url, etag)? else {
+        let Some(response) = fetch(&url, etag)? else {
             return Ok(PollOutcome::new(vec![], None));
         };
-        let feed: Value = serde_json::from_slice(&body)
+        let etag = response.header("etag").map(str::to_string);
+        let feed: Value = serde_json::from_slice(&response.body)
             .map_err(|e| PluginError::Unavailable(format!("{url} did not answer JSON: {e}")))?;
         let items = match &feed {
             Value::Array(items) => items,
@@ -78,11 +76,8 @@ impl Plugin for Feed {
     }
 }
 
-/// GETs `url`; `None` when it answered 304 Not Modified, else the body and ETag.
-fn fetch(
-    url: &str,
-    etag: Option<String>,
-) -> Result<Option<(Vec<u8>, Option<String>)>, PluginError> {
+/// GETs `url`; `None` when it answered 304 Not Modified, else its 2xx response.
+fn fetch(url: &str, etag: Option<String>) -> Result<Option<Response>, PluginError> {
     let what = format!("GET {url}");
     let mut request = Request::get(url).header("accept", "application/json");
     if let Some(etag) = etag {
@@ -92,9 +87,7 @@ fn fetch(
     if response.status == 304 {
         return Ok(None);
     }
-    let response = response.require_success(&what)?;
-    let etag = response.header("etag").map(str::to_string);
-    Ok(Some((response.body, etag)))
+    response.require_success(&what).map(Some)
 }
 
 fn unexpected(url: &str, what: &str) -> PluginError {

@@ -5,25 +5,23 @@
 
 use hookhost_sdk::signature::{from_hex, hmac_sha256_matches};
 use hookhost_sdk::{
-    config, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome, WebhookRequest,
+    config, manifest, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome,
+    WebhookRequest,
 };
 
 struct Github;
 
 impl Plugin for Github {
     fn describe() -> Manifest {
-        Manifest::new(
+        manifest!(
             "GitHub",
-            env!("CARGO_PKG_VERSION"),
             "GitHub webhooks verified with X-Hub-Signature-256",
         )
         .emits(["github.*"])
     }
 
     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
-        let secret = config::get("secret")
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| PluginError::Internal("config `secret` is not set".into()))?;
+        let secret = config::required("secret")?;
         verify_signature(&request, secret.as_bytes())?;
 
         let event = request

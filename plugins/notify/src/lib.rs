@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use hookhost_sdk::http::Request;
 use hookhost_sdk::log::{log, Level};
-use hookhost_sdk::{config, Manifest, Plugin, PluginError, StoredEvent};
+use hookhost_sdk::{config, manifest, Manifest, Plugin, PluginError, StoredEvent};
 
 /// Below the host's default 10 s call timeout, so that a stalled receiver ends as
 /// this plugin's own error (with a reason) rather than as an interrupted call.
@@ -25,7 +25,7 @@ struct Notify;
 
 impl Plugin for Notify {
     fn describe() -> Manifest {
-        let subscriptions = if configured_url().is_some() {
+        let subscriptions = if config::required("url").is_ok() {
             vec!["github.push", "stripe.invoice.paid"]
         } else {
             // Nothing to post to: queueing deliveries would only fill the dead
@@ -36,26 +36,20 @@ impl Plugin for Notify {
             );
             vec![]
         };
-        Manifest::new(
+        manifest!(
             "Notify",
-            env!("CARGO_PKG_VERSION"),
             "posts a message to a chat webhook for GitHub pushes and paid Stripe invoices",
         )
         .subscribes_to(subscriptions)
     }
 
     fn on_event(stored: StoredEvent) -> Result<(), PluginError> {
-        let url = configured_url()
-            .ok_or_else(|| PluginError::Internal("config `url` is not set".into()))?;
+        let url = config::required("url")?;
         let payload = stored.json_payload()?;
         let text = message::describe(&stored.event.kind, &stored.event.id, &payload);
         let body = serde_json::json!({ "text": text }).to_string();
         post(&url, body)
     }
-}
-
-fn configured_url() -> Option<String> {
-    config::get("url").filter(|url| !url.is_empty())
 }
 
 /// POSTs `body` as JSON to `url`; any answer but a 2xx is an error.

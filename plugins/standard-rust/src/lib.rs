@@ -3,7 +3,7 @@
 
 use hookhost_sdk::signature::{base64, from_base64, seconds_from_now};
 use hookhost_sdk::{
-    config, crypto, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome,
+    config, crypto, manifest, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome,
     WebhookRequest,
 };
 
@@ -13,18 +13,15 @@ struct Standard;
 
 impl Plugin for Standard {
     fn describe() -> Manifest {
-        Manifest::new(
+        manifest!(
             "Standard Webhooks (Rust)",
-            env!("CARGO_PKG_VERSION"),
             "Standard Webhooks receiver (webhook-signature v1)",
         )
         .emits(["standard.webhook"])
     }
 
     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
-        let secret = config::get("secret")
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| PluginError::Internal("config `secret` is not set".into()))?;
+        let secret = config::required("secret")?;
         let key = from_base64(secret.strip_prefix("whsec_").unwrap_or(&secret))
             .ok_or_else(|| PluginError::Internal("config `secret` is not valid base64".into()))?;
 

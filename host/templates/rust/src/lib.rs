@@ -1,21 +1,22 @@
 //! hookhost plugin `{{id}}`: accepts every delivery and emits one `{{id}}.received`
 //! event keyed by the SHA-256 of the body. Replace `handle_webhook` with your
 //! provider's logic: verify its signature with
-//! `hookhost_sdk::signature::hmac_sha256_matches`, read secrets with `config::get`,
-//! headers with `request.header(name)`. `poll` and `on_event` are the SDK's
-//! defaults (errors) until you implement them.
+//! `hookhost_sdk::signature::hmac_sha256_matches`, read a secret with
+//! `hookhost_sdk::config::required("secret")?`, headers with
+//! `request.header(name)`. `poll` and `on_event` are the SDK's defaults (errors)
+//! until you implement them.
 
 use hookhost_sdk::signature::hex;
 use hookhost_sdk::{
-    crypto, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome, WebhookRequest,
+    crypto, manifest, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome,
+    WebhookRequest,
 };
 
 struct Hooks;
 
 impl Plugin for Hooks {
     fn describe() -> Manifest {
-        Manifest::new("{{id}}", env!("CARGO_PKG_VERSION"), "TODO: what this plugin does")
-            .emits(["{{id}}.*"])
+        manifest!("{{id}}", "TODO: what this plugin does").emits(["{{id}}.*"])
     }
 
     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {

@@ -10,7 +10,7 @@
 //!
 //! impl Plugin for Acme {
 //!     fn describe() -> Manifest {
-//!         Manifest::new("Acme", env!("CARGO_PKG_VERSION"), "Acme webhooks").emits(["acme.*"])
+//!         hookhost_sdk::manifest!("Acme", "Acme webhooks").emits(["acme.*"])
 //!     }
 //!
 //!     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
@@ -23,7 +23,9 @@
 //!
 //! # Layout
 //! - this file: the generated bindings (`bindings`, hidden), the contract's types
-//!   and imported interfaces under stable names, and [`export!`].
+//!   and imported interfaces under stable names, [`manifest!`] and [`export!`].
+//! - `config.rs`: the host's `config::get`, and [`config::required`] for a key
+//!   the plugin cannot work without.
 //! - `plugin.rs`: [`Plugin`], the guest trait with defaults for the calls a plugin
 //!   does not use.
 //! - `request.rs`: reading a webhook request (headers, JSON body).
@@ -36,6 +38,7 @@
 //! Features: `json` (serde_json helpers), `http` (the outbound client); a plugin
 //! that needs neither pulls in neither dependency.
 
+pub mod config;
 mod plugin;
 mod reply;
 mod request;
@@ -63,10 +66,21 @@ pub use bindings::hookhost::plugin::types::{
     Event, Header, HttpResponse, Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome,
     WebhookRequest,
 };
-/// The host's imports, as the contract names them: `config::get`, `log::log`,
-/// `crypto::{hmac_sha256, sha256, constant_time_eq}`, `state::{get, set, delete}`.
-pub use bindings::hookhost::plugin::{config, crypto, log, state};
+/// The host's imports, as the contract names them: `log::log`,
+/// `crypto::{hmac_sha256, sha256, constant_time_eq}`, `state::{get, set, delete}`
+/// (and `config::get`, in [`config`] with [`config::required`]).
+pub use bindings::hookhost::plugin::{crypto, log, state};
 pub use plugin::{Plugin, PluginName};
+
+/// A [`Manifest`] named `name`, described by `description`, whose version is the
+/// calling crate's (`CARGO_PKG_VERSION`, so Cargo.toml is the one place to bump
+/// it); chain `.emits(...)`, `.polls_every(...)`, `.subscribes_to(...)`.
+#[macro_export]
+macro_rules! manifest {
+    ($name:expr, $description:expr $(,)?) => {
+        $crate::Manifest::new($name, env!("CARGO_PKG_VERSION"), $description)
+    };
+}
 
 /// Exports a type that implements [`Plugin`] as the component's `guest`; once per
 /// plugin crate, at its root. Its crate's name (`CARGO_PKG_NAME`) becomes

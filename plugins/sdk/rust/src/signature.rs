@@ -28,7 +28,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// The bytes of hex `text` (either case); `None` unless it is an even number of
 /// hex digits and nothing else.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len())
