@@ -4,27 +4,20 @@
 
 use hookhost_sdk::{HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome, WebhookRequest};
 
-const ANSWER: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
-const VERSION: &str = if cfg!(feature = "v2") {
-    "2.0.0"
-} else {
-    "1.0.0"
-};
+/// The build: its answer is `v<BUILD>`, its version `<BUILD>.0.0`.
+const BUILD: u8 = if cfg!(feature = "v2") { 2 } else { 1 };
 
 struct Versioned;
 
 impl Plugin for Versioned {
     fn describe() -> Manifest {
-        Manifest::new(
-            "Versioned",
-            VERSION,
-            format!("answers {ANSWER}, for hot reload tests"),
-        )
+        let description = format!("answers v{BUILD}, for hot reload tests");
+        Manifest::new("Versioned", format!("{BUILD}.0.0"), description)
     }
 
     fn handle_webhook(_request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
         Ok(WebhookOutcome {
-            response: HttpResponse::text(200, ANSWER),
+            response: HttpResponse::text(200, format!("v{BUILD}")),
             events: vec![],
         })
     }
