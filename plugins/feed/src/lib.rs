@@ -13,15 +13,9 @@
 //! answer, a failed request or a body that is not such a feed is
 //! `plugin-error::unavailable`: the host keeps the cursor and backs off.
 
-wit_bindgen::generate!({ world: "plugin", path: "../../wit" });
-
-use exports::hookhost::plugin::guest::{
-    Guest, Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome, WebhookRequest,
-};
-use hookhost::plugin::types::Event;
-use hookhost::plugin::{config, state};
+use hookhost_sdk::http::{Request, Response};
+use hookhost_sdk::{config, manifest, state, Event, Manifest, Plugin, PluginError, PollOutcome};
 use serde_json::Value;
-use wstd::http::{Body, Client, Request, StatusCode};
 
 /// How often the host polls unless `[plugins.feed] poll_interval` says otherwise.
 const POLL_INTERVAL_SECONDS: u32 = 300;
@@ -29,40 +23,24 @@ const ETAG_KEY: &str = "etag";
 
 struct Feed;
 
-impl Guest for Feed {
+impl Plugin for Feed {
     fn describe() -> Manifest {
-        Manifest {
-            name: "Feed".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Polls a JSON feed (config `url`), one event per new item".into(),
-            emits: vec!["feed.item".into()],
-            poll_interval_seconds: Some(POLL_INTERVAL_SECONDS),
-            subscriptions: vec![],
-        }
-    }
-
-    fn handle_webhook(_request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
-        Err(PluginError::BadRequest(
-            "the feed plugin polls; it takes no webhooks".into(),
-        ))
+        manifest!(
+            "Feed",
+            "Polls a JSON feed (config `url`), one event per new item",
+        )
+        .emits(["feed.item"])
+        .polls_every(POLL_INTERVAL_SECONDS)
     }
 
     fn poll(cursor: Option<String>) -> Result<PollOutcome, PluginError> {
-        let url = config::get("url")
-            .filter(|url| !url.is_empty())
-            .ok_or_else(|| PluginError::Internal("config `url` is not set".into()))?;
-        let etag = state::get(ETAG_KEY)
-            .map_err(state_error)?
-            .and_then(|etag| String::from_utf8(etag).ok());
-        let fetched = wstd::runtime::block_on(fetch(&url, etag.as_deref()))?;
-        let Some((body, etag)) = fetched else {
-            return Ok(PollOutcome {
-                events: vec![],
-                cursor: None,
-                next_poll_seconds: None,
-            });
+        let url = config::required("url")?;
+        let etag = state::get(ETAG_KEY)?.and_then(|etag| String::from_utf8(etag).ok());
+        let Some(response) = fetch(&url, etag)? else {
+            return Ok(PollOutcome::new(vec![], None));
         };
-        let feed: Value = serde_json::from_slice(&body)
+        let etag = response.header("etag").map(str::to_string);
+        let feed: Value = serde_json::from_slice(&response.body)
             .map_err(|e| PluginError::Unavailable(format!("{url} did not answer JSON: {e}")))?;
         let items = match &feed {
             Value::Array(items) => items,
@@ -83,71 +61,37 @@ impl Guest for Feed {
                 break;
             }
             new.push(Event {
-                id,
-                kind: "feed.item".into(),
                 subject: item.get("url").and_then(Value::as_str).map(str::to_string),
-                payload: item.to_string(),
+                ..Event::new(id, "feed.item", item.to_string())
             });
         }
         let newest = new.first().map(|event| event.id.clone());
         // Oldest first, as the host stores them.
         new.reverse();
         match etag {
-            Some(etag) => state::set(ETAG_KEY, etag.as_bytes()).map_err(state_error)?,
-            None => state::delete(ETAG_KEY).map_err(state_error)?,
+            Some(etag) => state::set(ETAG_KEY, etag.as_bytes())?,
+            None => state::delete(ETAG_KEY)?,
         }
-        Ok(PollOutcome {
-            events: new,
-            cursor: newest,
-            next_poll_seconds: None,
-        })
-    }
-
-    fn on_event(_event: StoredEvent) -> Result<(), PluginError> {
-        Err(PluginError::Internal("feed subscribes to no events".into()))
+        Ok(PollOutcome::new(new, newest))
     }
 }
 
-/// GETs `url`; `None` when it answered 304 Not Modified, else the body and ETag.
-async fn fetch(url: &str, etag: Option<&str>) -> Result<Option<(Vec<u8>, Option<String>)>, PluginError> {
+/// GETs `url`; `None` when it answered 304 Not Modified, else its 2xx response.
+fn fetch(url: &str, etag: Option<String>) -> Result<Option<Response>, PluginError> {
+    let what = format!("GET {url}");
     let mut request = Request::get(url).header("accept", "application/json");
     if let Some(etag) = etag {
         request = request.header("if-none-match", etag);
     }
-    let request = request
-        .body(Body::empty())
-        .map_err(|e| PluginError::Internal(format!("config `url` {url:?} is not usable: {e}")))?;
-    let mut response = Client::new()
-        .send(request)
-        .await
-        .map_err(|e| PluginError::Unavailable(format!("GET {url}: {e}")))?;
-    let status = response.status();
-    if status == StatusCode::NOT_MODIFIED {
+    let response = request.send().map_err(|e| e.into_plugin_error(&what))?;
+    if response.status == 304 {
         return Ok(None);
     }
-    if !status.is_success() {
-        return Err(PluginError::Unavailable(format!("GET {url} answered {status}")));
-    }
-    let etag = response
-        .headers()
-        .get("etag")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_string);
-    let body = response
-        .body_mut()
-        .contents()
-        .await
-        .map_err(|e| PluginError::Unavailable(format!("reading the body of {url}: {e}")))?
-        .to_vec();
-    Ok(Some((body, etag)))
+    response.require_success(&what).map(Some)
 }
 
 fn unexpected(url: &str, what: &str) -> PluginError {
     PluginError::Unavailable(format!("{url} is not a feed: {what}"))
 }
 
-fn state_error(error: state::StateError) -> PluginError {
-    PluginError::Unavailable(format!("plugin state: {error:?}"))
-}
-
-export!(Feed);
+hookhost_sdk::export!(Feed);

@@ -10,20 +10,12 @@
 //! the same message can be posted again.
 
 mod message;
-// Shared with the fetcher test plugin, which uses parts this plugin does not.
-#[allow(dead_code)]
-mod wasi_http;
-
-wit_bindgen::generate!({ world: "plugin", path: "../../wit" });
 
 use std::time::Duration;
 
-use exports::hookhost::plugin::guest::{
-    Guest, Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome, WebhookRequest,
-};
-use hookhost::plugin::config;
-use hookhost::plugin::log::{log, Level};
-use wasip2::http::types::Method;
+use hookhost_sdk::http::Request;
+use hookhost_sdk::log::{log, Level};
+use hookhost_sdk::{config, manifest, Manifest, Plugin, PluginError, StoredEvent};
 
 /// Below the host's default 10 s call timeout, so that a stalled receiver ends as
 /// this plugin's own error (with a reason) rather than as an interrupted call.
@@ -31,82 +23,54 @@ const POST_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Notify;
 
-impl Guest for Notify {
+impl Plugin for Notify {
     fn describe() -> Manifest {
-        Manifest {
-            name: "Notify".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description:
-                "posts a message to a chat webhook for GitHub pushes and paid Stripe invoices"
-                    .into(),
-            emits: vec![],
-            poll_interval_seconds: None,
-            subscriptions: if configured_url().is_some() {
-                vec!["github.push".into(), "stripe.invoice.paid".into()]
-            } else {
-                // Nothing to post to: queueing deliveries would only fill the dead
-                // letters.
-                log(
-                    Level::Warn,
-                    "config `url` is not set: notify subscribes to nothing",
-                );
-                vec![]
-            },
-        }
-    }
-
-    fn handle_webhook(_request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
-        Err(PluginError::BadRequest("notify takes no webhooks".into()))
-    }
-
-    fn poll(_cursor: Option<String>) -> Result<PollOutcome, PluginError> {
-        Err(PluginError::Internal("notify does not poll".into()))
+        let subscriptions = if config::required("url").is_ok() {
+            vec!["github.push", "stripe.invoice.paid"]
+        } else {
+            // Nothing to post to: queueing deliveries would only fill the dead
+            // letters.
+            log(
+                Level::Warn,
+                "config `url` is not set: notify subscribes to nothing",
+            );
+            vec![]
+        };
+        manifest!(
+            "Notify",
+            "posts a message to a chat webhook for GitHub pushes and paid Stripe invoices",
+        )
+        .subscribes_to(subscriptions)
     }
 
     fn on_event(stored: StoredEvent) -> Result<(), PluginError> {
-        let url = configured_url()
-            .ok_or_else(|| PluginError::Internal("config `url` is not set".into()))?;
-        let payload: serde_json::Value = serde_json::from_str(&stored.event.payload)
-            .map_err(|e| PluginError::Internal(format!("payload is not JSON: {e}")))?;
+        let url = config::required("url")?;
+        let payload = stored.json_payload()?;
         let text = message::describe(&stored.event.kind, &stored.event.id, &payload);
         let body = serde_json::json!({ "text": text }).to_string();
         post(&url, body)
     }
 }
 
-fn configured_url() -> Option<String> {
-    config::get("url").filter(|url| !url.is_empty())
-}
-
 /// POSTs `body` as JSON to `url`; any answer but a 2xx is an error.
 fn post(url: &str, body: String) -> Result<(), PluginError> {
-    let headers: [(&str, &[u8]); 1] = [("content-type", b"application/json")];
-    let response = wasi_http::send(
-        Method::Post,
-        url,
-        &headers,
-        body.as_bytes(),
-        Some(POST_TIMEOUT),
-    )
-    .map_err(|failure| match failure {
-        // Retrying cannot help until the operator changes the config.
-        wasi_http::Failure::Request(_) => PluginError::Internal(format!("config `url`: {failure}")),
-        _ if failure.is_denied() => PluginError::Internal(format!(
-            "POST {url} failed: {failure}; it must be in [plugins.notify] allowed_hosts"
-        )),
-        _ => PluginError::Unavailable(format!("POST {url} failed: {failure}")),
-    })?;
-    if !(200..300).contains(&response.status) {
-        let excerpt: String = String::from_utf8_lossy(&response.body)
-            .chars()
-            .take(200)
-            .collect();
-        return Err(PluginError::Unavailable(format!(
-            "POST {url} answered HTTP {}: {excerpt}",
-            response.status
-        )));
-    }
+    let what = format!("POST {url}");
+    Request::post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .timeout(POST_TIMEOUT)
+        .send()
+        .map_err(|error| {
+            if error.is_denied() {
+                PluginError::Internal(format!(
+                    "{what} failed: {error}; it must be in [plugins.notify] allowed_hosts"
+                ))
+            } else {
+                error.into_plugin_error(&what)
+            }
+        })?
+        .require_success(&what)?;
     Ok(())
 }
 
-export!(Notify);
+hookhost_sdk::export!(Notify);

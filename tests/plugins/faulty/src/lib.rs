@@ -15,51 +15,31 @@
 //! `describe` reports version `config.get("version")`, or `1` when unset, so tests can
 //! tell two loads apart.
 
-wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
-
-use exports::hookhost::plugin::guest::{
-    Guest, Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome, WebhookRequest,
+use hookhost_sdk::{
+    config, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome, WebhookRequest,
 };
-use hookhost::plugin::config;
-use hookhost::plugin::types::{Event, HttpResponse};
 
 struct Faulty;
 
-impl Guest for Faulty {
+impl Plugin for Faulty {
     fn describe() -> Manifest {
-        Manifest {
-            name: "Faulty".into(),
-            version: config::get("version").unwrap_or_else(|| "1".into()),
-            description: "misbehaves on request, for tests".into(),
-            emits: vec!["faulty.*".into()],
-            poll_interval_seconds: None,
-            subscriptions: vec![],
-        }
+        Manifest::new(
+            "Faulty",
+            config::get("version").unwrap_or_else(|| "1".into()),
+            "misbehaves on request, for tests",
+        )
+        .emits(["faulty.*"])
     }
 
     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
-        let header = |name: &str| {
-            request
-                .headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-        };
-        let ok = |payload: &str| {
-            let id = header("x-id").unwrap_or_else(|| "1".into());
-            WebhookOutcome {
-                response: HttpResponse {
-                    status: 200,
-                    headers: vec![("content-type".into(), "text/plain".into())],
-                    body: b"ok".to_vec(),
-                },
-                events: vec![Event {
-                    id,
-                    kind: "faulty.ok".into(),
-                    subject: None,
-                    payload: payload.into(),
-                }],
-            }
+        let header = |name: &str| request.header(name).map(str::to_string);
+        let ok = |payload: &str| WebhookOutcome {
+            response: HttpResponse::text(200, "ok"),
+            events: vec![Event::new(
+                header("x-id").unwrap_or_else(|| "1".into()),
+                "faulty.ok",
+                payload,
+            )],
         };
         match request.path.as_str() {
             "/ok" => Ok(ok("{}")),
@@ -100,16 +80,6 @@ impl Guest for Faulty {
             other => Err(PluginError::BadRequest(format!("unknown path {other}"))),
         }
     }
-
-    fn poll(_cursor: Option<String>) -> Result<PollOutcome, PluginError> {
-        Err(PluginError::Internal("faulty does not poll".into()))
-    }
-
-    fn on_event(_event: StoredEvent) -> Result<(), PluginError> {
-        Err(PluginError::Internal(
-            "faulty subscribes to no events".into(),
-        ))
-    }
 }
 
-export!(Faulty);
+hookhost_sdk::export!(Faulty);

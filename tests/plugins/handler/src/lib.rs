@@ -15,41 +15,22 @@
 //!   On success it logs `handled <source>/<event id> attempt <n>` at info level.
 //! - `handle-webhook` and `poll` are errors.
 
-wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
-
-use exports::hookhost::plugin::guest::{
-    Guest, Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome, WebhookRequest,
-};
-use hookhost::plugin::config;
-use hookhost::plugin::log::{log, Level};
+use hookhost_sdk::log::{log, Level};
+use hookhost_sdk::{config, Manifest, Plugin, PluginError, StoredEvent};
 
 struct Handler;
 
-impl Guest for Handler {
+impl Plugin for Handler {
     fn describe() -> Manifest {
-        Manifest {
-            name: "Handler".into(),
-            version: "1".into(),
-            description: "fails or succeeds on request, for tests".into(),
-            emits: vec![],
-            poll_interval_seconds: None,
-            subscriptions: config::get("subscriptions")
-                .map(|list| list.split(',').map(|p| p.trim().to_string()).collect())
-                .unwrap_or_default(),
-        }
-    }
-
-    fn handle_webhook(_request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
-        Err(PluginError::BadRequest("handler takes no webhooks".into()))
-    }
-
-    fn poll(_cursor: Option<String>) -> Result<PollOutcome, PluginError> {
-        Err(PluginError::Internal("handler does not poll".into()))
+        let subscriptions: Vec<String> = config::get("subscriptions")
+            .map(|list| list.split(',').map(|p| p.trim().to_string()).collect())
+            .unwrap_or_default();
+        Manifest::new("Handler", "1", "fails or succeeds on request, for tests")
+            .subscribes_to(subscriptions)
     }
 
     fn on_event(stored: StoredEvent) -> Result<(), PluginError> {
-        let payload: serde_json::Value = serde_json::from_str(&stored.event.payload)
-            .map_err(|e| PluginError::Internal(format!("payload is not JSON: {e}")))?;
+        let payload = stored.json_payload()?;
         if payload["always_fail"] == true {
             return Err(PluginError::Internal(format!(
                 "always failing, attempt {}",
@@ -87,4 +68,4 @@ impl Guest for Handler {
     }
 }
 
-export!(Handler);
+hookhost_sdk::export!(Handler);

@@ -5,7 +5,7 @@
 //! keeping everything it made, and reports what it held if the host let it finish;
 //! a host that contains it ends the call first.
 
-use crate::hookhost::plugin::state;
+use hookhost_sdk::state;
 use wasip2::clocks::monotonic_clock;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
@@ -45,34 +45,37 @@ fn full_fields() -> Fields {
 /// Outgoing request bodies filled to check-write and never sent (wasmtime buffers
 /// each in a channel of its own).
 pub fn request_bodies(count: usize) -> String {
-    let chunk = vec![b'x'; CHUNK];
-    let mut held = Vec::new();
-    let mut bytes = 0;
-    for _ in 0..count {
-        let request = OutgoingRequest::new(Fields::new());
-        let body = request.body().expect("a new request's body");
-        let stream = body.write().expect("a new body's stream");
-        bytes += fill(&stream, &chunk);
-        // Dropped in this order (a stream before its body) if the call survives.
-        held.push((stream, body, request));
-    }
-    format!("held {} request bodies with {bytes} bytes", held.len())
+    let new = || OutgoingRequest::new(Fields::new());
+    filled_bodies(count, "request", new, OutgoingRequest::body)
 }
 
 /// The same through `outgoing-response` bodies, which no guest of this world can
 /// ever send.
 pub fn response_bodies(count: usize) -> String {
+    let new = || OutgoingResponse::new(Fields::new());
+    filled_bodies(count, "response", new, OutgoingResponse::body)
+}
+
+/// `count` bodies of new requests or responses (`new`, `body`), each filled to
+/// check-write and kept with its stream; `what` names them in the report.
+fn filled_bodies<R>(
+    count: usize,
+    what: &str,
+    new: impl Fn() -> R,
+    body: impl Fn(&R) -> Result<OutgoingBody, ()>,
+) -> String {
     let chunk = vec![b'x'; CHUNK];
     let mut held = Vec::new();
     let mut bytes = 0;
     for _ in 0..count {
-        let response = OutgoingResponse::new(Fields::new());
-        let body = response.body().expect("a new response's body");
+        let parent = new();
+        let body = body(&parent).expect("a new message's body");
         let stream = body.write().expect("a new body's stream");
         bytes += fill(&stream, &chunk);
-        held.push((stream, body, response));
+        // Dropped in this order (a stream before its body) if the call survives.
+        held.push((stream, body, parent));
     }
-    format!("held {} response bodies with {bytes} bytes", held.len())
+    format!("held {} {what} bodies with {bytes} bytes", held.len())
 }
 
 /// Requests whose bodies are finished with full trailers: the trailers move out
@@ -140,11 +143,7 @@ pub fn in_flight(count: usize, target: &str) -> String {
     let mut held = Vec::new();
     let mut refused = 0;
     for _ in 0..count {
-        let request = OutgoingRequest::new(Fields::new());
-        let _ = request.set_scheme(Some(&Scheme::Http));
-        let _ = request.set_authority(Some(target));
-        let _ = request.set_path_with_query(Some("/"));
-        let body = request.body().expect("a new request's body");
+        let (request, body) = get_root(target);
         match outgoing_handler::handle(request, None) {
             Ok(response) => {
                 let _ = OutgoingBody::finish(body, None);
@@ -162,11 +161,7 @@ pub fn in_flight(count: usize, target: &str) -> String {
 pub fn received_headers(count: usize, target: &str) -> String {
     let mut held = Vec::new();
     for _ in 0..count {
-        let request = OutgoingRequest::new(Fields::new());
-        let _ = request.set_scheme(Some(&Scheme::Http));
-        let _ = request.set_authority(Some(target));
-        let _ = request.set_path_with_query(Some("/"));
-        let body = request.body().expect("a new request's body");
+        let (request, body) = get_root(target);
         let Ok(future) = outgoing_handler::handle(request, None) else {
             break;
         };
@@ -179,6 +174,16 @@ pub fn received_headers(count: usize, target: &str) -> String {
         held.push(response);
     }
     format!("held {} received responses", held.len())
+}
+
+/// A `GET http://<target>/` and its body, not yet sent.
+fn get_root(target: &str) -> (OutgoingRequest, OutgoingBody) {
+    let request = OutgoingRequest::new(Fields::new());
+    let _ = request.set_scheme(Some(&Scheme::Http));
+    let _ = request.set_authority(Some(target));
+    let _ = request.set_path_with_query(Some("/"));
+    let body = request.body().expect("a new request's body");
+    (request, body)
 }
 
 /// 64 MiB to stdout without a newline: one line the host must not buffer whole.

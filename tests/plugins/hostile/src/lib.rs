@@ -56,17 +56,14 @@
 //!   stages 1,000 `state` values of 64 KiB and then `poll-deletes` (config,
 //!   default 10,000,000) deletes of distinct keys, and fails if it gets that far.
 
-wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
-
 mod host_memory;
 
 use std::fmt::Write as _;
 
-use exports::hookhost::plugin::guest::{
-    Guest, Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome, WebhookRequest,
+use hookhost_sdk::{
+    config, log, Event, HttpResponse, Manifest, Plugin, PluginError, PollOutcome, WebhookOutcome,
+    WebhookRequest,
 };
-use hookhost::plugin::types::{Event, HttpResponse};
-use hookhost::plugin::{config, log};
 
 struct Hostile;
 
@@ -113,45 +110,25 @@ fn echo_request(request: &WebhookRequest) -> WebhookOutcome {
         "headers": request.headers,
     })
     .to_string();
-    let id = request
-        .headers
-        .iter()
-        .find(|(name, _)| name == "x-id")
-        .map_or("echo".to_string(), |(_, value)| value.clone());
-    let event = Event {
-        id,
-        kind: "hostile.echo".into(),
-        subject: None,
-        payload: echo.clone(),
-    };
+    let id = request.header("x-id").unwrap_or("echo");
+    let event = Event::new(id, "hostile.echo", echo.clone());
     WebhookOutcome {
-        response: HttpResponse {
-            status: 200,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: echo.into_bytes(),
-        },
+        response: HttpResponse::json(200, echo),
         events: vec![event],
     }
 }
 
 fn respond(body: Vec<u8>, events: Vec<Event>) -> WebhookOutcome {
     WebhookOutcome {
-        response: HttpResponse {
-            status: 200,
-            headers: vec![("content-type".into(), "text/plain".into())],
-            body,
-        },
+        response: HttpResponse::text(200, body),
         events,
     }
 }
 
 /// The `x-target` header: where an attack sends its requests.
-fn target(request: &WebhookRequest) -> Result<String, PluginError> {
+fn target(request: &WebhookRequest) -> Result<&str, PluginError> {
     request
-        .headers
-        .iter()
-        .find(|(n, _)| n == "x-target")
-        .map(|(_, v)| v.clone())
+        .header("x-target")
         .ok_or_else(|| PluginError::BadRequest("no x-target".into()))
 }
 
@@ -161,12 +138,7 @@ fn held(report: String) -> Result<WebhookOutcome, PluginError> {
 }
 
 fn event(payload: String) -> Event {
-    Event {
-        id: "1".into(),
-        kind: "hostile.event".into(),
-        subject: None,
-        payload,
-    }
+    Event::new("1", "hostile.event", payload)
 }
 
 #[inline(never)]
@@ -181,13 +153,6 @@ fn recurse(depth: u64) -> u64 {
 }
 
 fn probe(request: &WebhookRequest) -> String {
-    let header = |name: &str| {
-        request
-            .headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
     let mut report = String::new();
     let mut line = |what: &str, got: Result<String, String>| {
         let _ = match got {
@@ -195,10 +160,10 @@ fn probe(request: &WebhookRequest) -> String {
             Err(_) => writeln!(report, "{what} denied"),
         };
     };
-    if let Some(file) = header("x-file") {
+    if let Some(file) = request.header("x-file") {
         line(
             "read-file",
-            std::fs::read_to_string(&file).map_err(|e| e.to_string()),
+            std::fs::read_to_string(file).map_err(|e| e.to_string()),
         );
     }
     for dir in ["/", "."] {
@@ -218,17 +183,17 @@ fn probe(request: &WebhookRequest) -> String {
             Ok(vars.join(","))
         },
     );
-    if let Some(target) = header("x-connect") {
+    if let Some(target) = request.header("x-connect") {
         line(
             "tcp-connect",
-            std::net::TcpStream::connect(&target)
+            std::net::TcpStream::connect(target)
                 .map(|_| "connected".into())
                 .map_err(|e| e.to_string()),
         );
         line(
             "udp-send",
             std::net::UdpSocket::bind("0.0.0.0:0")
-                .and_then(|socket| socket.send_to(b"hello", &target))
+                .and_then(|socket| socket.send_to(b"hello", target))
                 .map(|n| format!("sent {n}"))
                 .map_err(|e| e.to_string()),
         );
@@ -239,7 +204,7 @@ fn probe(request: &WebhookRequest) -> String {
             .map(|addrs| format!("{:?}", addrs.collect::<Vec<_>>()))
             .map_err(|e| e.to_string()),
     );
-    for key in header("x-config").unwrap_or_default().split(',') {
+    for key in request.header("x-config").unwrap_or_default().split(',') {
         if !key.is_empty() {
             line(
                 &format!("config {key}"),
@@ -250,26 +215,20 @@ fn probe(request: &WebhookRequest) -> String {
     report
 }
 
-impl Guest for Hostile {
+impl Plugin for Hostile {
     fn describe() -> Manifest {
         Manifest {
-            name: "Hostile".into(),
-            version: "1".into(),
-            description: "attacks the host, for tests".into(),
-            emits: vec!["hostile.*".into()],
             poll_interval_seconds: config::get("poll-interval-seconds")
                 .and_then(|s| s.parse().ok()),
-            subscriptions: vec![],
+            ..Manifest::new("Hostile", "1", "attacks the host, for tests").emits(["hostile.*"])
         }
     }
 
     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
         let number = |name: &str, default: usize| {
             request
-                .headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .and_then(|(_, v)| v.parse().ok())
+                .header(name)
+                .and_then(|v| v.parse().ok())
                 .unwrap_or(default)
         };
         match request.path.as_str() {
@@ -317,19 +276,11 @@ impl Guest for Hostile {
             )),
             "/probe" => Ok(respond(probe(&request).into_bytes(), vec![])),
             "/emit" => {
-                let header = |name: &str| {
-                    request
-                        .headers
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, v)| v.clone())
-                };
-                let spoofed = Event {
-                    id: header("x-id").unwrap_or_else(|| "1".into()),
-                    kind: header("x-kind").unwrap_or_else(|| "hostile.event".into()),
-                    subject: None,
-                    payload: "{\"spoofed\":true}".into(),
-                };
+                let spoofed = Event::new(
+                    request.header("x-id").unwrap_or("1"),
+                    request.header("x-kind").unwrap_or("hostile.event"),
+                    "{\"spoofed\":true}",
+                );
                 Ok(respond(b"emitted".to_vec(), vec![spoofed]))
             }
             "/html-cookie" => Ok(html_cookie()),
@@ -345,11 +296,11 @@ impl Guest for Hostile {
             "/handle-bomb" => held(host_memory::handles(number("x-count", 100_000))),
             "/in-flight-bomb" => held(host_memory::in_flight(
                 number("x-count", 100_000),
-                &target(&request)?,
+                target(&request)?,
             )),
             "/received-headers-bomb" => held(host_memory::received_headers(
                 number("x-count", 100_000),
-                &target(&request)?,
+                target(&request)?,
             )),
             "/stdout-bomb" => held(host_memory::stdout_without_newline(number("x-count", 64))),
             other => Err(PluginError::BadRequest(format!("unknown path {other}"))),
@@ -361,11 +312,7 @@ impl Guest for Hostile {
             return Err(PluginError::Internal("hostile does not poll".into()));
         }
         if cursor.is_none() {
-            return Ok(PollOutcome {
-                events: vec![],
-                cursor: Some("armed".into()),
-                next_poll_seconds: None,
-            });
+            return Ok(PollOutcome::new(vec![], Some("armed".into())));
         }
         let deletes = config::get("poll-deletes")
             .and_then(|n| n.parse().ok())
@@ -374,12 +321,6 @@ impl Guest for Hostile {
             .map_err(|e| PluginError::Internal(format!("state refused: {e:?}")))?;
         Err(PluginError::Internal(report))
     }
-
-    fn on_event(_event: StoredEvent) -> Result<(), PluginError> {
-        Err(PluginError::Internal(
-            "hostile subscribes to no events".into(),
-        ))
-    }
 }
 
-export!(Hostile);
+hookhost_sdk::export!(Hostile);

@@ -7,13 +7,10 @@
 //! Config `kind`, when set, replaces the kind of the events it polls (its manifest
 //! still emits only `ticker.tick`), for tests of the host refusing undeclared kinds.
 
-wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
-
-use exports::hookhost::plugin::guest::{
-    Guest, Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome, WebhookRequest,
+use hookhost_sdk::{
+    config, state, Event, HttpResponse, Manifest, Plugin, PluginError, PollOutcome, WebhookOutcome,
+    WebhookRequest,
 };
-use hookhost::plugin::{config, state};
-use hookhost::plugin::types::{Event, HttpResponse};
 
 const INTERVAL: u32 = if cfg!(feature = "v2") { 1 } else { 3600 };
 const VERSION: &str = if cfg!(feature = "v2") {
@@ -24,16 +21,15 @@ const VERSION: &str = if cfg!(feature = "v2") {
 
 struct Ticker;
 
-impl Guest for Ticker {
+impl Plugin for Ticker {
     fn describe() -> Manifest {
-        Manifest {
-            name: "Ticker".into(),
-            version: VERSION.into(),
-            description: format!("counts one tick per poll, every {INTERVAL} s, for tests"),
-            emits: vec!["ticker.tick".into()],
-            poll_interval_seconds: Some(INTERVAL),
-            subscriptions: vec![],
-        }
+        Manifest::new(
+            "Ticker",
+            VERSION,
+            format!("counts one tick per poll, every {INTERVAL} s, for tests"),
+        )
+        .emits(["ticker.tick"])
+        .polls_every(INTERVAL)
     }
 
     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
@@ -50,11 +46,7 @@ impl Guest for Ticker {
             },
         };
         Ok(WebhookOutcome {
-            response: HttpResponse {
-                status: 200,
-                headers: vec![("content-type".into(), "text/plain".into())],
-                body: answer.into_bytes(),
-            },
+            response: HttpResponse::text(200, answer),
             events: vec![],
         })
     }
@@ -67,21 +59,16 @@ impl Guest for Ticker {
             None => 0,
         };
         let tick = (last + 1).to_string();
-        Ok(PollOutcome {
-            events: vec![Event {
-                id: tick.clone(),
-                kind: config::get("kind").unwrap_or_else(|| "ticker.tick".into()),
-                subject: Some(VERSION.into()),
-                payload: format!("{{\"tick\":{tick}}}"),
-            }],
-            cursor: Some(tick),
-            next_poll_seconds: None,
-        })
-    }
-
-    fn on_event(_event: StoredEvent) -> Result<(), PluginError> {
-        Err(PluginError::Internal("ticker subscribes to no events".into()))
+        let event = Event {
+            subject: Some(VERSION.into()),
+            ..Event::new(
+                tick.clone(),
+                config::get("kind").unwrap_or_else(|| "ticker.tick".into()),
+                format!("{{\"tick\":{tick}}}"),
+            )
+        };
+        Ok(PollOutcome::new(vec![event], Some(tick)))
     }
 }
 
-export!(Ticker);
+hookhost_sdk::export!(Ticker);

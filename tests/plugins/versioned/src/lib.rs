@@ -2,54 +2,25 @@
 //! reload tests: every webhook gets 200 with body `v1` (or `v2` when built with
 //! the `v2` feature), and `describe` reports version `1.0.0` (or `2.0.0`).
 
-wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
+use hookhost_sdk::{HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome, WebhookRequest};
 
-use exports::hookhost::plugin::guest::{
-    Guest, Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome, WebhookRequest,
-};
-use hookhost::plugin::types::HttpResponse;
-
-const ANSWER: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
-const VERSION: &str = if cfg!(feature = "v2") {
-    "2.0.0"
-} else {
-    "1.0.0"
-};
+/// The build: its answer is `v<BUILD>`, its version `<BUILD>.0.0`.
+const BUILD: u8 = if cfg!(feature = "v2") { 2 } else { 1 };
 
 struct Versioned;
 
-impl Guest for Versioned {
+impl Plugin for Versioned {
     fn describe() -> Manifest {
-        Manifest {
-            name: "Versioned".into(),
-            version: VERSION.into(),
-            description: format!("answers {ANSWER}, for hot reload tests"),
-            emits: vec![],
-            poll_interval_seconds: None,
-            subscriptions: vec![],
-        }
+        let description = format!("answers v{BUILD}, for hot reload tests");
+        Manifest::new("Versioned", format!("{BUILD}.0.0"), description)
     }
 
     fn handle_webhook(_request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
         Ok(WebhookOutcome {
-            response: HttpResponse {
-                status: 200,
-                headers: vec![("content-type".into(), "text/plain".into())],
-                body: ANSWER.as_bytes().to_vec(),
-            },
+            response: HttpResponse::text(200, format!("v{BUILD}")),
             events: vec![],
         })
     }
-
-    fn poll(_cursor: Option<String>) -> Result<PollOutcome, PluginError> {
-        Err(PluginError::Internal("versioned does not poll".into()))
-    }
-
-    fn on_event(_event: StoredEvent) -> Result<(), PluginError> {
-        Err(PluginError::Internal(
-            "versioned subscribes to no events".into(),
-        ))
-    }
 }
 
-export!(Versioned);
+hookhost_sdk::export!(Versioned);

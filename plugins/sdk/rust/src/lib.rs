@@ -1,0 +1,96 @@
+//! The hookhost plugin SDK for Rust: the bindings to `wit/plugin.wit` (world
+//! `plugin`), generated once here, and what the example plugins would otherwise
+//! each write again. A plugin crate is a `cdylib` that holds only its provider
+//! logic:
+//!
+//! ```ignore
+//! use hookhost_sdk::{Manifest, Plugin, PluginError, WebhookOutcome, WebhookRequest};
+//!
+//! struct Acme;
+//!
+//! impl Plugin for Acme {
+//!     fn describe() -> Manifest {
+//!         hookhost_sdk::manifest!("Acme", "Acme webhooks").emits(["acme.*"])
+//!     }
+//!
+//!     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
+//!         // verify, parse, answer
+//!     }
+//! }
+//!
+//! hookhost_sdk::export!(Acme);
+//! ```
+//!
+//! # Layout
+//! - this file: the generated bindings (`bindings`, hidden), the contract's types
+//!   and imported interfaces under stable names, [`manifest!`] and [`export!`].
+//! - `config.rs`: the host's `config::get`, and [`config::required`] for a key
+//!   the plugin cannot work without.
+//! - `plugin.rs`: [`Plugin`], the guest trait with defaults for the calls a plugin
+//!   does not use.
+//! - `request.rs`: reading a webhook request (headers, JSON body).
+//! - `reply.rs`: building what a call returns (manifest, response, event, poll
+//!   outcome) and turning a `state` failure into a plugin error.
+//! - `signature.rs`: signature checks with the host's crypto, hex and base64,
+//!   timestamp skew.
+//! - `http.rs` (feature `http`): a blocking outbound HTTP client over wasi:http.
+//!
+//! Features: `json` (serde_json helpers), `http` (the outbound client); a plugin
+//! that needs neither pulls in neither dependency.
+
+pub mod config;
+mod plugin;
+mod reply;
+mod request;
+pub mod signature;
+
+#[cfg(feature = "http")]
+pub mod http;
+
+/// The generated bindings. Public only because [`export!`] expands in the plugin's
+/// crate and names them; plugins use the re-exports below.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "plugin",
+        path: "../../../wit",
+        // The export macro is used by the plugin crates, not by this one.
+        pub_export_macro: true,
+        // That macro's expansion carries the whole world's type section into the
+        // plugin's crate, so this crate needs no link helper to keep its own.
+        disable_custom_section_link_helpers: true,
+    });
+}
+
+pub use bindings::hookhost::plugin::types::{
+    Event, Header, HttpResponse, Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome,
+    WebhookRequest,
+};
+/// The host's imports, as the contract names them: `log::log`,
+/// `crypto::{hmac_sha256, sha256, constant_time_eq}`, `state::{get, set, delete}`
+/// (and `config::get`, in [`config`] with [`config::required`]).
+pub use bindings::hookhost::plugin::{crypto, log, state};
+pub use plugin::{Plugin, PluginName};
+
+/// A [`Manifest`] named `name`, described by `description`, whose version is the
+/// calling crate's (`CARGO_PKG_VERSION`, so Cargo.toml is the one place to bump
+/// it); chain `.emits(...)`, `.polls_every(...)`, `.subscribes_to(...)`.
+#[macro_export]
+macro_rules! manifest {
+    ($name:expr, $description:expr $(,)?) => {
+        $crate::Manifest::new($name, env!("CARGO_PKG_VERSION"), $description)
+    };
+}
+
+/// Exports a type that implements [`Plugin`] as the component's `guest`; once per
+/// plugin crate, at its root. Its crate's name (`CARGO_PKG_NAME`) becomes
+/// [`PluginName::NAME`], which the default calls name in their errors.
+#[macro_export]
+macro_rules! export {
+    ($plugin:ident) => {
+        impl $crate::PluginName for $plugin {
+            const NAME: &'static str = env!("CARGO_PKG_NAME");
+        }
+        $crate::bindings::export!($plugin with_types_in $crate::bindings);
+    };
+}

@@ -1,0 +1,46 @@
+//! Reading what a call is given: a webhook request's headers and JSON body, a
+//! stored event's JSON payload.
+
+use crate::WebhookRequest;
+#[cfg(feature = "json")]
+use crate::{PluginError, StoredEvent};
+
+impl WebhookRequest {
+    /// The first value of header `name`, whatever its case; `None` when the
+    /// request has no such header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Every value of header `name`, whatever its case, in the order received (a
+    /// header sent several times arrives as several pairs).
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The body parsed as JSON; `bad-request` ("body is not JSON: ...") when it is
+    /// not.
+    #[cfg(feature = "json")]
+    #[inline]
+    pub fn json_body(&self) -> Result<serde_json::Value, PluginError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| PluginError::BadRequest(format!("body is not JSON: {e}")))
+    }
+}
+
+#[cfg(feature = "json")]
+impl StoredEvent {
+    /// The event's payload parsed as JSON; `internal` ("payload is not JSON: ...")
+    /// when it is not, which the host's own check makes a bug in the source.
+    #[inline]
+    pub fn json_payload(&self) -> Result<serde_json::Value, PluginError> {
+        serde_json::from_str(&self.event.payload)
+            .map_err(|e| PluginError::Internal(format!("payload is not JSON: {e}")))
+    }
+}
