@@ -6,17 +6,8 @@
 // payload = the body. Other callback types are acknowledged without an event.
 
 import {
-  badRequest,
-  checkTimestamp,
-  hex,
-  hmacSha256,
-  jsonResponse,
-  manifest,
-  plugin,
-  requiredConfig,
-  requiredHeader,
-  signatureMatches,
-  unauthorized,
+  badRequest, checkTimestamp, hex, hmacSha256, jsonResponse, manifest, plugin,
+  requiredConfig, requiredHeader, signatureMatches, unauthorized,
 } from "./hookhost.js";
 
 // Slack's own guard against replays: a signature is only good for five minutes.
@@ -42,10 +33,10 @@ export const guest = plugin("slack", {
 
     if (body.type === "url_verification") {
       if (typeof body.challenge !== "string") throw badRequest("url_verification without a challenge");
-      return { response: jsonResponse(200, { challenge: body.challenge }), events: [] };
+      return { response: jsonResponse(200, JSON.stringify({ challenge: body.challenge })), events: [] };
     }
     if (body.type !== "event_callback") {
-      return { response: jsonResponse(200, { ok: true }), events: [] };
+      return { response: jsonResponse(200, JSON.stringify({ ok: true })), events: [] };
     }
     const eventId = body.event_id;
     const eventType = body.event && body.event.type;
@@ -53,7 +44,7 @@ export const guest = plugin("slack", {
     if (typeof eventType !== "string" || eventType === "") throw badRequest("body has no string `event.type`");
     const kind = `slack.${eventType}`;
     return {
-      response: jsonResponse(200, { ok: true, event: { id: eventId, kind } }),
+      response: jsonResponse(200, JSON.stringify({ ok: true, event: { id: eventId, kind } })),
       events: [
         {
           id: eventId,

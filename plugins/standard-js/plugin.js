@@ -2,18 +2,8 @@
 // ../STANDARD-WEBHOOKS.md is the specification all five follow step by step.
 
 import {
-  badRequest,
-  base64Decode,
-  base64Encode,
-  checkTimestamp,
-  hmacSha256,
-  internal,
-  jsonResponse,
-  manifest,
-  plugin,
-  requiredConfig,
-  requiredHeader,
-  signatureMatches,
+  badRequest, base64Decode, base64Encode, checkTimestamp, hmacSha256, internal,
+  jsonResponse, manifest, plugin, requiredConfig, requiredHeader, signatureMatches,
   unauthorized,
 } from "./hookhost.js";
 
@@ -45,7 +35,7 @@ export const guest = plugin("standard-js", {
       throw badRequest("webhook-id must be 1-255 characters of A-Z a-z 0-9 _ . : -");
     }
     return {
-      response: jsonResponse(200, { ok: true, event: { id, kind: "standard.webhook" } }),
+      response: jsonResponse(200, `{"ok":true,"event":{"id":"${id}","kind":"standard.webhook"}}`),
       events: [
         {
           id,

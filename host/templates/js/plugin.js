@@ -15,7 +15,7 @@ export const guest = plugin("{{id}}", {
 
   handleWebhook(request) {
     return {
-      response: jsonResponse(200, { ok: true }),
+      response: jsonResponse(200, '{"ok":true}'),
       events: [
         {
           id: hex(sha256(request.body)),
