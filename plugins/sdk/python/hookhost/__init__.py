@@ -27,6 +27,7 @@ try:
 except ImportError:
     from wit_world.imports import types
 
+
 class Guest(exports.Guest):
     """The `guest` export with defaults for what a webhook-only plugin does not do.
     Subclass it as `Guest` in `app.py`, set `plugin_id`, and override `describe`,
