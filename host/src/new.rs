@@ -32,13 +32,10 @@ fn files(lang: Lang) -> Vec<(&'static str, &'static str)> {
         Lang::Python => vec![("app.py", include_str!("../templates/python/app.py"))],
         Lang::Js => vec![("plugin.js", include_str!("../templates/js/plugin.js"))],
         Lang::C => vec![("plugin.c", include_str!("../templates/c/plugin.c"))],
-        Lang::Go => vec![
-            ("gc.go", include_str!("../templates/go/gc.go")),
-            (
-                "export_hookhost_plugin_guest/guest.go",
-                include_str!("../templates/go/export_hookhost_plugin_guest/guest.go"),
-            ),
-        ],
+        Lang::Go => vec![(
+            "export_hookhost_plugin_guest/guest.go",
+            include_str!("../templates/go/export_hookhost_plugin_guest/guest.go"),
+        )],
     });
     files
 }

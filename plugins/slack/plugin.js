@@ -5,29 +5,23 @@
 // kind = `slack.<event.type>` (`slack.message`), subject = the team id,
 // payload = the body. Other callback types are acknowledged without an event.
 
-import { get } from "hookhost:plugin/config@0.1.0";
-import { hmacSha256, constantTimeEq } from "hookhost:plugin/crypto@0.1.0";
+import {
+  badRequest, checkTimestamp, hex, hmacSha256, jsonResponse, manifest, plugin,
+  requiredConfig, requiredHeader, signatureMatches, unauthorized,
+} from "./hookhost.js";
 
+// Slack's own guard against replays: a signature is only good for five minutes.
 const TOLERANCE_SECONDS = 300;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-export const guest = {
+export const guest = plugin("slack", {
   describe() {
-    return {
-      name: "Slack",
-      version: "0.1.0",
-      description: "Slack Events API, verified with X-Slack-Signature",
-      emits: ["slack.*"],
-      pollIntervalSeconds: undefined,
-      subscriptions: [],
-    };
+    return manifest("Slack", "0.1.0", "Slack Events API, verified with X-Slack-Signature", ["slack.*"]);
   },
 
   handleWebhook(request) {
-    const secret = get("signing_secret");
-    if (!secret) throw internal("config `signing_secret` is not set");
-    verify(request, secret);
+    verify(request, requiredConfig("signing_secret"));
 
     let body;
     try {
@@ -39,10 +33,10 @@ export const guest = {
 
     if (body.type === "url_verification") {
       if (typeof body.challenge !== "string") throw badRequest("url_verification without a challenge");
-      return { response: json(200, { challenge: body.challenge }), events: [] };
+      return { response: jsonResponse(200, JSON.stringify({ challenge: body.challenge })), events: [] };
     }
     if (body.type !== "event_callback") {
-      return { response: json(200, { ok: true }), events: [] };
+      return { response: jsonResponse(200, JSON.stringify({ ok: true })), events: [] };
     }
     const eventId = body.event_id;
     const eventType = body.event && body.event.type;
@@ -50,7 +44,7 @@ export const guest = {
     if (typeof eventType !== "string" || eventType === "") throw badRequest("body has no string `event.type`");
     const kind = `slack.${eventType}`;
     return {
-      response: json(200, { ok: true, event: { id: eventId, kind } }),
+      response: jsonResponse(200, JSON.stringify({ ok: true, event: { id: eventId, kind } })),
       events: [
         {
           id: eventId,
@@ -61,53 +55,12 @@ export const guest = {
       ],
     };
   },
-
-  poll(_cursor) {
-    throw internal("slack does not poll");
-  },
-
-  onEvent(_event) {
-    throw internal("slack subscribes to no events");
-  },
-};
+});
 
 function verify(request, secret) {
-  const timestamp = header(request, "x-slack-request-timestamp");
-  const signature = header(request, "x-slack-signature");
-  if (!timestamp) throw unauthorized("missing X-Slack-Request-Timestamp header");
-  if (!signature) throw unauthorized("missing X-Slack-Signature header");
-  if (!/^[0-9]{1,15}$/.test(timestamp)) throw unauthorized("malformed X-Slack-Request-Timestamp header");
-  // Slack's own guard against replays: a signature is only good for five minutes.
-  if (Math.abs(Math.floor(Date.now() / 1000) - Number(timestamp)) > TOLERANCE_SECONDS) {
-    throw unauthorized("X-Slack-Request-Timestamp is outside the 300 s tolerance");
-  }
-  const prefix = encoder.encode(`v0:${timestamp}:`);
-  const signed = new Uint8Array(prefix.length + request.body.length);
-  signed.set(prefix, 0);
-  signed.set(request.body, prefix.length);
-  const expected = encoder.encode("v0=" + hex(hmacSha256(encoder.encode(secret), signed)));
-  if (!constantTimeEq(encoder.encode(signature), expected)) {
-    throw unauthorized("signature does not match");
-  }
+  const timestamp = requiredHeader(request, "X-Slack-Request-Timestamp");
+  const signature = requiredHeader(request, "X-Slack-Signature");
+  checkTimestamp(timestamp, "X-Slack-Request-Timestamp", TOLERANCE_SECONDS);
+  const expected = "v0=" + hex(hmacSha256(encoder.encode(secret), `v0:${timestamp}:`, request.body));
+  if (!signatureMatches([signature], expected)) throw unauthorized("signature does not match");
 }
-
-function header(request, name) {
-  const found = request.headers.find(([headerName]) => headerName.toLowerCase() === name);
-  return found ? found[1] : undefined;
-}
-
-function hex(bytes) {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function json(status, value) {
-  return {
-    status,
-    headers: [["content-type", "application/json"]],
-    body: encoder.encode(JSON.stringify(value)),
-  };
-}
-
-const unauthorized = (message) => ({ tag: "unauthorized", val: message });
-const badRequest = (message) => ({ tag: "bad-request", val: message });
-const internal = (message) => ({ tag: "internal", val: message });

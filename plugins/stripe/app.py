@@ -22,13 +22,10 @@ Config: `secret` (the endpoint's signing secret), `tolerance` (seconds, optional
 
 import json
 import re
-import time
 
-from componentize_py_types import Err
-from wit_world import exports
-from wit_world.imports import config, crypto, log
-# Named apart from wasi:http's `types`, which this plugin's world also imports.
-from wit_world.imports import hookhost_plugin_types as types
+from hookhost import (Guest as Base, bad_request, config, hmac_sha256, internal,
+                      json_response, log, manifest, required_config, required_header,
+                      signature_matches, timestamp_age, types, unauthorized, unavailable)
 
 import stripe_api
 
@@ -37,34 +34,27 @@ DEFAULT_API_BASE = "https://api.stripe.com"
 DIGITS = re.compile(r"[0-9]{1,15}")
 
 
-class Guest(exports.Guest):
+class Guest(Base):
+    plugin_id = "stripe"
+
     def describe(self) -> types.Manifest:
-        return types.Manifest(
-            name="Stripe",
-            version="0.1.0",
-            description="Stripe webhooks verified with Stripe-Signature",
-            emits=["stripe.*"],
-            poll_interval_seconds=None,
-            subscriptions=[],
-        )
+        return manifest("Stripe", "0.1.0", "Stripe webhooks verified with Stripe-Signature",
+                        emits=["stripe.*"])
 
     def handle_webhook(self, request: types.WebhookRequest) -> types.WebhookOutcome:
-        secret = config.get("secret")
-        if not secret:
-            raise Err(types.PluginError_Internal("config `secret` is not set"))
-        tolerance = tolerance_seconds()
-        verify(request, secret.encode(), tolerance)
+        secret = required_config("secret")
+        verify(request, secret.encode(), tolerance_seconds())
 
         try:
             body = json.loads(request.body)
         except ValueError as error:
-            raise Err(types.PluginError_BadRequest(f"body is not JSON: {error}"))
+            raise bad_request(f"body is not JSON: {error}")
         event_id = body.get("id") if isinstance(body, dict) else None
         event_type = body.get("type") if isinstance(body, dict) else None
         if not isinstance(event_id, str) or not event_id:
-            raise Err(types.PluginError_BadRequest("body has no string `id`"))
+            raise bad_request("body has no string `id`")
         if not isinstance(event_type, str) or not event_type:
-            raise Err(types.PluginError_BadRequest("body has no string `type`"))
+            raise bad_request("body has no string `type`")
 
         data_object = (body.get("data") or {}).get("object") or {}
         customer = data_object.get("customer") if isinstance(data_object, dict) else None
@@ -72,13 +62,9 @@ class Guest(exports.Guest):
         payload = request.body.decode()
         if event_type.startswith("invoice."):
             payload = with_invoice(body, data_object, payload)
-        reply = json.dumps({"received": True, "event": {"id": event_id, "kind": kind}})
         return types.WebhookOutcome(
-            response=types.HttpResponse(
-                status=200,
-                headers=[("content-type", "application/json")],
-                body=reply.encode(),
-            ),
+            response=json_response(
+                200, json.dumps({"received": True, "event": {"id": event_id, "kind": kind}})),
             events=[types.Event(
                 id=event_id,
                 kind=kind,
@@ -86,12 +72,6 @@ class Guest(exports.Guest):
                 payload=payload,
             )],
         )
-
-    def poll(self, cursor):
-        raise Err(types.PluginError_Internal("stripe does not poll"))
-
-    def on_event(self, event):
-        raise Err(types.PluginError_Internal("stripe subscribes to no events"))
 
 
 def with_invoice(body: dict, data_object, payload: str) -> str:
@@ -105,14 +85,14 @@ def with_invoice(body: dict, data_object, payload: str) -> str:
         return payload
     invoice_id = data_object.get("id") if isinstance(data_object, dict) else None
     if not isinstance(invoice_id, str) or not invoice_id:
-        raise Err(types.PluginError_BadRequest("invoice event has no string `data.object.id`"))
+        raise bad_request("invoice event has no string `data.object.id`")
     api_base = config.get("api_base") or DEFAULT_API_BASE
     try:
         invoice = stripe_api.fetch_invoice(api_base, api_key, invoice_id)
     except stripe_api.ApiError as error:
         # 503 rather than storing the event without its invoice: see the module doc.
         log.log(log.Level.WARN, f"invoice follow-up failed, asking Stripe to retry: {error}")
-        raise Err(types.PluginError_Unavailable(f"fetching invoice {invoice_id}: {error}"))
+        raise unavailable(f"fetching invoice {invoice_id}: {error}")
     body["invoice"] = invoice
     return json.dumps(body)
 
@@ -122,33 +102,26 @@ def tolerance_seconds() -> int:
     if text is None or text == "":
         return DEFAULT_TOLERANCE_SECONDS
     if not DIGITS.fullmatch(text):
-        raise Err(types.PluginError_Internal(
-            "config `tolerance` must be a whole number of seconds"))
+        raise internal("config `tolerance` must be a whole number of seconds")
     return int(text)
 
 
 def verify(request: types.WebhookRequest, key: bytes, tolerance: int) -> None:
-    header = next((value for name, value in request.headers
-                   if name.lower() == "stripe-signature"), None)
-    if not header:
-        raise Err(types.PluginError_Unauthorized("missing Stripe-Signature header"))
     timestamp = None
     candidates = []
-    for item in header.split(","):
+    for item in required_header(request, "Stripe-Signature").split(","):
         name, _, value = item.strip().partition("=")
         if name == "t":
             timestamp = value
         elif name == "v1":
             candidates.append(value)
-    if timestamp is None or not DIGITS.fullmatch(timestamp):
-        raise Err(types.PluginError_Unauthorized(
-            "Stripe-Signature has no valid timestamp"))
+    age = timestamp_age(timestamp) if timestamp is not None else None
+    if age is None:
+        raise unauthorized("Stripe-Signature has no valid timestamp")
     if not candidates:
-        raise Err(types.PluginError_Unauthorized("Stripe-Signature has no v1 signature"))
-    if abs(int(time.time()) - int(timestamp)) > tolerance:
-        raise Err(types.PluginError_Unauthorized(
-            "Stripe-Signature timestamp is outside the tolerance"))
-    expected = crypto.hmac_sha256(key, f"{timestamp}.".encode() + request.body).hex().encode()
-    if not any(crypto.constant_time_eq(candidate.encode(), expected)
-               for candidate in candidates):
-        raise Err(types.PluginError_Unauthorized("no matching v1 signature"))
+        raise unauthorized("Stripe-Signature has no v1 signature")
+    if age > tolerance:
+        raise unauthorized("Stripe-Signature timestamp is outside the tolerance")
+    expected = hmac_sha256(key, f"{timestamp}.".encode(), request.body).hex().encode()
+    if not signature_matches(candidates, expected):
+        raise unauthorized("no matching v1 signature")

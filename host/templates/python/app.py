@@ -1,34 +1,25 @@
 """hookhost plugin `{{id}}`: accepts every delivery and emits one `{{id}}.received`
 event keyed by the SHA-256 of the body. Replace handle_webhook with your provider's
-logic: verify its signature with crypto.hmac_sha256 and crypto.constant_time_eq,
-read secrets with config.get, refuse with `raise Err(types.PluginError_Unauthorized(...))`.
-Only modules imported here at build time are bundled into the component."""
+logic: read secrets with required_config, headers with required_header, verify the
+signature with hmac_sha256 and signature_matches (the host computes and compares),
+refuse with `raise unauthorized("...")`. The SDK is the package `hookhost`
+({{repo}}/plugins/sdk/python), which build.sh bundles; only modules imported here
+at build time are bundled into the component."""
 
 import json
 
-from componentize_py_types import Err
-from wit_world import exports
-from wit_world.imports import config, crypto, types  # noqa: F401 (config: for your secrets)
+from hookhost import Guest as Base, crypto, json_response, manifest, types
 
 
-class Guest(exports.Guest):
+class Guest(Base):
+    plugin_id = "{{id}}"
+
     def describe(self) -> types.Manifest:
-        return types.Manifest(
-            name="{{id}}",
-            version="0.1.0",
-            description="TODO: what this plugin does",
-            emits=["{{id}}.*"],
-            poll_interval_seconds=None,
-            subscriptions=[],
-        )
+        return manifest("{{id}}", "0.1.0", "TODO: what this plugin does", emits=["{{id}}.*"])
 
     def handle_webhook(self, request: types.WebhookRequest) -> types.WebhookOutcome:
         return types.WebhookOutcome(
-            response=types.HttpResponse(
-                status=200,
-                headers=[("content-type", "application/json")],
-                body=b'{"ok":true}',
-            ),
+            response=json_response(200, '{"ok":true}'),
             events=[types.Event(
                 id=crypto.sha256(request.body).hex(),
                 kind="{{id}}.received",
@@ -36,9 +27,3 @@ class Guest(exports.Guest):
                 payload=json.dumps({"size": len(request.body)}),
             )],
         )
-
-    def poll(self, cursor):
-        raise Err(types.PluginError_Internal("{{id}} does not poll"))
-
-    def on_event(self, event):
-        raise Err(types.PluginError_Internal("{{id}} subscribes to no events"))

@@ -1,0 +1,170 @@
+// The hookhost plugin SDK for JavaScript: what every plugin needs besides its
+// provider logic. `scripts/build-plugin js` copies this file next to the plugin's
+// own, so a plugin imports it as "./hookhost.js":
+//
+//     import { plugin, jsonResponse, manifest, requiredHeader, unauthorized } from "./hookhost.js";
+//     export const guest = plugin("acme", {
+//       describe: () => manifest("Acme", "0.1.0", "...", ["acme.*"]),
+//       handleWebhook(request) { ... },
+//     });
+//
+// Errors: `throw unauthorized("...")` (and badRequest, unavailable, internal) refuses
+// a call with that `plugin-error` case; any other exception is a trap. Signatures are
+// computed and compared by the host (`crypto`), never in JavaScript.
+
+import { get } from "hookhost:plugin/config@0.1.0";
+import { hmacSha256 as hostHmacSha256, constantTimeEq } from "hookhost:plugin/crypto@0.1.0";
+
+const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const encoder = new TextEncoder();
+
+// The `guest` export: `handlers` with defaults for what a webhook-only plugin does
+// not do; `id` names the plugin in their errors.
+export function plugin(id, handlers) {
+  return {
+    poll(_cursor) {
+      throw internal(`${id} does not poll`);
+    },
+    onEvent(_event) {
+      throw internal(`${id} subscribes to no events`);
+    },
+    ...handlers,
+  };
+}
+
+// The manifest `describe` returns; by default the plugin neither polls nor
+// subscribes to events.
+export function manifest(name, version, description, emits, { pollIntervalSeconds, subscriptions = [] } = {}) {
+  return { name, version, description, emits, pollIntervalSeconds, subscriptions };
+}
+
+// Not authentic (HTTP 401): `throw unauthorized("no matching signature")`.
+export const unauthorized = (message) => ({ tag: "unauthorized", val: message });
+// Malformed (HTTP 400).
+export const badRequest = (message) => ({ tag: "bad-request", val: message });
+// Something the plugin depends on is down; the caller should retry (HTTP 503).
+export const unavailable = (message) => ({ tag: "unavailable", val: message });
+// A bug or a setup mistake in the plugin (HTTP 500).
+export const internal = (message) => ({ tag: "internal", val: message });
+
+// The first value of header `name`, compared without case; undefined when absent.
+export function header(request, name) {
+  const lower = name.toLowerCase();
+  const found = request.headers.find(([headerName]) => headerName.toLowerCase() === lower);
+  return found ? found[1] : undefined;
+}
+
+// The first value of header `name`; a missing or empty one refuses the call with
+// `unauthorized("missing <name> header")`, `name` as given.
+export function requiredHeader(request, name) {
+  const value = header(request, name);
+  if (!value) throw unauthorized(`missing ${name} header`);
+  return value;
+}
+
+// Config `key`; unset or empty fails the call with
+// `internal("config `<key>` is not set")`, since only the operator can fix it.
+export function requiredConfig(key) {
+  const value = get(key);
+  if (!value) throw internal(`config \`${key}\` is not set`);
+  return value;
+}
+
+// HMAC-SHA256 under `key` of the parts (strings as UTF-8, or Uint8Arrays) joined,
+// computed by the host.
+export function hmacSha256(key, ...parts) {
+  const bytes = parts.map((part) => (typeof part === "string" ? encoder.encode(part) : part));
+  if (bytes.length === 1) return hostHmacSha256(key, bytes[0]);
+  const joined = new Uint8Array(bytes.reduce((total, part) => total + part.length, 0));
+  let at = 0;
+  for (const part of bytes) {
+    joined.set(part, at);
+    at += part.length;
+  }
+  return hostHmacSha256(key, joined);
+}
+
+// Whether any candidate (string or Uint8Array) equals `expected`, each compared by
+// the host in constant time; empty candidates never match.
+export function signatureMatches(candidates, expected) {
+  const want = typeof expected === "string" ? encoder.encode(expected) : expected;
+  return candidates.some(
+    (candidate) =>
+      candidate.length > 0 &&
+      constantTimeEq(typeof candidate === "string" ? encoder.encode(candidate) : candidate, want),
+  );
+}
+
+// How many seconds Unix time `text` is from now, past or future; undefined unless
+// it is 1-15 ASCII digits.
+export function timestampAge(text) {
+  if (!/^[0-9]{1,15}$/.test(text)) return undefined;
+  return Math.abs(Math.floor(Date.now() / 1000) - Number(text));
+}
+
+// Refuses a replay: `text`, from header `name`, must be Unix seconds within
+// `toleranceSeconds` of now, else `unauthorized("malformed <name> header")` or
+// `unauthorized("<name> is outside the <tolerance> s tolerance")`.
+export function checkTimestamp(text, name, toleranceSeconds) {
+  const age = timestampAge(text);
+  if (age === undefined) throw unauthorized(`malformed ${name} header`);
+  if (age > toleranceSeconds) throw unauthorized(`${name} is outside the ${toleranceSeconds} s tolerance`);
+}
+
+// An HTTP response of `text`, JSON the plugin wrote (JSON.stringify, or a template
+// string when that is all it needs), with `content-type: application/json`. Text
+// rather than a value, as in the other languages' SDKs: a plugin whose reply is a
+// fixed shape skips JSON.stringify, which costs in SpiderMonkey's interpreter.
+export function jsonResponse(status, text) {
+  return {
+    status,
+    headers: [["content-type", "application/json"]],
+    body: encoder.encode(text),
+  };
+}
+
+// Lowercase hex of bytes.
+export function hex(bytes) {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// Hand-written rather than btoa/atob: those work on "binary strings", which would
+// mean building a string of up to a million characters for a 1 MiB body.
+
+// Standard padded base64 of bytes.
+export function base64Encode(bytes) {
+  let out = "";
+  let i = 0;
+  for (; i + 2 < bytes.length; i += 3) {
+    const n = (bytes[i] << 16) | (bytes[i + 1] << 8) | bytes[i + 2];
+    out += ALPHABET[n >> 18] + ALPHABET[(n >> 12) & 63] + ALPHABET[(n >> 6) & 63] + ALPHABET[n & 63];
+  }
+  const rest = bytes.length - i;
+  if (rest === 1) {
+    const n = bytes[i] << 16;
+    out += ALPHABET[n >> 18] + ALPHABET[(n >> 12) & 63] + "==";
+  } else if (rest === 2) {
+    const n = (bytes[i] << 16) | (bytes[i + 1] << 8);
+    out += ALPHABET[n >> 18] + ALPHABET[(n >> 12) & 63] + ALPHABET[(n >> 6) & 63] + "=";
+  }
+  return out;
+}
+
+// The bytes of standard padded base64; null for anything else.
+export function base64Decode(text) {
+  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return null;
+  const padding = text.endsWith("==") ? 2 : text.endsWith("=") ? 1 : 0;
+  const out = new Uint8Array((text.length / 4) * 3 - padding);
+  let o = 0;
+  for (let i = 0; i < text.length; i += 4) {
+    let n = 0;
+    for (let j = 0; j < 4; j++) {
+      const c = text[i + j];
+      n = (n << 6) | (c === "=" ? 0 : ALPHABET.indexOf(c));
+    }
+    if (o < out.length) out[o++] = (n >> 16) & 255;
+    if (o < out.length) out[o++] = (n >> 8) & 255;
+    if (o < out.length) out[o++] = n & 255;
+  }
+  return out;
+}

@@ -1,0 +1,147 @@
+"""The hookhost plugin SDK for Python: what every plugin needs besides its provider
+logic. `scripts/build-plugin python` puts this folder on componentize-py's path, so
+`import hookhost` works in any Python plugin; only what a plugin imports is bundled
+(outbound HTTP is `hookhost.http`, for worlds that import wasi:http).
+
+    from hookhost import Guest as Base, json_response, manifest, required_header, ...
+
+    class Guest(Base):
+        plugin_id = "acme"          # names the plugin in the default poll/on_event errors
+        def describe(self): return manifest("Acme", "0.1.0", "...", emits=["acme.*"])
+        def handle_webhook(self, request): ...
+
+Errors: `raise unauthorized("...")` (and `bad_request`, `unavailable`, `internal`)
+refuses a call with that `plugin-error` case; any other exception is a trap.
+Signatures are computed and compared by the host (`crypto`), never in Python."""
+
+import time
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.imports import config, crypto, log  # noqa: F401 (re-exported for plugins)
+
+try:
+    # A world that also imports wasi:http has two `types`; componentize-py then
+    # names the contract's after its package.
+    from wit_world.imports import hookhost_plugin_types as types
+except ImportError:
+    from wit_world.imports import types
+
+
+class Guest(exports.Guest):
+    """The `guest` export with defaults for what a webhook-only plugin does not do.
+    Subclass it as `Guest` in `app.py`, set `plugin_id`, and override `describe`,
+    `handle_webhook` and whatever else the manifest says the plugin uses."""
+
+    plugin_id = "this plugin"
+
+    def poll(self, cursor):
+        raise internal(f"{self.plugin_id} does not poll")
+
+    def on_event(self, event):
+        raise internal(f"{self.plugin_id} subscribes to no events")
+
+
+def manifest(name: str, version: str, description: str, emits,
+             poll_interval_seconds=None, subscriptions=()) -> types.Manifest:
+    """The manifest `describe` returns; by default the plugin neither polls nor
+    subscribes to events."""
+    return types.Manifest(
+        name=name,
+        version=version,
+        description=description,
+        emits=list(emits),
+        poll_interval_seconds=poll_interval_seconds,
+        subscriptions=list(subscriptions),
+    )
+
+
+def unauthorized(message: str) -> Err:
+    """Not authentic (HTTP 401): `raise unauthorized("no matching signature")`."""
+    return Err(types.PluginError_Unauthorized(message))
+
+
+def bad_request(message: str) -> Err:
+    """Malformed (HTTP 400)."""
+    return Err(types.PluginError_BadRequest(message))
+
+
+def unavailable(message: str) -> Err:
+    """Something the plugin depends on is down; the caller should retry (HTTP 503)."""
+    return Err(types.PluginError_Unavailable(message))
+
+
+def internal(message: str) -> Err:
+    """A bug or a setup mistake in the plugin (HTTP 500)."""
+    return Err(types.PluginError_Internal(message))
+
+
+def header(request: types.WebhookRequest, name: str):
+    """The first value of header `name`, compared without case; None when absent."""
+    name = name.lower()
+    for header_name, value in request.headers:
+        if header_name.lower() == name:
+            return value
+    return None
+
+
+def required_header(request: types.WebhookRequest, name: str) -> str:
+    """The first value of header `name`; a missing or empty one refuses the call
+    with `unauthorized("missing <name> header")`, `name` as given."""
+    value = header(request, name)
+    if not value:
+        raise unauthorized(f"missing {name} header")
+    return value
+
+
+def required_config(key: str) -> str:
+    """Config `key`; unset or empty fails the call with
+    `internal("config `<key>` is not set")`, since only the operator can fix it."""
+    value = config.get(key)
+    if not value:
+        raise internal(f"config `{key}` is not set")
+    return value
+
+
+def hmac_sha256(key: bytes, *parts: bytes) -> bytes:
+    """HMAC-SHA256 under `key` of the parts joined, computed by the host."""
+    return crypto.hmac_sha256(key, parts[0] if len(parts) == 1 else b"".join(parts))
+
+
+def signature_matches(candidates, expected: bytes) -> bool:
+    """Whether any candidate (str or bytes) equals `expected`, each compared by the
+    host in constant time; empty candidates never match."""
+    return any(crypto.constant_time_eq(
+        candidate.encode() if isinstance(candidate, str) else candidate, expected)
+        for candidate in candidates if candidate)
+
+
+def timestamp_age(text: str):
+    """How many seconds Unix time `text` is from now, past or future; None unless
+    it is 1-15 ASCII digits."""
+    if not (1 <= len(text) <= 15 and text.isascii() and text.isdigit()):
+        return None
+    return abs(int(time.time()) - int(text))
+
+
+def check_timestamp(text: str, name: str, tolerance_seconds: int) -> None:
+    """Refuses a replay: `text`, from header `name`, must be Unix seconds within
+    `tolerance_seconds` of now, else `unauthorized("malformed <name> header")` or
+    `unauthorized("<name> is outside the <tolerance> s tolerance")`."""
+    age = timestamp_age(text)
+    if age is None:
+        raise unauthorized(f"malformed {name} header")
+    if age > tolerance_seconds:
+        raise unauthorized(f"{name} is outside the {tolerance_seconds} s tolerance")
+
+
+def json_response(status: int, text: str) -> types.HttpResponse:
+    """An HTTP response of `text`, JSON the plugin wrote (`json.dumps`, or a format
+    string when that is all it needs), with `content-type: application/json`. The
+    SDK does not serialise for the plugin: importing `json` would bundle it into
+    every plugin, used or not."""
+    return types.HttpResponse(
+        status=status,
+        headers=[("content-type", "application/json")],
+        body=text.encode(),
+    )
