@@ -9,7 +9,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
-use crate::store::sql::conn::{Dialect, Param, Sql, SqlRow};
+use crate::store::sql::conn::{Decode, Dialect, Param, Sql, SqlRow};
 
 /// A pooled connection, or a transaction or savepoint on one.
 pub struct PgConn<'c, C>(pub &'c C);
@@ -24,16 +24,12 @@ impl<C: GenericClient> Sql for PgConn<'_, C> {
         }
     }
 
-    fn query<T, F>(
+    fn query<T: Send>(
         &self,
         sql: &str,
         params: &[Param<'_>],
-        decode: F,
-    ) -> impl Future<Output = Result<Vec<T>>> + Send
-    where
-        T: Send,
-        F: Fn(&dyn SqlRow) -> Result<T> + Send,
-    {
+        decode: Decode<T>,
+    ) -> impl Future<Output = Result<Vec<T>>> + Send {
         async move {
             let statement = self.0.prepare_cached(sql).await?;
             let rows = self.0.query(&statement, &to_sql(params)).await?;

@@ -111,6 +111,10 @@ pub trait SqlRowExt: SqlRow {
 
 impl<R: SqlRow + ?Sized> SqlRowExt for R {}
 
+/// How a query's rows become values: a plain function (no captures), which keeps
+/// the query's signature the same on every driver.
+pub type Decode<T> = fn(&dyn SqlRow) -> Result<T>;
+
 /// A connection or transaction to run statements on. Statements use `$1`, `$2`,
 /// ... for `params[0]`, `params[1]`, ..., and every parameter given must appear.
 ///
@@ -123,39 +127,31 @@ pub trait Sql {
     fn execute(&self, sql: &str, params: &[Param<'_>]) -> impl Future<Output = Result<u64>> + Send;
 
     /// Runs a query, decoding each row with `decode`.
-    fn query<T, F>(
+    fn query<T: Send>(
         &self,
         sql: &str,
         params: &[Param<'_>],
-        decode: F,
-    ) -> impl Future<Output = Result<Vec<T>>> + Send
-    where
-        T: Send,
-        F: Fn(&dyn SqlRow) -> Result<T> + Send;
+        decode: Decode<T>,
+    ) -> impl Future<Output = Result<Vec<T>>> + Send;
 }
 
 /// The first row of a query, if any.
-pub async fn query_opt<C, T, F>(
+pub async fn query_opt<C: Sql, T: Send>(
     conn: &C,
     sql: &str,
     params: &[Param<'_>],
-    decode: F,
-) -> Result<Option<T>>
-where
-    C: Sql,
-    T: Send,
-    F: Fn(&dyn SqlRow) -> Result<T> + Send,
-{
+    decode: Decode<T>,
+) -> Result<Option<T>> {
     Ok(conn.query(sql, params, decode).await?.into_iter().next())
 }
 
 /// The first row of a query, which must be there.
-pub async fn query_one<C, T, F>(conn: &C, sql: &str, params: &[Param<'_>], decode: F) -> Result<T>
-where
-    C: Sql,
-    T: Send,
-    F: Fn(&dyn SqlRow) -> Result<T> + Send,
-{
+pub async fn query_one<C: Sql, T: Send>(
+    conn: &C,
+    sql: &str,
+    params: &[Param<'_>],
+    decode: Decode<T>,
+) -> Result<T> {
     match query_opt(conn, sql, params, decode).await? {
         Some(row) => Ok(row),
         None => bail!("the query returned no row"),

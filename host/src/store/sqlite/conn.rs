@@ -7,13 +7,13 @@
 //! bound by name.
 
 use std::ffi::CStr;
-use std::future::{ready, Future};
+use std::future::{ready, Ready};
 
 use anyhow::{bail, Result};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{CachedStatement, Connection};
 
-use crate::store::sql::conn::{Dialect, Param, Sql, SqlRow};
+use crate::store::sql::conn::{Decode, Dialect, Param, Sql, SqlRow};
 
 /// A connection (or a savepoint of one, which derefs to it) running the core.
 pub struct SqliteConn<'c>(pub &'c Connection);
@@ -40,45 +40,37 @@ impl SqliteConn<'_> {
         }
         Ok(statement)
     }
-
-    fn execute_now(&self, sql: &str, params: &[Param<'_>]) -> Result<u64> {
-        Ok(self.bound(sql, params)?.raw_execute()? as u64)
-    }
-
-    fn query_now<T>(
-        &self,
-        sql: &str,
-        params: &[Param<'_>],
-        decode: impl Fn(&dyn SqlRow) -> Result<T>,
-    ) -> Result<Vec<T>> {
-        let mut statement = self.bound(sql, params)?;
-        let mut rows = statement.raw_query();
-        let mut decoded = Vec::new();
-        while let Some(row) = rows.next()? {
-            decoded.push(decode(row)?);
-        }
-        Ok(decoded)
-    }
 }
 
+// The futures are `Ready`, as the trait allows an implementation to say: the
+// statement has run by the time it returns, which is what `run_now` relies on.
+#[allow(refining_impl_trait)]
 impl Sql for SqliteConn<'_> {
     const DIALECT: Dialect = Dialect::Sqlite;
 
-    fn execute(&self, sql: &str, params: &[Param<'_>]) -> impl Future<Output = Result<u64>> + Send {
-        ready(self.execute_now(sql, params))
+    fn execute(&self, sql: &str, params: &[Param<'_>]) -> Ready<Result<u64>> {
+        ready(
+            self.bound(sql, params)
+                .and_then(|mut statement| Ok(statement.raw_execute()? as u64)),
+        )
     }
 
-    fn query<T, F>(
+    fn query<T: Send>(
         &self,
         sql: &str,
         params: &[Param<'_>],
-        decode: F,
-    ) -> impl Future<Output = Result<Vec<T>>> + Send
-    where
-        T: Send,
-        F: Fn(&dyn SqlRow) -> Result<T> + Send,
-    {
-        ready(self.query_now(sql, params, decode))
+        decode: Decode<T>,
+    ) -> Ready<Result<Vec<T>>> {
+        let run = || {
+            let mut statement = self.bound(sql, params)?;
+            let mut rows = statement.raw_query();
+            let mut decoded = Vec::new();
+            while let Some(row) = rows.next()? {
+                decoded.push(decode(row)?);
+            }
+            Ok(decoded)
+        };
+        ready(run())
     }
 }
 
