@@ -191,10 +191,10 @@ pub enum AfterFailure {
 /// cursor lost, so the same items come again and would be stored again were it not
 /// for the dedup key).
 ///
-/// A lease-guarded backend (several nodes, one poller per plugin at a time) adds a
-/// fencing token to this record and checks it against the lease row inside the
-/// same transaction; `from_cursor` already makes a save from a poll that started
-/// from a stale cursor fail instead of overwriting a newer one.
+/// The save is fenced twice, inside the same transaction: by the poll lease it ran
+/// under (`lease`, several nodes with one poller per plugin at a time) and by the
+/// cursor it started from (`from_cursor`), so a stale poll fails instead of
+/// overwriting a newer one.
 #[derive(Debug, Clone)]
 pub struct PollRecord {
     pub plugin: String,

@@ -2,8 +2,6 @@
 //! statement is prepared once per connection (deadpool's statement cache), so a
 //! write costs one round trip per statement after the first time.
 
-use std::future::Future;
-
 use anyhow::{bail, Result};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::{ToSql, Type};
@@ -17,24 +15,20 @@ pub struct PgConn<'c, C>(pub &'c C);
 impl<C: GenericClient> Sql for PgConn<'_, C> {
     const DIALECT: Dialect = Dialect::Postgres;
 
-    fn execute(&self, sql: &str, params: &[Param<'_>]) -> impl Future<Output = Result<u64>> + Send {
-        async move {
-            let statement = self.0.prepare_cached(sql).await?;
-            Ok(self.0.execute(&statement, &to_sql(params)).await?)
-        }
+    async fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64> {
+        let statement = self.0.prepare_cached(sql).await?;
+        Ok(self.0.execute(&statement, &to_sql(params)).await?)
     }
 
-    fn query<T: Send>(
+    async fn query<T: Send>(
         &self,
         sql: &str,
         params: &[Param<'_>],
         decode: Decode<T>,
-    ) -> impl Future<Output = Result<Vec<T>>> + Send {
-        async move {
-            let statement = self.0.prepare_cached(sql).await?;
-            let rows = self.0.query(&statement, &to_sql(params)).await?;
-            rows.iter().map(|row| decode(row)).collect()
-        }
+    ) -> Result<Vec<T>> {
+        let statement = self.0.prepare_cached(sql).await?;
+        let rows = self.0.query(&statement, &to_sql(params)).await?;
+        rows.iter().map(|row| decode(row)).collect()
     }
 }
 

@@ -58,7 +58,8 @@ impl<B: SqlBackend> EventLog for B {
             .read(Read::Event(id))
             .await
             .with_context(|| format!("reading event {id}"))?;
-        expect!(found, Found::Event, reads::unexpected)
+        let event = expect!(found, Found::Event, reads::unexpected)?;
+        Ok(event.map(|event| *event))
     }
 
     async fn purge_older_than(&self, cutoff: UnixMs) -> Result<u64> {

@@ -30,7 +30,8 @@ pub enum Read {
 #[derive(Debug)]
 pub enum Found {
     Events(Vec<StoredEventRow>),
-    Event(Option<(StoredEventRow, Option<RawRequest>)>),
+    /// Boxed: an event with its request is far larger than the other answers.
+    Event(Option<Box<(StoredEventRow, Option<RawRequest>)>>),
     Deliveries(Vec<DeliveryRow>),
     NextDue(Option<UnixMs>),
     Cursor(Option<SavedCursor>),
@@ -73,7 +74,9 @@ pub async fn run<C: Sql>(conn: &C, read: Read) -> Result<Found> {
             )
         }
         Read::Event(id) => Found::Event(
-            query_opt(conn, EVENT_WITH_REQUEST, &[id.into()], event_with_request).await?,
+            query_opt(conn, EVENT_WITH_REQUEST, &[id.into()], event_with_request)
+                .await?
+                .map(Box::new),
         ),
         Read::Deliveries(filter) => {
             let (sql, params) = delivery_listing(&filter);

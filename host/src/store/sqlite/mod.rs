@@ -85,6 +85,9 @@ fn open_connection(path: &Path) -> Result<Connection> {
          PRAGMA busy_timeout = 5000;",
     )
     .with_context(|| format!("configuring event store {}", path.display()))?;
+    // Every statement of the shared core is prepared once and kept: room for all
+    // of them (and the listings' few shapes), so none is evicted and re-prepared.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
