@@ -19,9 +19,9 @@ use hookhost::runtime::Runtime;
 use hookhost::scheduler::Scheduler;
 use hookhost::server::{self, AppState};
 use hookhost::store::{
-    AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryRow, EventFilter, EventStore,
-    IngestRecord, Persisted, PollLease, PollRecord, RawRequest, SavedCursor, StateChange,
-    StateRefused, StoredEventRow, Unavailable, UnixMs,
+    AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryQueue, DeliveryRow, EventFilter,
+    EventLog, EventStore, IngestRecord, Persisted, PollBook, PollLease, PollRecord, RawRequest,
+    SavedCursor, StateChange, StateRefused, StateStore, StoredEventRow, Unavailable, UnixMs,
 };
 use tokio::sync::Notify;
 
@@ -34,7 +34,7 @@ fn down<T>() -> Result<T> {
 }
 
 #[async_trait::async_trait]
-impl EventStore for FailingStore {
+impl EventLog for FailingStore {
     async fn persist_ingest(&self, _: IngestRecord) -> Result<Vec<Persisted>> {
         down()
     }
@@ -44,6 +44,13 @@ impl EventStore for FailingStore {
     async fn get_event(&self, _: i64) -> Result<Option<(StoredEventRow, Option<RawRequest>)>> {
         down()
     }
+    async fn purge_older_than(&self, _: UnixMs) -> Result<u64> {
+        down()
+    }
+}
+
+#[async_trait::async_trait]
+impl DeliveryQueue for FailingStore {
     async fn list_deliveries(&self, _: DeliveryFilter) -> Result<Vec<DeliveryRow>> {
         down()
     }
@@ -62,27 +69,14 @@ impl EventStore for FailingStore {
     async fn retry(&self, _: i64, _: UnixMs) -> Result<Option<DeliveryRow>> {
         down()
     }
-    async fn purge_older_than(&self, _: UnixMs) -> Result<u64> {
-        down()
-    }
+}
+
+#[async_trait::async_trait]
+impl PollBook for FailingStore {
     async fn persist_poll(&self, _: PollRecord) -> Result<Vec<Persisted>> {
         down()
     }
     async fn poll_cursor(&self, _: &str) -> Result<Option<SavedCursor>> {
-        down()
-    }
-    async fn state_get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>> {
-        down()
-    }
-    async fn state_len(&self, _: &str) -> Result<u64> {
-        down()
-    }
-    async fn state_apply(
-        &self,
-        _: &str,
-        _: Vec<StateChange>,
-        _: UnixMs,
-    ) -> Result<Result<(), StateRefused>> {
         down()
     }
     async fn keep_poll_leases(
@@ -97,6 +91,28 @@ impl EventStore for FailingStore {
     async fn release_poll_leases(&self, _: &str) -> Result<()> {
         down()
     }
+}
+
+#[async_trait::async_trait]
+impl StateStore for FailingStore {
+    async fn state_get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>> {
+        down()
+    }
+    async fn state_len(&self, _: &str) -> Result<u64> {
+        down()
+    }
+    async fn state_apply(
+        &self,
+        _: &str,
+        _: Vec<StateChange>,
+        _: UnixMs,
+    ) -> Result<Result<(), StateRefused>> {
+        down()
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for FailingStore {
     async fn health(&self) -> Result<()> {
         down()
     }

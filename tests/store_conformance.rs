@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use hookhost::store::postgres::{PostgresStore, SCHEMA_VERSION};
 use hookhost::store::sqlite::{Commit, SqliteStore};
 use hookhost::store::{
-    AfterFailure, DeliveryFilter, DeliveryState, EventFilter, EventStore, IngestRecord, NewEvent,
-    Persisted, PollRecord, RawRequest, SavedCursor, StateChange, StateRefused, UnixMs,
-    STATE_MAX_KEYS,
+    AfterFailure, DeliveryFilter, DeliveryQueue, DeliveryState, EventFilter, EventLog, EventStore,
+    IngestRecord, NewEvent, Persisted, PollBook, PollRecord, RawRequest, SavedCursor, StateChange,
+    StateRefused, UnixMs, STATE_MAX_KEYS,
 };
 
 use common::postgres::Postgres;

@@ -26,7 +26,7 @@ use hookhost::runtime::Runtime;
 use hookhost::scheduler::Scheduler;
 use hookhost::server::{self, AppState};
 use hookhost::store::sqlite::{Commit, SqliteStore};
-use hookhost::store::{EventStore, IngestRecord, NewEvent, RawRequest, UnixMs};
+use hookhost::store::{EventLog, EventStore, IngestRecord, NewEvent, RawRequest, UnixMs};
 use tokio::sync::Notify;
 
 #[path = "support/null_store.rs"]

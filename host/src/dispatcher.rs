@@ -20,7 +20,7 @@ use crate::metrics::{Delivery, Metrics};
 use crate::outage::Outage;
 use crate::plugin::DEFAULT_CALL_TIMEOUT;
 use crate::registry::Registry;
-use crate::store::{now_ms, AfterFailure, ClaimedDelivery, DeliveryState, EventStore};
+use crate::store::{now_ms, AfterFailure, ClaimedDelivery, DeliveryQueue, DeliveryState};
 
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(5);
@@ -48,7 +48,7 @@ pub struct RetryPolicy {
 }
 
 pub struct Dispatcher {
-    pub store: Arc<dyn EventStore>,
+    pub store: Arc<dyn DeliveryQueue>,
     pub registry: Arc<Registry>,
     /// Per plugin id; plugins not listed get the defaults.
     pub policies: BTreeMap<String, RetryPolicy>,
@@ -65,7 +65,7 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(
         config: &Config,
-        store: Arc<dyn EventStore>,
+        store: Arc<dyn DeliveryQueue>,
         registry: Arc<Registry>,
         wake: Arc<Notify>,
         metrics: Arc<Metrics>,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::bindings::state::StateError;
 use crate::store::{
-    now_ms, EventStore, StateChange, StateRefused, STATE_MAX_KEYS, STATE_MAX_KEY_BYTES,
+    now_ms, StateChange, StateRefused, StateStore, STATE_MAX_KEYS, STATE_MAX_KEY_BYTES,
     STATE_MAX_VALUE_BYTES,
 };
 
@@ -42,7 +42,7 @@ pub struct Staged {
 pub struct KeyValue {
     plugin: Arc<str>,
     /// `None` where the host runs without a store (`hookhost check`).
-    store: Option<Arc<dyn EventStore>>,
+    store: Option<Arc<dyn StateStore>>,
     mode: Mode,
     /// What the staged writes hold, as `staged_size` counts it.
     staged_bytes: usize,
@@ -56,7 +56,7 @@ fn staged_size(key_len: usize, value: Option<&Vec<u8>>) -> usize {
 }
 
 impl KeyValue {
-    pub fn new(plugin: Arc<str>, store: Option<Arc<dyn EventStore>>, mode: Mode) -> Self {
+    pub fn new(plugin: Arc<str>, store: Option<Arc<dyn StateStore>>, mode: Mode) -> Self {
         Self {
             plugin,
             store,
@@ -84,7 +84,7 @@ impl KeyValue {
         }
     }
 
-    fn store(&self) -> Result<&Arc<dyn EventStore>, StateError> {
+    fn store(&self) -> Result<&Arc<dyn StateStore>, StateError> {
         self.store.as_ref().ok_or_else(|| {
             StateError::Unavailable("plugin state is not available outside `serve`".into())
         })
@@ -207,14 +207,14 @@ mod tests {
     use super::*;
     use crate::store::sqlite::{Commit, SqliteStore};
 
-    fn kv(store: &Arc<dyn EventStore>, mode: Mode) -> KeyValue {
+    fn kv(store: &Arc<dyn StateStore>, mode: Mode) -> KeyValue {
         KeyValue::new("feed".into(), Some(store.clone()), mode)
     }
 
     #[tokio::test]
     async fn staged_writes_are_seen_by_the_call_and_reach_the_store_only_when_saved() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn EventStore> =
+        let store: Arc<dyn StateStore> =
             Arc::new(SqliteStore::open(&dir.path().join("s.sqlite3"), Commit::Grouped).unwrap());
         let mut direct = kv(&store, Mode::WriteThrough);
         direct.set("old".into(), b"1".to_vec()).await.unwrap();
@@ -242,7 +242,7 @@ mod tests {
     #[tokio::test]
     async fn staged_bytes_count_what_a_poll_holds_and_an_overwrite_replaces() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn EventStore> =
+        let store: Arc<dyn StateStore> =
             Arc::new(SqliteStore::open(&dir.path().join("s.sqlite3"), Commit::Grouped).unwrap());
         let mut direct = kv(&store, Mode::WriteThrough);
         direct.set("k".into(), vec![0; 1000]).await.unwrap();
@@ -266,7 +266,7 @@ mod tests {
     #[tokio::test]
     async fn limits_are_errors_for_the_plugin() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn EventStore> =
+        let store: Arc<dyn StateStore> =
             Arc::new(SqliteStore::open(&dir.path().join("s.sqlite3"), Commit::Grouped).unwrap());
         let mut direct = kv(&store, Mode::WriteThrough);
         let long = "k".repeat(STATE_MAX_KEY_BYTES + 1);

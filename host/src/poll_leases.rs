@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::node::NodeId;
 use crate::outage::Outage;
 use crate::registry::Registry;
-use crate::store::{now_ms, EventStore, PollLease, UnixMs};
+use crate::store::{now_ms, PollBook, PollLease, UnixMs};
 
 /// How often the keeper renews and takes leases.
 pub const KEEP_EVERY: Duration = Duration::from_secs(3);
@@ -136,7 +136,7 @@ fn polling_plugins(registry: &Registry) -> Vec<String> {
 /// Renews and takes this node's poll leases every `KEEP_EVERY`.
 pub struct LeaseKeeper {
     pub node: NodeId,
-    pub store: Arc<dyn EventStore>,
+    pub store: Arc<dyn PollBook>,
     pub registry: Arc<Registry>,
     pub held: Arc<HeldLeases>,
     /// To the timer task, its only receiver: plugins whose lease this node has

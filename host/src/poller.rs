@@ -10,7 +10,7 @@ use crate::bindings::{PluginError, PollOutcome};
 use crate::plugin::{CallError, LoadedPlugin};
 use crate::registry::Registry;
 use crate::server::check_event;
-use crate::store::{now_ms, EventStore, NewEvent, Persisted, PollRecord, StateRefused};
+use crate::store::{now_ms, NewEvent, Persisted, PollBook, PollRecord, StateRefused};
 
 /// The longest cursor a plugin may return; a cursor is a position, not a payload.
 pub const MAX_CURSOR_BYTES: usize = 64 * 1024;
@@ -105,7 +105,7 @@ impl PollFailure {
 /// check alone). New events with subscribers wake the dispatcher.
 pub async fn poll_once(
     plugin: &LoadedPlugin,
-    store: &dyn EventStore,
+    store: &dyn PollBook,
     registry: &Registry,
     wake_dispatcher: &Notify,
     lease: Option<u64>,

@@ -15,7 +15,7 @@ use crate::http_budget;
 use crate::limits;
 use crate::metrics::Metrics;
 use crate::plugin_state::PluginState;
-use crate::store::EventStore;
+use crate::store::StateStore;
 
 /// How often the epoch advances. Call deadlines are counted in these ticks, so this
 /// is the granularity of a timeout: fine enough to stop a loop promptly, coarse
@@ -31,7 +31,7 @@ pub struct Runtime {
     cache: Option<Arc<ArtifactCache>>,
     /// Where plugins' `state` lives; `None` (as in `hookhost check`) answers every
     /// `state` call with `unavailable`.
-    pub state_store: Option<Arc<dyn EventStore>>,
+    pub state_store: Option<Arc<dyn StateStore>>,
     /// The host's metrics; here because every plugin call goes through a `Runtime`.
     pub metrics: Arc<Metrics>,
 }
@@ -72,7 +72,7 @@ impl Runtime {
     }
 
     /// Gives plugins loaded with this runtime their `state`, kept in `store`.
-    pub fn with_state_store(mut self, store: Arc<dyn EventStore>) -> Self {
+    pub fn with_state_store(mut self, store: Arc<dyn StateStore>) -> Self {
         self.state_store = Some(store);
         self
     }

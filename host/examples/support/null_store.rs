@@ -5,16 +5,16 @@ use std::time::Duration;
 
 use anyhow::Result;
 use hookhost::store::{
-    AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryRow, EventFilter, EventStore,
-    IngestRecord, Persisted, PollLease, PollRecord, RawRequest, SavedCursor, StateChange,
-    StateRefused, StoredEventRow, UnixMs,
+    AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryQueue, DeliveryRow, EventFilter,
+    EventLog, EventStore, IngestRecord, Persisted, PollBook, PollLease, PollRecord, RawRequest,
+    SavedCursor, StateChange, StateRefused, StateStore, StoredEventRow, UnixMs,
 };
 
 /// Persistence off: acknowledges everything and keeps nothing.
 pub struct NullStore;
 
 #[async_trait::async_trait]
-impl EventStore for NullStore {
+impl EventLog for NullStore {
     async fn persist_ingest(&self, record: IngestRecord) -> Result<Vec<Persisted>> {
         Ok(record.events.iter().map(|_| Persisted::New(0)).collect())
     }
@@ -24,6 +24,13 @@ impl EventStore for NullStore {
     async fn get_event(&self, _: i64) -> Result<Option<(StoredEventRow, Option<RawRequest>)>> {
         Ok(None)
     }
+    async fn purge_older_than(&self, _: UnixMs) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+#[async_trait::async_trait]
+impl DeliveryQueue for NullStore {
     async fn list_deliveries(&self, _: DeliveryFilter) -> Result<Vec<DeliveryRow>> {
         Ok(vec![])
     }
@@ -42,28 +49,15 @@ impl EventStore for NullStore {
     async fn retry(&self, _: i64, _: UnixMs) -> Result<Option<DeliveryRow>> {
         Ok(None)
     }
-    async fn purge_older_than(&self, _: UnixMs) -> Result<u64> {
-        Ok(0)
-    }
+}
+
+#[async_trait::async_trait]
+impl PollBook for NullStore {
     async fn persist_poll(&self, record: PollRecord) -> Result<Vec<Persisted>> {
         Ok(record.events.iter().map(|_| Persisted::New(0)).collect())
     }
     async fn poll_cursor(&self, _: &str) -> Result<Option<SavedCursor>> {
         Ok(None)
-    }
-    async fn state_get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>> {
-        Ok(None)
-    }
-    async fn state_len(&self, _: &str) -> Result<u64> {
-        Ok(0)
-    }
-    async fn state_apply(
-        &self,
-        _: &str,
-        _: Vec<StateChange>,
-        _: UnixMs,
-    ) -> Result<Result<(), StateRefused>> {
-        Ok(Ok(()))
     }
     async fn keep_poll_leases(
         &self,
@@ -87,6 +81,28 @@ impl EventStore for NullStore {
     async fn release_poll_leases(&self, _: &str) -> Result<()> {
         Ok(())
     }
+}
+
+#[async_trait::async_trait]
+impl StateStore for NullStore {
+    async fn state_get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    async fn state_len(&self, _: &str) -> Result<u64> {
+        Ok(0)
+    }
+    async fn state_apply(
+        &self,
+        _: &str,
+        _: Vec<StateChange>,
+        _: UnixMs,
+    ) -> Result<Result<(), StateRefused>> {
+        Ok(Ok(()))
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for NullStore {
     async fn health(&self) -> Result<()> {
         Ok(())
     }

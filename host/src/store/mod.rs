@@ -1,15 +1,32 @@
-//! The event log: what the host promises is on disk before it acknowledges a
-//! delivery, and the durable queue of deliveries to handler plugins.
+//! The store: what the host promises is on disk before it acknowledges a webhook
+//! or a poll, the durable queue of deliveries to handler plugins, where polling
+//! stands, and plugins' `state`.
 //!
-//! Callers see only the `EventStore` trait, so a PostgreSQL backend for multi-node
-//! deployments can be added without touching them. Delivery claiming is shaped for
-//! that: a claim sets a lease (`claimed_until`) instead of taking a lock, which maps
-//! onto `SELECT ... FOR UPDATE SKIP LOCKED` plus an `UPDATE` of the lease, and a
-//! claimant that dies simply lets its lease run out.
+//! # Layout
+//! - this file: the rows, and the store as narrow traits, one per part:
+//!   `EventLog`, `DeliveryQueue`, `PollBook`, `StateStore`. A component takes the
+//!   part it uses; `EventStore` is all of them on one database, plus its health and
+//!   shutdown, which is what a backend implements and the host holds.
+//! - `sql/`: the shared SQL core. Every statement, the logic of each write (an
+//!   ingest, a poll save, a claim, state changes), the column lists and row
+//!   decoding, listing filters, group commit's bounds and answers, and the
+//!   implementation of the narrow traits, written once over a small `Sql`
+//!   connection trait.
+//! - `sqlite/`: the embedded backend (one file, one writer thread); `postgres/`: the
+//!   one every node of a fleet shares (a pool, writer tasks, migrations, TLS, and
+//!   the fleet's deployed `components`). Each holds only what its database needs.
+//! - `backend`: picks one at startup; `kind_pattern`: the `prefix.*` rule.
+//!
+//! Nothing here imports the rest of the host. Delivery claiming works the same on
+//! both backends: a claim sets a lease (`claimed_until`) instead of taking a lock,
+//! which PostgreSQL takes with `SELECT ... FOR UPDATE SKIP LOCKED`, and a claimant
+//! that dies simply lets its lease run out.
 
 pub mod backend;
 pub mod components;
+pub mod kind_pattern;
 pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 
 use std::time::Duration;
@@ -174,10 +191,10 @@ pub enum AfterFailure {
 /// cursor lost, so the same items come again and would be stored again were it not
 /// for the dedup key).
 ///
-/// A lease-guarded backend (several nodes, one poller per plugin at a time) adds a
-/// fencing token to this record and checks it against the lease row inside the
-/// same transaction; `from_cursor` already makes a save from a poll that started
-/// from a stale cursor fail instead of overwriting a newer one.
+/// The save is fenced twice, inside the same transaction: by the poll lease it ran
+/// under (`lease`, several nodes with one poller per plugin at a time) and by the
+/// cursor it started from (`from_cursor`), so a stale poll fails instead of
+/// overwriting a newer one.
 #[derive(Debug, Clone)]
 pub struct PollRecord {
     pub plugin: String,
@@ -271,9 +288,11 @@ pub fn is_unavailable(error: &anyhow::Error) -> bool {
     error.downcast_ref::<Unavailable>().is_some()
 }
 
-/// The event log and delivery queue. Every write returns only once it is durable.
+/// The events the host stored, with the requests they came in: what a webhook
+/// writes, the API lists and retention purges. Every write returns only once it
+/// is durable.
 #[async_trait::async_trait]
-pub trait EventStore: Send + Sync + 'static {
+pub trait EventLog: Send + Sync + 'static {
     /// Stores the request and its new events, and queues their deliveries, in one
     /// transaction. Events already stored for this plugin are reported as duplicates
     /// and neither stored nor queued again; a record whose events are all duplicates
@@ -285,6 +304,15 @@ pub trait EventStore: Send + Sync + 'static {
     /// The event and the raw request it came with (`None` for poll results).
     async fn get_event(&self, id: i64) -> Result<Option<(StoredEventRow, Option<RawRequest>)>>;
 
+    /// Deletes events stored before `cutoff` with their requests and deliveries;
+    /// returns how many events went.
+    async fn purge_older_than(&self, cutoff: UnixMs) -> Result<u64>;
+}
+
+/// The durable queue of deliveries to handler plugins: what the dispatcher claims
+/// and settles, and the API lists and retries.
+#[async_trait::async_trait]
+pub trait DeliveryQueue: Send + Sync + 'static {
     async fn list_deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRow>>;
 
     /// Leases up to `limit` pending deliveries due at `now` until `now + lease` and
@@ -312,11 +340,12 @@ pub trait EventStore: Send + Sync + 'static {
     /// Puts a delivery back in the queue, due now, with a fresh attempt count.
     /// `None` when there is no such delivery.
     async fn retry(&self, delivery: i64, now: UnixMs) -> Result<Option<DeliveryRow>>;
+}
 
-    /// Deletes events stored before `cutoff` with their requests and deliveries;
-    /// returns how many events went.
-    async fn purge_older_than(&self, cutoff: UnixMs) -> Result<u64>;
-
+/// Where polling stands: each plugin's cursor, which node polls it (the leases),
+/// and the save of a poll's result, fenced by both.
+#[async_trait::async_trait]
+pub trait PollBook: Send + Sync + 'static {
     /// Saves a poll's events (deduplicated, deliveries queued), its new cursor and
     /// its state writes in one transaction, or nothing at all. A refusal
     /// (`StateRefused` inside the error) also saves nothing.
@@ -324,21 +353,6 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The saved cursor of `plugin`; `None` before its first successful poll.
     async fn poll_cursor(&self, plugin: &str) -> Result<Option<SavedCursor>>;
-
-    /// The value of `key` in `plugin`'s state.
-    async fn state_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>>;
-
-    /// How many keys `plugin`'s state holds.
-    async fn state_len(&self, plugin: &str) -> Result<u64>;
-
-    /// Applies `changes` to `plugin`'s state in one transaction; refused, changing
-    /// nothing, when the plugin would then hold more than `STATE_MAX_KEYS` keys.
-    async fn state_apply(
-        &self,
-        plugin: &str,
-        changes: Vec<StateChange>,
-        now: UnixMs,
-    ) -> Result<Result<(), StateRefused>>;
 
     /// Renews the poll leases `node` holds among `plugins` and takes every one of
     /// them that no node holds or whose lease ran out, all until `now + ttl`, in one
@@ -355,7 +369,32 @@ pub trait EventStore: Send + Sync + 'static {
     /// Gives up every poll lease `node` holds (at shutdown), so that another node
     /// takes its plugins over at once instead of when the leases run out.
     async fn release_poll_leases(&self, node: &str) -> Result<()>;
+}
 
+/// Plugins' key-value `state`, kept under each plugin's id.
+#[async_trait::async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// The value of `key` in `plugin`'s state.
+    async fn state_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// How many keys `plugin`'s state holds.
+    async fn state_len(&self, plugin: &str) -> Result<u64>;
+
+    /// Applies `changes` to `plugin`'s state in one transaction; refused, changing
+    /// nothing, when the plugin would then hold more than `STATE_MAX_KEYS` keys.
+    async fn state_apply(
+        &self,
+        plugin: &str,
+        changes: Vec<StateChange>,
+        now: UnixMs,
+    ) -> Result<Result<(), StateRefused>>;
+}
+
+/// The whole store, as a backend implements it and the host holds it: every part
+/// above on one database, and that database's health and shutdown. Components are
+/// given the part they use (an `Arc<dyn EventStore>` coerces to any of them).
+#[async_trait::async_trait]
+pub trait EventStore: EventLog + DeliveryQueue + PollBook + StateStore {
     /// `Ok` when the store can take writes now; else why not (for `/healthz`).
     async fn health(&self) -> Result<()>;
 

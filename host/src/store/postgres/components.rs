@@ -7,9 +7,10 @@
 use anyhow::{anyhow, Context, Result};
 use sha2::{Digest, Sha256};
 
-use super::super::components::{ComponentStore, DeployedComponent};
-use super::super::UnixMs;
-use super::{PostgresStore, GROUP_TIMEOUT};
+use super::pool::GROUP_TIMEOUT;
+use super::PostgresStore;
+use crate::store::components::{ComponentStore, DeployedComponent};
+use crate::store::UnixMs;
 
 #[async_trait::async_trait]
 impl ComponentStore for PostgresStore {
@@ -46,7 +47,7 @@ impl ComponentStore for PostgresStore {
     }
 
     async fn deployed(&self) -> Result<Vec<DeployedComponent>> {
-        self.read(|client| async move {
+        self.with_client(|client| async move {
             let rows = client
                 .query(
                     "SELECT plugin, sha256, deployed_at FROM deployments ORDER BY plugin",
@@ -67,7 +68,7 @@ impl ComponentStore for PostgresStore {
     }
 
     async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
-        self.read(|client| async move {
+        self.with_client(|client| async move {
             let row = client
                 .query_opt("SELECT bytes FROM components WHERE sha256 = $1", &[&sha256])
                 .await?;

@@ -45,16 +45,12 @@ pub fn connector(settings: &TlsSettings) -> Result<MakeRustlsConnect> {
         (SslMode::VerifyFull, Some(roots)) => {
             builder.with_root_certificates(roots).with_no_client_auth()
         }
-        (_, Some(roots)) => builder
+        (_, roots) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ChainOnly {
-                roots: Arc::new(roots),
+            .with_custom_certificate_verifier(Arc::new(NameUnchecked {
+                roots: roots.map(Arc::new),
                 algorithms,
             }))
-            .with_no_client_auth(),
-        (_, None) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate { algorithms }))
             .with_no_client_auth(),
     };
     Ok(MakeRustlsConnect::new(config))
@@ -84,15 +80,21 @@ fn roots_from_file(path: &Path) -> Result<RootCertStore> {
     Ok(roots)
 }
 
-/// `verify-ca`, and `prefer`/`require` with an `sslrootcert` file: the certificate
-/// must chain to one of `roots`, whatever name it carries.
+/// Every mode but `verify-full`: the certificate's name is not checked.
+/// - With `roots` (`verify-ca`, and `prefer`/`require` with an `sslrootcert`
+///   file), the certificate must chain to one of them.
+/// - Without (`prefer` and `require` without `sslrootcert`, as in libpq), any
+///   certificate is taken: encrypted, but not authenticated.
+///
+/// Either way the handshake's signatures are checked against the certificate, so
+/// the channel binding that tokio-postgres-rustls derives from it holds.
 #[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
+struct NameUnchecked {
+    roots: Option<Arc<RootCertStore>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for NameUnchecked {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -101,57 +103,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.algorithms.all,
-        )?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// `prefer` and `require` without `sslrootcert`, as in libpq: encrypted, but any
-/// certificate is taken. The handshake's signatures are still checked against it,
-/// so the channel binding that tokio-postgres-rustls derives from it holds.
-#[derive(Debug)]
-struct AnyCertificate {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 

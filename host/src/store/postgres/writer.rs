@@ -1,8 +1,7 @@
-//! Group commit on PostgreSQL: every write is a job on one queue; a few writer
-//! tasks, each on its own connection, take all jobs queued at that moment, run each
-//! in its own savepoint inside ONE transaction, commit once, and only then answer
-//! each job. Under load the commits of the writers overlap, so durability costs one
-//! WAL flush per group per writer instead of one per request.
+//! Group commit (`sql::group`) on PostgreSQL: a few writer tasks share one queue,
+//! each committing its groups on its own pooled connection. Under load the commits
+//! of the writers overlap, so durability costs one WAL flush per group per writer
+//! instead of one per request.
 //!
 //! A writer never dies on an error: a failed connection or commit answers its
 //! group's jobs with the error (nothing of them was acknowledged) and the writer
@@ -11,41 +10,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use deadpool_postgres::{Object, Pool, Transaction};
 use futures_util::FutureExt;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, Mutex};
 use tokio_postgres::error::SqlState;
 
-use super::super::{ClaimedDelivery, DeliveryRow, PollLease};
-use super::writes::{self, Write};
-use super::{Persisted, GROUP_TIMEOUT};
-
-/// The most jobs one commit covers; bounds the latency a single group adds.
-const MAX_GROUP: usize = 512;
+use super::conn::PgConn;
+use super::pool::GROUP_TIMEOUT;
+use crate::store::sql::group::{self, Job, MAX_GROUP};
+use crate::store::sql::writes::{self, Write, Written};
 
 /// How often a write that lost a deadlock (or a serialization conflict) with a
 /// concurrent transaction is run again, in a transaction of its own, before it
 /// fails (see `commit_group`).
 const CONFLICT_RETRIES: u32 = 5;
-
-/// What a write produced; the variant matches the `Write` that asked for it.
-#[derive(Debug)]
-pub enum Written {
-    Persisted(Vec<Persisted>),
-    Claimed(Vec<ClaimedDelivery>),
-    Delivery(Option<DeliveryRow>),
-    Count(u64),
-    Leases(Vec<PollLease>),
-    Done,
-}
-
-pub struct Job {
-    pub write: Write,
-    /// Answered once the group's commit is known; dropped unanswered only if the
-    /// writer panicked, which the caller reports as a failed write.
-    pub reply: oneshot::Sender<Result<Written>>,
-}
 
 /// The receiving end of the job queue, shared by the writer tasks: whichever is
 /// idle takes the next group.
@@ -86,7 +65,7 @@ async fn run_group(pool: &Pool, group: Vec<Job>) {
         Err(error) => {
             let error = format!("connecting to PostgreSQL: {error}");
             tracing::error!("event store: {error}");
-            answer_all(group, &error);
+            group::answer(group, Vec::new(), Err(error));
             return;
         }
     };
@@ -111,23 +90,7 @@ async fn run_group(pool: &Pool, group: Vec<Job>) {
     if let Err(error) = &commit {
         tracing::error!("event store: committing a group of writes: {error}");
     }
-    let mut results = finished.into_iter();
-    for job in group {
-        let result = match (results.next(), &commit) {
-            // A job that failed was rolled back alone; its own error says most.
-            (Some(Err(error)), _) => Err(error),
-            (Some(Ok(written)), Ok(())) => Ok(written),
-            (_, Err(error)) => Err(anyhow!("committing to the event store: {error}")),
-            (None, Ok(())) => Err(anyhow!("the event store's writer skipped a write")),
-        };
-        let _ = job.reply.send(result);
-    }
-}
-
-fn answer_all(group: Vec<Job>, error: &str) {
-    for job in group {
-        let _ = job.reply.send(Err(anyhow!("{error}")));
-    }
+    group::answer(group, finished, commit);
 }
 
 /// Runs every job of `group` in its own savepoint of one transaction, pushing each
@@ -182,7 +145,7 @@ async fn commit_together(
 /// including a lost deadlock, which fails the whole group.
 async fn run_in_savepoint(tx: &mut Transaction<'_>, write: &Write) -> Result<Result<Written>> {
     let savepoint = tx.savepoint("write").await.context("opening a savepoint")?;
-    match writes::apply(&savepoint, write).await {
+    match writes::apply(&PgConn(&savepoint), write).await {
         Ok(written) => {
             savepoint.commit().await.context("releasing a savepoint")?;
             Ok(Ok(written))
@@ -211,7 +174,7 @@ async fn commit_alone(client: &mut Object, write: &Write) -> Result<Result<Writt
             .transaction()
             .await
             .context("beginning a transaction")?;
-        let outcome = match writes::apply(&tx, write).await {
+        let outcome = match writes::apply(&PgConn(&tx), write).await {
             Ok(written) => tx
                 .commit()
                 .await

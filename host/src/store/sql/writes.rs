@@ -1,0 +1,274 @@
+//! Every write the store makes, as data: a backend's writer runs each `Write`
+//! with `apply` inside its own savepoint of a group's transaction (see `group`).
+//! Run by reference, so that a write that lost a deadlock (PostgreSQL) can run
+//! again.
+
+use anyhow::{anyhow, Result};
+
+use super::conn::{query_opt, Dialect, Param, Sql, SqlRowExt};
+use super::records::{apply_state, persist, persist_poll};
+use super::rows::{delivery_columns, delivery_from_row, event_columns, event_from_row};
+use crate::store::{
+    AfterFailure, ClaimedDelivery, DeliveryRow, IngestRecord, Persisted, PollLease, PollRecord,
+    StateChange, UnixMs,
+};
+
+#[derive(Debug)]
+pub enum Write {
+    Ingest(IngestRecord),
+    Poll(PollRecord),
+    Claim {
+        now: UnixMs,
+        until: UnixMs,
+        limit: u32,
+    },
+    Complete {
+        delivery: i64,
+        now: UnixMs,
+    },
+    Fail {
+        delivery: i64,
+        error: String,
+        after: AfterFailure,
+        now: UnixMs,
+    },
+    Retry {
+        delivery: i64,
+        now: UnixMs,
+    },
+    Purge {
+        cutoff: UnixMs,
+    },
+    /// A refusal fails the write (so that nothing of it stays) with the
+    /// `StateRefused` as its error.
+    State {
+        plugin: String,
+        changes: Vec<StateChange>,
+        now: UnixMs,
+    },
+    KeepLeases {
+        node: String,
+        plugins: Vec<String>,
+        now: UnixMs,
+        expires_at: UnixMs,
+    },
+    ReleaseLeases {
+        node: String,
+    },
+}
+
+/// What a write produced; the variant matches the `Write` that asked for it.
+#[derive(Debug)]
+pub enum Written {
+    Persisted(Vec<Persisted>),
+    Claimed(Vec<ClaimedDelivery>),
+    Delivery(Option<DeliveryRow>),
+    Count(u64),
+    Leases(Vec<PollLease>),
+    Done,
+}
+
+/// The answer to a write that was asked for `what`, when it is not the expected
+/// variant: a bug, reported instead of a panic.
+pub fn unexpected(what: &str, written: Written) -> anyhow::Error {
+    anyhow!("the event store answered {what} with {written:?}")
+}
+
+const COMPLETE: &str = "UPDATE deliveries SET state = 'delivered', claimed_until = NULL,
+         last_error = NULL, updated_at = $2 WHERE id = $1";
+
+const FAIL: &str = "UPDATE deliveries SET state = $2, next_at = $3, claimed_until = NULL,
+         last_error = $4, updated_at = $5 WHERE id = $1";
+
+const RETRY: &str = concat!(
+    "UPDATE deliveries SET state = 'pending', attempts = 0, next_at = $2,
+         claimed_until = NULL, updated_at = $2 WHERE id = $1
+     RETURNING ",
+    delivery_columns!()
+);
+
+const PURGE_EVENTS: &str = "DELETE FROM events WHERE received_at < $1";
+const PURGE_REQUESTS: &str = "DELETE FROM requests WHERE received_at < $1";
+
+// The token grows only when the lease changes hands, so the holder's polls in
+// flight stay valid across its renewals.
+const KEEP_LEASE: &str = "INSERT INTO poll_leases AS l (plugin, holder, token, expires_at)
+     VALUES ($1, $2, 1, $3)
+     ON CONFLICT (plugin) DO UPDATE SET
+         token = CASE WHEN l.holder = $2 THEN l.token ELSE l.token + 1 END,
+         holder = $2,
+         expires_at = $3
+     WHERE l.holder = $2 OR l.expires_at <= $4
+     RETURNING token";
+
+const RELEASE_LEASES: &str = "UPDATE poll_leases SET expires_at = 0 WHERE holder = $1";
+
+pub async fn apply<C: Sql>(conn: &C, write: &Write) -> Result<Written> {
+    Ok(match write {
+        Write::Ingest(record) => Written::Persisted(persist(conn, record).await?),
+        Write::Poll(record) => Written::Persisted(persist_poll(conn, record).await?),
+        Write::Claim { now, until, limit } => {
+            Written::Claimed(claim(conn, *now, *until, *limit).await?)
+        }
+        Write::Complete { delivery, now } => {
+            conn.execute(COMPLETE, &[(*delivery).into(), (*now).into()])
+                .await?;
+            Written::Done
+        }
+        Write::Fail {
+            delivery,
+            error,
+            after,
+            now,
+        } => {
+            let (state, next_at) = match after {
+                AfterFailure::RetryAt(at) => ("pending", *at),
+                AfterFailure::Dead => ("dead", *now),
+            };
+            let params = [
+                (*delivery).into(),
+                state.into(),
+                next_at.into(),
+                error.into(),
+                (*now).into(),
+            ];
+            conn.execute(FAIL, &params).await?;
+            Written::Done
+        }
+        Write::Retry { delivery, now } => {
+            let params = [(*delivery).into(), (*now).into()];
+            Written::Delivery(query_opt(conn, RETRY, &params, delivery_from_row).await?)
+        }
+        Write::Purge { cutoff } => {
+            let cutoff = Param::from(*cutoff);
+            let events = conn.execute(PURGE_EVENTS, &[cutoff]).await?;
+            conn.execute(PURGE_REQUESTS, &[cutoff]).await?;
+            Written::Count(events)
+        }
+        Write::State {
+            plugin,
+            changes,
+            now,
+        } => {
+            apply_state(conn, plugin, changes, *now).await??;
+            Written::Done
+        }
+        Write::KeepLeases {
+            node,
+            plugins,
+            now,
+            expires_at,
+        } => {
+            // In one order on every node, so that two nodes renewing overlapping
+            // sets cannot deadlock on each other's rows.
+            let mut plugins = plugins.clone();
+            plugins.sort();
+            plugins.dedup();
+            let mut held = Vec::new();
+            for plugin in plugins {
+                let params = [
+                    (&plugin).into(),
+                    node.into(),
+                    (*expires_at).into(),
+                    (*now).into(),
+                ];
+                let token = query_opt(conn, KEEP_LEASE, &params, |row| row.required_int(0)).await?;
+                if let Some(token) = token {
+                    held.push(PollLease {
+                        plugin,
+                        token: token as u64,
+                        expires_at: *expires_at,
+                    });
+                }
+            }
+            Written::Leases(held)
+        }
+        Write::ReleaseLeases { node } => {
+            conn.execute(RELEASE_LEASES, &[node.into()]).await?;
+            Written::Done
+        }
+    })
+}
+
+// SKIP LOCKED: a delivery another node is claiming right now is left to it; once
+// that claim commits, its lease keeps the row out of this query. The claimed rows
+// come back with their events, in one statement.
+const CLAIM_WITH_EVENTS: &str = concat!(
+    "WITH due AS (
+         SELECT id FROM deliveries
+         WHERE state = 'pending' AND next_at <= $1
+           AND (claimed_until IS NULL OR claimed_until <= $1)
+         ORDER BY next_at LIMIT $3
+         FOR UPDATE SKIP LOCKED),
+     claimed AS (
+         UPDATE deliveries d
+         SET claimed_until = $2, attempts = d.attempts + 1, updated_at = $1
+         FROM due WHERE d.id = due.id
+         RETURNING d.id, d.event_id, d.plugin, d.attempts)
+     SELECT claimed.id, claimed.plugin, claimed.attempts, ",
+    event_columns!(),
+    " FROM claimed JOIN events e ON e.id = claimed.event_id
+     ORDER BY claimed.id"
+);
+
+// SQLite has no data-modifying WITH, and its one writer needs no row locks: the
+// claimed rows come back first, then their events one by one.
+const CLAIM: &str =
+    "UPDATE deliveries SET claimed_until = $2, attempts = attempts + 1, updated_at = $1
+     WHERE id IN (
+         SELECT id FROM deliveries
+         WHERE state = 'pending' AND next_at <= $1
+           AND (claimed_until IS NULL OR claimed_until <= $1)
+         ORDER BY next_at LIMIT $3)
+     RETURNING id, event_id, plugin, attempts";
+
+const EVENT: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events e WHERE e.id = $1"
+);
+
+/// Leases up to `limit` due deliveries until `until` and counts their attempts.
+async fn claim<C: Sql>(
+    conn: &C,
+    now: UnixMs,
+    until: UnixMs,
+    limit: u32,
+) -> Result<Vec<ClaimedDelivery>> {
+    let params = [now.into(), until.into(), i64::from(limit).into()];
+    if C::DIALECT == Dialect::Postgres {
+        return conn
+            .query(CLAIM_WITH_EVENTS, &params, |row| {
+                Ok(ClaimedDelivery {
+                    id: row.required_int(0)?,
+                    plugin: row.required_text(1)?,
+                    attempt: row.required_int(2)? as u32,
+                    event: event_from_row(row, 3)?,
+                })
+            })
+            .await;
+    }
+    let claimed = conn
+        .query(CLAIM, &params, |row| {
+            Ok((
+                row.required_int(0)?,
+                row.required_int(1)?,
+                row.required_text(2)?,
+                row.required_int(3)? as u32,
+            ))
+        })
+        .await?;
+    let mut out = Vec::with_capacity(claimed.len());
+    for (id, event, plugin, attempt) in claimed {
+        let event = query_opt(conn, EVENT, &[event.into()], |row| event_from_row(row, 0))
+            .await?
+            .ok_or_else(|| anyhow!("delivery {id} is of event {event}, which is not stored"))?;
+        out.push(ClaimedDelivery {
+            id,
+            plugin,
+            attempt,
+            event,
+        });
+    }
+    Ok(out)
+}

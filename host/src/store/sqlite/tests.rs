@@ -1,0 +1,112 @@
+//! The SQLite store's own behaviour; what every backend must do is in
+//! `tests/store_conformance.rs`.
+
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::{Commit, SqliteStore, SCHEMA_VERSION};
+use crate::store::{
+    DeliveryQueue, EventLog, EventStore, IngestRecord, NewEvent, RawRequest, UnixMs,
+};
+
+fn store(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(&dir.path().join("events.sqlite3"), Commit::Grouped).unwrap()
+}
+
+fn record(event_ids: &[&str], subscribers: &[&str], at: UnixMs) -> IngestRecord {
+    IngestRecord {
+        plugin: "github".into(),
+        received_at: at,
+        request: Some(RawRequest {
+            method: "POST".into(),
+            path: "/".into(),
+            query: "a=1".into(),
+            headers: vec![("x-github-event".into(), "push".into())],
+            body: b"{\"raw\":true}".to_vec(),
+        }),
+        events: event_ids
+            .iter()
+            .map(|id| NewEvent {
+                event_id: id.to_string(),
+                kind: "github.push".into(),
+                subject: Some("acme/widgets".into()),
+                payload: "{}".into(),
+                subscribers: subscribers.iter().map(|s| s.to_string()).collect(),
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn leases_of_a_previous_run_are_released_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = store(&dir);
+        store
+            .persist_ingest(record(&["a"], &["notify"], 100))
+            .await
+            .unwrap();
+        let claimed = store
+            .claim_due(100, Duration::from_secs(3600), 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+    }
+    let store = store(&dir);
+    assert_eq!(
+        store
+            .claim_due(101, Duration::ZERO, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn closing_empties_the_wal_into_the_file_and_refuses_later_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    store
+        .persist_ingest(record(&["a", "b"], &[], 1))
+        .await
+        .unwrap();
+    let wal = dir.path().join("events.sqlite3-wal");
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+    store.close().await.unwrap();
+    assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+    let refused = store.persist_ingest(record(&["c"], &[], 2)).await;
+    assert!(refused.is_err());
+    // What was committed is in the database file alone.
+    std::fs::remove_file(&wal).unwrap();
+    let conn = Connection::open(dir.path().join("events.sqlite3")).unwrap();
+    let count: i64 = conn
+        .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(count, 2);
+}
+
+#[tokio::test]
+async fn a_second_store_on_the_same_file_is_refused_while_the_first_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = store(&dir);
+    let path = dir.path().join("events.sqlite3");
+    let error = SqliteStore::open(&path, Commit::Grouped).err().unwrap();
+    assert!(format!("{error:#}").contains("in use"), "{error:#}");
+    drop(first);
+    SqliteStore::open(&path, Commit::Grouped).unwrap();
+}
+
+#[tokio::test]
+async fn a_store_from_a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.sqlite3");
+    drop(store(&dir));
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    let error = SqliteStore::open(&path, Commit::Grouped).err().unwrap();
+    assert!(format!("{error:#}").contains("newer"), "{error:#}");
+}
