@@ -11,12 +11,12 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 use common::test_plugin;
 use hookhost::config::Config;
+use hookhost::deploy::reload::Reloader;
 use hookhost::node::NodeId;
-use hookhost::plugin::{content_sha256, LoadedPlugin};
-use hookhost::registry::Registry;
-use hookhost::reload::Reloader;
-use hookhost::runtime::Runtime;
-use hookhost::scheduler::Scheduler;
+use hookhost::plugins::loaded::{content_sha256, LoadedPlugin};
+use hookhost::plugins::registry::Registry;
+use hookhost::plugins::runtime::Runtime;
+use hookhost::schedule::Scheduler;
 use hookhost::server::{self, AppState};
 use hookhost::store::{
     AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryRow, EventFilter, EventStore,
@@ -137,7 +137,7 @@ async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after_and_healthz_s
         wake_dispatcher,
         scheduler,
         metrics: runtime.metrics.clone(),
-        admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
+        admin: Arc::new(hookhost::admin::auth::AdminAuth::open()),
         live: Default::default(),
         node: node.clone(),
         health_log: Default::default(),

@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use hookhost::config::Config;
+use hookhost::deploy::reload::Reloader;
 use hookhost::node::NodeId;
-use hookhost::plugin::{content_sha256, LoadedPlugin};
-use hookhost::registry::{self, Registry};
-use hookhost::reload::Reloader;
-use hookhost::runtime::Runtime;
-use hookhost::scheduler::Scheduler;
+use hookhost::plugins::loaded::{content_sha256, LoadedPlugin};
+use hookhost::plugins::registry::{self, Registry};
+use hookhost::plugins::runtime::Runtime;
+use hookhost::schedule::Scheduler;
 use hookhost::server::{self, AppState};
 use hookhost::store::sqlite::{Commit, SqliteStore};
 use hookhost::store::{EventStore, IngestRecord, NewEvent, RawRequest, UnixMs};
@@ -166,7 +166,7 @@ async fn serve_and_send(
         wake_dispatcher,
         scheduler,
         metrics: runtime.metrics.clone(),
-        admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
+        admin: Arc::new(hookhost::admin::auth::AdminAuth::open()),
         live: Default::default(),
         node,
         health_log: Default::default(),

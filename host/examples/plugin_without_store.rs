@@ -16,12 +16,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use hookhost::config::{Config, PluginConfig};
+use hookhost::deploy::reload::Reloader;
 use hookhost::node::NodeId;
-use hookhost::plugin::{content_sha256, LoadedPlugin};
-use hookhost::registry::Registry;
-use hookhost::reload::Reloader;
-use hookhost::runtime::Runtime;
-use hookhost::scheduler::Scheduler;
+use hookhost::plugins::loaded::{content_sha256, LoadedPlugin};
+use hookhost::plugins::registry::Registry;
+use hookhost::plugins::runtime::Runtime;
+use hookhost::schedule::Scheduler;
 use hookhost::server::{self, AppState};
 use null_store::NullStore;
 use tokio::sync::Notify;
@@ -84,7 +84,7 @@ async fn main() -> Result<()> {
         wake_dispatcher,
         scheduler,
         metrics: runtime.metrics.clone(),
-        admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
+        admin: Arc::new(hookhost::admin::auth::AdminAuth::open()),
         live: Default::default(),
         node,
         health_log: Default::default(),

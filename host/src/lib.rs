@@ -65,47 +65,21 @@
 //! `server`, `api`, `dispatcher` and `reload` also publish what changed to `live`,
 //! which only the dashboard's stream reads.
 
-pub mod admin_auth;
-pub mod api;
-pub mod artifact_cache;
-pub mod bindings;
-pub mod body_deadline;
+pub mod admin;
 pub mod config;
-pub mod connections;
-pub mod dashboard;
 pub mod deploy;
-pub mod deploy_sync;
-pub mod dev_secrets;
-pub mod dispatcher;
-pub mod error;
-pub mod guest_output;
-pub mod health;
-pub mod host_memory;
-pub mod http_budget;
-pub mod http_server;
-pub mod keyvalue;
-pub mod limits;
+pub mod dispatch;
+pub mod http;
+pub mod ingress;
 pub mod live;
 pub mod metrics;
 pub mod node;
 pub mod outage;
-pub mod outbound;
-pub mod plugin;
-pub mod plugin_boundary;
-pub mod plugin_state;
-pub mod poll_api;
-pub mod poll_leases;
-pub mod poller;
-pub mod registry;
-pub mod reload;
-pub mod request_origin;
+pub mod plugins;
 pub mod retention;
-pub mod runtime;
-pub mod scheduler;
+pub mod schedule;
 pub mod server;
 pub mod store;
-pub mod subscriptions;
-pub mod watcher;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -115,16 +89,16 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::admin_auth::AdminAuth;
+use crate::admin::auth::AdminAuth;
 use crate::config::Config;
-use crate::deploy_sync::DeploySync;
-use crate::dispatcher::Dispatcher;
+use crate::deploy::reload::Reloader;
+use crate::deploy::sync::DeploySync;
+use crate::dispatch::Dispatcher;
 use crate::live::LiveFeed;
 use crate::node::NodeId;
-use crate::registry::Registry;
-use crate::reload::Reloader;
-use crate::runtime::Runtime;
-use crate::scheduler::{Scheduler, TimerTask};
+use crate::plugins::registry::Registry;
+use crate::plugins::runtime::Runtime;
+use crate::schedule::{Scheduler, TimerTask};
 use crate::server::AppState;
 use crate::store::components::ComponentStore;
 
@@ -169,7 +143,7 @@ impl Host {
         let node = NodeId::generate();
         tracing::info!(node = %node, "node id");
         // `Config::load` refused them off loopback.
-        dev_secrets::warn(&config.development_secrets);
+        config::dev_secrets::warn(&config.development_secrets);
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let stores = store::backend::open(
@@ -196,7 +170,7 @@ impl Host {
         // Watch before the first scan, so that a file written during the scan is
         // not missed; reloading it twice is harmless (same content is skipped).
         let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
-        let watcher = match watcher::watch_plugins_dir(&config.plugins_dir, changes_tx) {
+        let watcher = match deploy::watcher::watch_plugins_dir(&config.plugins_dir, changes_tx) {
             Ok(watcher) => Some(watcher),
             Err(error) => {
                 tracing::warn!("{error:#}; plugins will not be reloaded until restart");
@@ -374,7 +348,7 @@ where
     };
     // Each listener has its own cap, so that a flood of webhook connections cannot
     // take the admin's slots; `listener` is the config key, in metrics and logs.
-    let limits = |listener| http_server::ConnectionLimits {
+    let limits = |listener| http::listener::ConnectionLimits {
         listener,
         max_connections,
         metrics: state.metrics.clone(),
@@ -383,15 +357,15 @@ where
     let Some(admin) = listeners.admin else {
         let limits = limits("listen");
         let app = server::router(state, server::Surface::All, Some(main_port));
-        return http_server::serve(listeners.main, app, stopped(), limits).await;
+        return http::listener::serve(listeners.main, app, stopped(), limits).await;
     };
     let admin_port = port(&admin)?;
     let (main_limits, admin_limits) = (limits("listen"), limits("admin_listen"));
     let public = server::router(state.clone(), server::Surface::Webhooks, Some(main_port));
     let admin_app = server::router(state, server::Surface::Admin, Some(admin_port));
     tokio::try_join!(
-        http_server::serve(listeners.main, public, stopped(), main_limits),
-        http_server::serve(admin, admin_app, stopped(), admin_limits),
+        http::listener::serve(listeners.main, public, stopped(), main_limits),
+        http::listener::serve(admin, admin_app, stopped(), admin_limits),
     )?;
     Ok(())
 }

@@ -28,19 +28,19 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
-use crate::admin_auth::{AdminAuth, AdminGuard};
-use crate::bindings::{Event, PluginError, WebhookOutcome, WebhookRequest};
-use crate::body_deadline::{self, BodyDeadlineElapsed};
-use crate::error::ApiError;
-use crate::health::HealthLog;
+use crate::admin::auth::{AdminAuth, AdminGuard};
+use crate::admin::health::HealthLog;
+use crate::deploy::reload::Reloader;
+use crate::http::body_deadline::{self, BodyDeadlineElapsed};
+use crate::http::error::ApiError;
+use crate::ingress::containment::without_admin_credentials;
 use crate::live::{Change, LiveFeed};
 use crate::metrics::Metrics;
 use crate::node::NodeId;
-use crate::plugin::{CallError, LoadedPlugin};
-use crate::plugin_boundary::without_admin_credentials;
-use crate::registry::{is_valid_plugin_id, Registry};
-use crate::reload::Reloader;
-use crate::scheduler::Scheduler;
+use crate::plugins::bindings::{Event, PluginError, WebhookOutcome, WebhookRequest};
+use crate::plugins::loaded::{CallError, LoadedPlugin};
+use crate::plugins::registry::{is_valid_plugin_id, Registry};
+use crate::schedule::Scheduler;
 use crate::store::components::ComponentStore;
 use crate::store::{now_ms, EventStore, IngestRecord, NewEvent, Persisted, RawRequest};
 
@@ -99,8 +99,8 @@ pub fn router(state: AppState, surface: Surface, port: Option<u16>) -> Router {
     let hooks = Router::new()
         .route("/hooks/{id}", any(webhook_at_root))
         .route("/hooks/{id}/{*rest}", any(webhook_below_root))
-        .layer(map_response(crate::plugin_boundary::contain_response));
-    let health = Router::new().route("/healthz", get(crate::health::healthz));
+        .layer(map_response(crate::ingress::containment::contain_response));
+    let health = Router::new().route("/healthz", get(crate::admin::health::healthz));
     if surface == Surface::Webhooks {
         return hooks
             .merge(health)
@@ -110,12 +110,12 @@ pub fn router(state: AppState, surface: Surface, port: Option<u16>) -> Router {
     let admin = Router::new()
         .route("/metrics", get(metrics))
         .route("/api/plugins", get(list_plugins))
-        .merge(crate::api::routes())
-        .merge(crate::poll_api::routes())
-        .merge(crate::deploy::routes())
+        .merge(crate::admin::events::routes())
+        .merge(crate::admin::poll::routes())
+        .merge(crate::admin::deploy::routes())
         .merge(crate::live::routes())
-        .merge(crate::dashboard::routes())
-        .merge(crate::admin_auth::routes())
+        .merge(crate::admin::dashboard::routes())
+        .merge(crate::admin::auth::routes())
         .merge(health);
     let routes = match surface {
         Surface::Admin => admin,
@@ -127,7 +127,7 @@ pub fn router(state: AppState, surface: Surface, port: Option<u16>) -> Router {
     };
     routes
         // Outermost, so that it also guards paths no route matches.
-        .layer(from_fn_with_state(guard, crate::admin_auth::require_admin))
+        .layer(from_fn_with_state(guard, crate::admin::auth::require_admin))
         .with_state(state)
 }
 
@@ -301,7 +301,7 @@ async fn deliver_webhook(
             "storage",
             "the delivery could not be stored; retry later",
         )
-        .with_retry_after(crate::error::STORAGE_RETRY_AFTER)
+        .with_retry_after(crate::http::error::STORAGE_RETRY_AFTER)
     })?;
     let mut new_ids = Vec::new();
     for (event, persisted) in accepted.events.iter().zip(&persisted) {

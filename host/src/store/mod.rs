@@ -46,7 +46,7 @@ pub struct NewEvent {
 
 impl NewEvent {
     /// `event` as a plugin emitted it, to be delivered to `subscribers`.
-    pub fn emitted(event: &crate::bindings::Event, subscribers: Vec<String>) -> Self {
+    pub fn emitted(event: &crate::plugins::bindings::Event, subscribers: Vec<String>) -> Self {
         NewEvent {
             event_id: event.id.clone(),
             kind: event.kind.clone(),

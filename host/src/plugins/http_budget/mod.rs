@@ -45,9 +45,9 @@ use wasmtime_wasi_http::p2::types::{
 };
 use wasmtime_wasi_http::{FieldMap, RequestOptions, WasiHttpView};
 
-use crate::host_memory::{BudgetExceeded, Charge, HostMemoryBudget};
-use crate::limits;
-use crate::plugin_state::PluginState;
+use crate::plugins::call_state::PluginState;
+use crate::plugins::host_memory::{BudgetExceeded, Charge, HostMemoryBudget};
+use crate::plugins::limits;
 
 /// The interfaces wrapped here, under the names wasmtime-wasi-http links them
 /// with (its WIT's version). Components importing any 0.2.x version reach them.

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 
-use crate::plugin::LoadedPlugin;
+use crate::plugins::loaded::LoadedPlugin;
 
 /// Why the newest file of a plugin is not the one serving.
 #[derive(Debug, Clone)]
@@ -77,7 +77,7 @@ impl Registry {
             .iter()
             .filter(|(_, entry)| {
                 entry.current.as_ref().is_some_and(|plugin| {
-                    crate::subscriptions::covers(&plugin.manifest.subscriptions, kind)
+                    crate::plugins::subscriptions::covers(&plugin.manifest.subscriptions, kind)
                         && plugin.accepts_events_from(source)
                 })
             })

@@ -38,8 +38,8 @@ pub use address::Restriction;
 use allowlist::{AllowedHost, Destination, Host, Screened};
 use connect::Timeouts;
 
-use crate::host_memory::{Charge, ChargedBody};
-use crate::limits;
+use crate::plugins::host_memory::{Charge, ChargedBody};
+use crate::plugins::limits;
 
 /// Connect, first-byte and between-bytes timeouts when the plugin asks for none
 /// (or for longer): a provider that hangs must not hold a call forever.

@@ -13,20 +13,20 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Store, UpdateDeadline};
 
-use crate::artifact_cache::Source;
-use crate::bindings::{
+use crate::config::PluginConfig;
+use crate::metrics::{Call, CallFailure, Refusal};
+use crate::plugins::artifact_cache::Source;
+use crate::plugins::bindings::{
     Event, Manifest, Plugin, PluginError, PluginPre, PollOutcome, StoredEvent, WebhookOutcome,
     WebhookRequest, GUEST_EXPORT_V0_1_0,
 };
-use crate::config::PluginConfig;
-use crate::host_memory::{BudgetExceeded, HostMemoryBudget};
-use crate::keyvalue::{KeyValue, Mode};
-use crate::limits::{self, PluginLimits, QUEUE_WAIT};
-use crate::metrics::{Call, CallFailure, Refusal};
-use crate::plugin_state::{PluginIdentity, PluginState};
-use crate::runtime::Runtime;
+use crate::plugins::call_state::{PluginIdentity, PluginState};
+use crate::plugins::host_memory::{BudgetExceeded, HostMemoryBudget};
+use crate::plugins::imports::state::{KeyValue, Mode};
+use crate::plugins::limits::{self, PluginLimits, QUEUE_WAIT};
+use crate::plugins::runtime::Runtime;
+use crate::plugins::subscriptions::covers;
 use crate::store::StateChange;
-use crate::subscriptions::covers;
 
 /// How long one call may run when `[plugins.<id>] timeout` does not say.
 pub const DEFAULT_CALL_TIMEOUT: Duration = limits::DEFAULT_TIMEOUT;

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::bindings::state::StateError;
+use crate::plugins::bindings::state::StateError;
 use crate::store::{
     now_ms, EventStore, StateChange, StateRefused, STATE_MAX_KEYS, STATE_MAX_KEY_BYTES,
     STATE_MAX_VALUE_BYTES,

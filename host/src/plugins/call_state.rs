@@ -14,15 +14,15 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::bindings::{config, crypto, log, state, types};
-use crate::guest_output::{Channel, GuestOutput, LogBudget};
-use crate::host_memory::{BudgetExceeded, Charge, HostMemoryBudget};
-use crate::http_budget::HeldHttpResources;
-use crate::keyvalue::KeyValue;
-use crate::limits::{self, PluginLimits};
 use crate::metrics::Metrics;
-use crate::outbound::allowlist::AllowedHost;
-use crate::outbound::OutboundPolicy;
+use crate::plugins::bindings::{config, crypto, log, state, types};
+use crate::plugins::host_memory::{BudgetExceeded, Charge, HostMemoryBudget};
+use crate::plugins::http_budget::HeldHttpResources;
+use crate::plugins::imports::guest_output::{Channel, GuestOutput, LogBudget};
+use crate::plugins::imports::state::KeyValue;
+use crate::plugins::limits::{self, PluginLimits};
+use crate::plugins::outbound::allowlist::AllowedHost;
+use crate::plugins::outbound::OutboundPolicy;
 
 /// Who a plugin is, for logs and errors; shared by every call to one loaded version.
 #[derive(Debug)]
@@ -261,7 +261,11 @@ mod tests {
                 allowed_hosts: Arc::new([]),
             }),
             &PluginLimits::default(),
-            KeyValue::new("t".into(), None, crate::keyvalue::Mode::WriteThrough),
+            KeyValue::new(
+                "t".into(),
+                None,
+                crate::plugins::imports::state::Mode::WriteThrough,
+            ),
             HostMemoryBudget::new("t".into(), limits::HOST_MEMORY_BUDGET),
             Arc::default(),
         )

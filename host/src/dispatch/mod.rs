@@ -13,13 +13,13 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::bindings::{Event, PluginError, StoredEvent};
 use crate::config::Config;
 use crate::live::{Change, LiveFeed};
 use crate::metrics::{Delivery, Metrics};
 use crate::outage::Outage;
-use crate::plugin::DEFAULT_CALL_TIMEOUT;
-use crate::registry::Registry;
+use crate::plugins::bindings::{Event, PluginError, StoredEvent};
+use crate::plugins::loaded::DEFAULT_CALL_TIMEOUT;
+use crate::plugins::registry::Registry;
 use crate::store::{now_ms, AfterFailure, ClaimedDelivery, DeliveryState, EventStore};
 
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;

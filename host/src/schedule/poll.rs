@@ -6,9 +6,9 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::bindings::{PluginError, PollOutcome};
-use crate::plugin::{CallError, LoadedPlugin};
-use crate::registry::Registry;
+use crate::plugins::bindings::{PluginError, PollOutcome};
+use crate::plugins::loaded::{CallError, LoadedPlugin};
+use crate::plugins::registry::Registry;
 use crate::server::check_event;
 use crate::store::{now_ms, EventStore, NewEvent, Persisted, PollRecord, StateRefused};
 

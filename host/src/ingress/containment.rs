@@ -27,7 +27,7 @@
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 
-use crate::admin_auth::{AdminAuth, SESSION_COOKIE};
+use crate::admin::auth::{AdminAuth, SESSION_COOKIE};
 
 /// The policy every response under `/hooks/` is sent with.
 pub const SANDBOX_POLICY: &str = "sandbox";

@@ -28,6 +28,9 @@
 //! until it holds the lease again. The `TimerTask` runs the lease keeper and
 //! releases this node's leases when it stops.
 
+pub mod leases;
+pub mod poll;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,10 +43,10 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::node::NodeId;
-use crate::plugin::LoadedPlugin;
-use crate::poll_leases::{HeldLeases, LeaseKeeper};
-use crate::poller::{poll_once, PollFailure, PollReport};
-use crate::registry::Registry;
+use crate::plugins::loaded::LoadedPlugin;
+use crate::plugins::registry::Registry;
+use crate::schedule::leases::{HeldLeases, LeaseKeeper};
+use crate::schedule::poll::{poll_once, PollFailure, PollReport};
 use crate::store::{now_ms, EventStore};
 
 /// The longest wait after failures, unless the interval itself is longer.

@@ -66,9 +66,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::admin::request_origin::{is_addressed_to_loopback, is_cross_site, proxy_evidence};
 use crate::config::{Config, ADMIN_TOKEN_ENV};
-use crate::error::ApiError;
-use crate::request_origin::{is_addressed_to_loopback, is_cross_site, proxy_evidence};
+use crate::http::error::ApiError;
 use crate::server::AppState;
 
 pub const SESSION_COOKIE: &str = "hookhost_session";
@@ -376,7 +376,11 @@ fn unauthorized_response(request: &Request, error: ApiError) -> Response {
     tracing::debug!(path = request.uri().path(), "{}", error.message);
     let challenge = challenge(&error);
     let mut response = if request.uri().path() == "/" && request.method() == Method::GET {
-        (StatusCode::UNAUTHORIZED, crate::dashboard::login_page(None)).into_response()
+        (
+            StatusCode::UNAUTHORIZED,
+            crate::admin::dashboard::login_page(None),
+        )
+            .into_response()
     } else {
         error.into_response()
     };
@@ -418,7 +422,7 @@ async fn login(
         Ok(Form(form)) => form,
         // A client too slow with the form gets the API's 408, like on every route.
         Err(rejection) => {
-            return match crate::body_deadline::elapsed_in(&rejection) {
+            return match crate::http::body_deadline::elapsed_in(&rejection) {
                 Some(elapsed) => crate::server::body_deadline_response(elapsed).into_response(),
                 None => rejection.into_response(),
             }
@@ -436,7 +440,7 @@ async fn login(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(r#"Bearer realm="hookhost""#),
             )],
-            crate::dashboard::login_page(Some("That is not the admin token.")),
+            crate::admin::dashboard::login_page(Some("That is not the admin token.")),
         )
             .into_response();
     }

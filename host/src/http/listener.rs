@@ -42,8 +42,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-use crate::body_deadline::{BodyDeadline, DeadlineBody};
-use crate::connections::{Connections, InFlight, Slot};
+use crate::http::body_deadline::{BodyDeadline, DeadlineBody};
+use crate::http::connections::{Connections, InFlight, Slot};
 use crate::metrics::{HostClose, Metrics};
 
 /// The longest a connection may stay open with no request in flight and nothing

@@ -1,6 +1,8 @@
 //! The host's configuration: the TOML file, `${ENV}` expansion, and the defaults a
 //! bare `hookhost serve` runs with.
 
+pub mod dev_secrets;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,10 +11,10 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use crate::dev_secrets::{self, DevelopmentSecret};
-use crate::limits::{parse_bytes, PluginLimits};
-use crate::outbound::allowlist::AllowedHost;
-use crate::registry::is_valid_plugin_id;
+use crate::plugins::limits::{parse_bytes, PluginLimits};
+use crate::plugins::outbound::allowlist::AllowedHost;
+use crate::plugins::registry::is_valid_plugin_id;
+use dev_secrets::DevelopmentSecret;
 
 /// Everything `hookhost serve` needs to run, after the file, the environment and the
 /// command line have been merged.

@@ -26,9 +26,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::config::Config;
 use crate::live::{Change, LiveFeed};
 use crate::metrics::Reload;
-use crate::plugin::{content_sha256, LoadedPlugin};
-use crate::registry::{is_valid_plugin_id, plugin_files, Registry};
-use crate::runtime::Runtime;
+use crate::plugins::loaded::{content_sha256, LoadedPlugin};
+use crate::plugins::registry::{is_valid_plugin_id, plugin_files, Registry};
+use crate::plugins::runtime::Runtime;
 
 /// How long the plugins directory must be quiet before a batch of changes is
 /// loaded. Long enough to coalesce one copy's many write events, short enough
@@ -275,7 +275,11 @@ mod tests {
         assert_eq!(names, ["app.wasm"], "no temporary file is left behind");
 
         let temp = dir.path().join(temp_file_name("app"));
-        assert_eq!(crate::watcher::plugin_id_of(&temp), None, "{temp:?}");
+        assert_eq!(
+            crate::deploy::watcher::plugin_id_of(&temp),
+            None,
+            "{temp:?}"
+        );
         std::fs::write(&temp, b"partial").unwrap();
         let ids: Vec<String> = plugin_files(dir.path())
             .unwrap()

@@ -17,9 +17,9 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use bytes::Bytes;
 
-use crate::plugin::content_sha256;
-use crate::registry::is_valid_plugin_id;
-use crate::reload::Reloader;
+use crate::deploy::reload::Reloader;
+use crate::plugins::loaded::content_sha256;
+use crate::plugins::registry::is_valid_plugin_id;
 use crate::store::components::{ComponentStore, DeployedComponent};
 
 /// How often a node asks the store what is deployed; a deploy reaches every node
@@ -202,8 +202,8 @@ mod tests {
 
     use super::*;
     use crate::config::{Config, Overrides};
-    use crate::registry::Registry;
-    use crate::runtime::Runtime;
+    use crate::plugins::registry::Registry;
+    use crate::plugins::runtime::Runtime;
     use crate::store::UnixMs;
 
     /// The shared store, in memory: what PostgreSQL keeps in `components` and

@@ -8,10 +8,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::bindings::WebhookRequest;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::ingress::containment::without_admin_credentials;
 use crate::live::Change;
-use crate::plugin_boundary::without_admin_credentials;
+use crate::plugins::bindings::WebhookRequest;
 use crate::server::{call_webhook, AppState};
 use crate::store::{
     now_ms, DeliveryFilter, DeliveryRow, DeliveryState, EventFilter, RawRequest, StoredEventRow,

@@ -20,8 +20,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::error::ApiError;
-use crate::scheduler::PollNowError;
+use crate::http::error::ApiError;
+use crate::schedule::PollNowError;
 use crate::server::AppState;
 
 pub fn routes() -> Router<AppState> {

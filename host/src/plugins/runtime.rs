@@ -9,12 +9,12 @@ use anyhow::{Context, Result};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::artifact_cache::{ArtifactCache, Source};
-use crate::bindings::Plugin;
-use crate::http_budget;
-use crate::limits;
 use crate::metrics::Metrics;
-use crate::plugin_state::PluginState;
+use crate::plugins::artifact_cache::{ArtifactCache, Source};
+use crate::plugins::bindings::Plugin;
+use crate::plugins::call_state::PluginState;
+use crate::plugins::http_budget;
+use crate::plugins::limits;
 use crate::store::EventStore;
 
 /// How often the epoch advances. Call deadlines are counted in these ticks, so this

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::node::NodeId;
 use crate::outage::Outage;
-use crate::registry::Registry;
+use crate::plugins::registry::Registry;
 use crate::store::{now_ms, EventStore, PollLease, UnixMs};
 
 /// How often the keeper renews and takes leases.

@@ -19,10 +19,10 @@ use axum::routing::put;
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
-use crate::body_deadline::BodyDeadline;
-use crate::error::ApiError;
-use crate::plugin::LoadedPlugin;
-use crate::registry::is_valid_plugin_id;
+use crate::http::body_deadline::BodyDeadline;
+use crate::http::error::ApiError;
+use crate::plugins::loaded::LoadedPlugin;
+use crate::plugins::registry::is_valid_plugin_id;
 use crate::server::{read_body, AppState};
 use crate::store::now_ms;
 

@@ -1,0 +1,3 @@
+//! Webhooks in.
+
+pub mod containment;
