@@ -69,7 +69,6 @@ use subtle::ConstantTimeEq;
 use crate::admin::request_origin::{is_addressed_to_loopback, is_cross_site, proxy_evidence};
 use crate::config::{Config, ADMIN_TOKEN_ENV};
 use crate::http::error::ApiError;
-use crate::server::AppState;
 
 pub const SESSION_COOKIE: &str = "hookhost_session";
 /// How long a dashboard login lasts.
@@ -399,13 +398,14 @@ fn is_safe(method: &Method) -> bool {
 const MAX_LOGIN_FORM_BYTES: usize = 16 * 1024;
 
 /// `POST /login` and `POST /logout`, the dashboard's way in and out.
-pub fn routes() -> Router<AppState> {
+pub fn routes<S: Clone + Send + Sync + 'static>(auth: Arc<AdminAuth>) -> Router<S> {
     Router::new()
         .route(
             "/login",
             post(login).layer(DefaultBodyLimit::max(MAX_LOGIN_FORM_BYTES)),
         )
         .route("/logout", post(logout))
+        .with_state(auth)
 }
 
 #[derive(Deserialize)]
@@ -414,7 +414,7 @@ struct LoginForm {
 }
 
 async fn login(
-    State(state): State<AppState>,
+    State(auth): State<Arc<AdminAuth>>,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
@@ -423,12 +423,11 @@ async fn login(
         // A client too slow with the form gets the API's 408, like on every route.
         Err(rejection) => {
             return match crate::http::body_deadline::elapsed_in(&rejection) {
-                Some(elapsed) => crate::server::body_deadline_response(elapsed).into_response(),
+                Some(elapsed) => crate::http::body::body_deadline_response(elapsed).into_response(),
                 None => rejection.into_response(),
             }
         }
     };
-    let auth = &state.admin;
     if !auth.is_required() {
         return Redirect::to("/").into_response();
     }

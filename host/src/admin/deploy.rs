@@ -9,6 +9,7 @@
 //! `<plugins_dir>/<id>.wasm` and swapped in before the answer, which is the
 //! plugin's new `{id, name, version, sha256, loaded_at}`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -19,11 +20,13 @@ use axum::routing::put;
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
+use crate::deploy::reload::Reloader;
+use crate::http::body::read_body;
 use crate::http::body_deadline::BodyDeadline;
 use crate::http::error::ApiError;
+use crate::plugins::id::{is_valid_plugin_id, not_a_plugin_id};
 use crate::plugins::loaded::LoadedPlugin;
-use crate::plugins::registry::is_valid_plugin_id;
-use crate::server::{read_body, AppState};
+use crate::store::components::ComponentStore;
 use crate::store::now_ms;
 
 /// The largest component a deploy accepts. Rust and C plugins are a few hundred
@@ -37,12 +40,24 @@ pub const MAX_COMPONENT_BYTES: usize = 128 * 1024 * 1024;
 /// before this handler).
 pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/plugins/{id}", put(deploy))
+/// What a deploy uses.
+#[derive(Clone)]
+pub struct Deploys {
+    /// Validates the component and makes it current.
+    pub reloader: Reloader,
+    /// The component store a fleet shares (PostgreSQL); `None` on one node, where a
+    /// deploy goes into the plugins directory only.
+    pub components: Option<Arc<dyn ComponentStore>>,
+}
+
+pub fn routes<S: Clone + Send + Sync + 'static>(deploys: Deploys) -> Router<S> {
+    Router::new()
+        .route("/api/plugins/{id}", put(deploy))
+        .with_state(deploys)
 }
 
 async fn deploy(
-    State(state): State<AppState>,
+    State(state): State<Deploys>,
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     deadline: Option<Extension<BodyDeadline>>,
@@ -50,9 +65,7 @@ async fn deploy(
 ) -> Result<Json<Value>, ApiError> {
     let Path(id) = id.map_err(|_| bad_id("the plugin id is not valid UTF-8"))?;
     if !is_valid_plugin_id(&id) {
-        return Err(bad_id(&format!(
-            "{id:?} is not a plugin id: it must match [a-z0-9][a-z0-9_-]{{0,63}}"
-        )));
+        return Err(bad_id(&not_a_plugin_id(&id)));
     }
     if let Some(Extension(deadline)) = deadline {
         deadline.allow(UPLOAD_TIMEOUT);

@@ -1,33 +1,52 @@
 //! The event log's HTTP API: stored events (list, one with its raw request, replay)
 //! and handler deliveries (list, retry a dead one).
 
+use std::sync::Arc;
+
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio::sync::Notify;
 
+use crate::admin::auth::AdminAuth;
 use crate::http::error::ApiError;
 use crate::ingress::containment::without_admin_credentials;
-use crate::live::Change;
+use crate::ingress::webhook::call_webhook;
+use crate::live::{Change, LiveFeed};
 use crate::plugins::bindings::WebhookRequest;
-use crate::server::{call_webhook, AppState};
+use crate::plugins::registry::Registry;
 use crate::store::{
-    now_ms, DeliveryFilter, DeliveryRow, DeliveryState, EventFilter, RawRequest, StoredEventRow,
-    UnixMs,
+    now_ms, DeliveryFilter, DeliveryRow, DeliveryState, EventFilter, EventStore, RawRequest,
+    StoredEventRow, UnixMs,
 };
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
 
-pub fn routes() -> Router<AppState> {
+/// What the event log's routes use.
+#[derive(Clone)]
+pub struct EventsApi {
+    pub store: Arc<dyn EventStore>,
+    /// Replay runs the plugin's current version.
+    pub registry: Arc<Registry>,
+    /// Replay strips the admin's credentials from stored requests.
+    pub admin: Arc<AdminAuth>,
+    /// Woken when a delivery is put back in the queue.
+    pub wake_dispatcher: Arc<Notify>,
+    pub live: LiveFeed,
+}
+
+pub fn routes<S: Clone + Send + Sync + 'static>(api: EventsApi) -> Router<S> {
     Router::new()
         .route("/api/events", get(list_events))
         .route("/api/events/{id}", get(get_event))
         .route("/api/events/{id}/replay", post(replay_event))
         .route("/api/deliveries", get(list_deliveries))
         .route("/api/deliveries/{id}/retry", post(retry_delivery))
+        .with_state(api)
 }
 
 /// `after` is the cursor: the `next` of the previous page. Pages run newest first,
@@ -62,7 +81,7 @@ fn next_cursor(ids: impl Iterator<Item = i64>, len: usize, limit: u32) -> Value 
 }
 
 async fn list_events(
-    State(state): State<AppState>,
+    State(state): State<EventsApi>,
     Query(query): Query<EventQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = limit(query.limit)?;
@@ -136,7 +155,7 @@ fn parse_id(text: &str, what: &str) -> Result<i64, ApiError> {
 
 /// The stored event `id` with its raw request (none for a poll result), or 404.
 async fn stored_event(
-    state: &AppState,
+    state: &EventsApi,
     id: i64,
 ) -> Result<(StoredEventRow, Option<RawRequest>), ApiError> {
     state
@@ -147,7 +166,7 @@ async fn stored_event(
 }
 
 async fn get_event(
-    State(state): State<AppState>,
+    State(state): State<EventsApi>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, "event")?;
@@ -169,7 +188,7 @@ async fn get_event(
 /// Runs the stored request through the plugin's current version and shows what it
 /// does now beside what was stored. Nothing is stored and nothing is delivered.
 async fn replay_event(
-    State(state): State<AppState>,
+    State(state): State<EventsApi>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, "event")?;
@@ -234,7 +253,7 @@ struct DeliveryQuery {
 }
 
 async fn list_deliveries(
-    State(state): State<AppState>,
+    State(state): State<EventsApi>,
     Query(query): Query<DeliveryQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = limit(query.limit)?;
@@ -268,7 +287,7 @@ async fn list_deliveries(
 }
 
 async fn retry_delivery(
-    State(state): State<AppState>,
+    State(state): State<EventsApi>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, "delivery")?;

@@ -21,15 +21,18 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::http::error::ApiError;
-use crate::schedule::PollNowError;
-use crate::server::AppState;
+use crate::plugins::loaded::CallError;
+use crate::schedule::poll::PollFailure;
+use crate::schedule::{PollNowError, Scheduler};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/plugins/{id}/poll", post(poll_now))
+pub fn routes<S: Clone + Send + Sync + 'static>(scheduler: Scheduler) -> Router<S> {
+    Router::new()
+        .route("/api/plugins/{id}/poll", post(poll_now))
+        .with_state(scheduler)
 }
 
-async fn poll_now(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let (result, next_at) = match state.scheduler.poll_now(&id).await {
+async fn poll_now(State(scheduler): State<Scheduler>, Path(id): Path<String>) -> Response {
+    let (result, next_at) = match scheduler.poll_now(&id).await {
         Ok(done) => done,
         Err(error @ PollNowError::NotFound(_)) => {
             return ApiError::not_found(error.to_string()).into_response()
@@ -47,7 +50,7 @@ async fn poll_now(State(state): State<AppState>, Path(id): Path<String>) -> Resp
             Json(body).into_response()
         }
         Err(failure) => (
-            failure.status(),
+            status(&failure),
             Json(json!({
                 "error": failure.code(),
                 "message": failure.summary(),
@@ -55,5 +58,23 @@ async fn poll_now(State(state): State<AppState>, Path(id): Path<String>) -> Resp
             })),
         )
             .into_response(),
+    }
+}
+
+/// The status a failed poll answers with: the plugin's own failure is a bad
+/// gateway (it failed to reach its provider), unless it said it is unavailable.
+fn status(failure: &PollFailure) -> StatusCode {
+    match failure {
+        PollFailure::Plugin {
+            unavailable: true, ..
+        } => StatusCode::SERVICE_UNAVAILABLE,
+        PollFailure::Plugin { .. } => StatusCode::BAD_GATEWAY,
+        PollFailure::Unloaded(_) => StatusCode::NOT_FOUND,
+        PollFailure::Call(CallError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
+        PollFailure::Call(CallError::Trap { .. } | CallError::UndeclaredKind { .. })
+        | PollFailure::Invalid { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        PollFailure::Storage(_)
+        | PollFailure::LeaseLost(_)
+        | PollFailure::Call(CallError::Busy { .. }) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }

@@ -26,8 +26,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::config::Config;
 use crate::live::{Change, LiveFeed};
 use crate::metrics::Reload;
+use crate::plugins::id::{is_valid_plugin_id, not_a_plugin_id};
 use crate::plugins::loaded::{content_sha256, LoadedPlugin};
-use crate::plugins::registry::{is_valid_plugin_id, plugin_files, Registry};
+use crate::plugins::registry::{plugin_files, Registry};
 use crate::plugins::runtime::Runtime;
 
 /// How long the plugins directory must be quiet before a batch of changes is
@@ -113,7 +114,7 @@ impl Reloader {
     /// does, without changing anything: the error says why it is not loadable.
     pub async fn validate(&self, id: &str, bytes: Vec<u8>) -> Result<LoadedPlugin> {
         if !is_valid_plugin_id(id) {
-            bail!("{id:?} is not a plugin id: it must match [a-z0-9][a-z0-9_-]{{0,63}}");
+            bail!(not_a_plugin_id(id));
         }
         let sha256 = content_sha256(&bytes);
         let plugin_config = self.config.plugins.get(id).cloned().unwrap_or_default();

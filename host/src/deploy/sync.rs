@@ -18,8 +18,9 @@ use anyhow::{anyhow, Context, Result};
 use bytes::Bytes;
 
 use crate::deploy::reload::Reloader;
+use crate::outage::Outage;
+use crate::plugins::id::is_valid_plugin_id;
 use crate::plugins::loaded::content_sha256;
-use crate::plugins::registry::is_valid_plugin_id;
 use crate::store::components::{ComponentStore, DeployedComponent};
 
 /// How often a node asks the store what is deployed; a deploy reaches every node
@@ -33,8 +34,8 @@ pub struct DeploySync {
     /// why; it is not tried again until another component is deployed.
     refused: HashMap<String, Refusal>,
     /// Whether the last round could not reach the store, so that an outage is
-    /// logged once rather than every tick.
-    store_down: bool,
+    /// logged once (with reminders) rather than every tick.
+    outage: Outage,
 }
 
 struct Refusal {
@@ -48,7 +49,7 @@ impl DeploySync {
             components,
             reloader,
             refused: HashMap::new(),
-            store_down: false,
+            outage: Outage::new("syncing deployed components"),
         }
     }
 
@@ -69,22 +70,10 @@ impl DeploySync {
     /// Brings this node in line with what is deployed, once. Never fails: a store
     /// that cannot be reached leaves everything as it is until the next round.
     pub async fn sync_once(&mut self) {
+        // While it fails, this node keeps serving the versions it has.
         match self.sync_all().await {
-            Ok(()) => {
-                if self.store_down {
-                    tracing::info!("the component store is reachable again; deploys sync again");
-                    self.store_down = false;
-                }
-            }
-            Err(error) => {
-                if !self.store_down {
-                    tracing::error!(
-                        "syncing deployed components: {error:#}; this node keeps serving \
-                         the versions it has and retries every {SYNC_INTERVAL:?}"
-                    );
-                    self.store_down = true;
-                }
-            }
+            Ok(()) => self.outage.succeeded(),
+            Err(error) => self.outage.failed(&error),
         }
     }
 
@@ -399,7 +388,7 @@ mod tests {
         store.down.store(true, Ordering::SeqCst);
         node.sync.sync_once().await;
         node.sync.sync_once().await;
-        assert!(node.sync.store_down);
+        assert!(node.sync.outage.is_down());
         assert_eq!(node.running("app"), Some(content_sha256(&v1)));
         assert_eq!(
             node.failure("app"),
@@ -409,7 +398,7 @@ mod tests {
 
         store.down.store(false, Ordering::SeqCst);
         node.sync.sync_once().await;
-        assert!(!node.sync.store_down);
+        assert!(!node.sync.outage.is_down());
         assert_eq!(node.running("app"), Some(content_sha256(&v2)));
         assert_eq!(node.file("app"), v2);
     }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::plugins::registry::is_valid_plugin_id;
+use crate::plugins::id::is_valid_plugin_id;
 
 /// Starts watching `dir` (not its subdirectories). Every create, write, rename or
 /// removal of `<id>.wasm` sends `id` on `changes`. The returned watcher stops

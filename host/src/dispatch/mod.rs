@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
+use crate::backoff;
 use crate::config::Config;
 use crate::live::{Change, LiveFeed};
 use crate::metrics::{Delivery, Metrics};
@@ -29,7 +30,8 @@ const MAX_DELAY: Duration = Duration::from_secs(3600);
 /// How many `on-event` calls run at once, over all plugins.
 const MAX_IN_FLIGHT: usize = 16;
 /// How long the loop sleeps when nothing is due and nothing wakes it; bounds how
-/// late a delivery made due by another node (a future shared backend) is noticed.
+/// late a delivery made due by another node sharing the store (PostgreSQL) is
+/// noticed.
 const IDLE: Duration = Duration::from_secs(5);
 /// How much longer than the longest call a delivery's lease lasts: room to record
 /// the outcome. Every call ends by its timeout, so only a node that stalls past this
@@ -283,9 +285,8 @@ fn describe_plugin_error(error: &PluginError) -> String {
 /// lower half fixed means every wait (below the cap) is at least as long as the one
 /// before.
 pub fn backoff(base: Duration, attempt: u32, random: f64) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(30);
-    let full = base.saturating_mul(1 << exponent).min(MAX_DELAY);
-    full / 2 + full.mul_f64(random.clamp(0.0, 1.0) / 2.0)
+    let full = backoff::doubled(base, attempt.saturating_sub(1), MAX_DELAY);
+    backoff::equal_jitter(full, random)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! HTTP plumbing under every route.
 
+pub mod body;
 pub mod body_deadline;
 pub mod connections;
 pub mod error;

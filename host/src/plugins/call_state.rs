@@ -17,7 +17,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::metrics::Metrics;
 use crate::plugins::bindings::{config, crypto, log, state, types};
 use crate::plugins::host_memory::{BudgetExceeded, Charge, HostMemoryBudget};
-use crate::plugins::http_budget::HeldHttpResources;
+use crate::plugins::http_budget::held::HeldHttpResources;
 use crate::plugins::imports::guest_output::{Channel, GuestOutput, LogBudget};
 use crate::plugins::imports::state::KeyValue;
 use crate::plugins::limits::{self, PluginLimits};

@@ -8,10 +8,6 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
-
-use crate::config::PluginConfig;
-
 /// The per-plugin limits after defaults are applied. Built once per load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginLimits {
@@ -118,114 +114,10 @@ impl Default for PluginLimits {
     }
 }
 
-impl PluginLimits {
-    /// The limits `config` asks for, over the defaults; `id` names the plugin in
-    /// errors. Values the engine could not honour are refused here, at config
-    /// load, rather than failing calls later.
-    pub fn from_config(id: &str, config: &PluginConfig) -> Result<Self> {
-        let defaults = Self::default();
-        let limits = Self {
-            timeout: config.timeout.unwrap_or(defaults.timeout),
-            memory: config.memory.unwrap_or(defaults.memory),
-            table_elements: config.table_elements.unwrap_or(defaults.table_elements),
-            instances: config.instances.unwrap_or(defaults.instances),
-            max_concurrent_calls: config
-                .max_concurrent_calls
-                .unwrap_or(defaults.max_concurrent_calls),
-            max_response_bytes: config
-                .max_response_bytes
-                .unwrap_or(defaults.max_response_bytes),
-            max_event_bytes: config.max_event_bytes.unwrap_or(defaults.max_event_bytes),
-            max_log_bytes: config.max_log_bytes.unwrap_or(defaults.max_log_bytes),
-        };
-        let key = |name: &str| format!("config `[plugins.{id}] {name}`");
-        if limits.timeout.is_zero() {
-            bail!("{} must be longer than zero", key("timeout"));
-        }
-        if limits.memory > MAX_MEMORY {
-            bail!(
-                "{} = {} bytes is above the host's ceiling of {MAX_MEMORY} bytes (256MiB)",
-                key("memory"),
-                limits.memory
-            );
-        }
-        if limits.table_elements > MAX_TABLE_ELEMENTS {
-            bail!(
-                "{} = {} is above the host's ceiling of {MAX_TABLE_ELEMENTS}",
-                key("table_elements"),
-                limits.table_elements
-            );
-        }
-        if limits.instances > MAX_INSTANCES {
-            bail!(
-                "{} = {} is above the host's ceiling of {MAX_INSTANCES}",
-                key("instances"),
-                limits.instances
-            );
-        }
-        if !(1..=POOL_COMPONENT_INSTANCES).contains(&limits.max_concurrent_calls) {
-            bail!(
-                "{} must be between 1 and {POOL_COMPONENT_INSTANCES}",
-                key("max_concurrent_calls")
-            );
-        }
-        for (name, value) in [
-            ("memory", limits.memory),
-            ("table_elements", limits.table_elements),
-            ("instances", limits.instances),
-        ] {
-            if value == 0 {
-                bail!("{} must be at least 1", key(name));
-            }
-        }
-        Ok(limits)
-    }
-}
-
-/// Parses a byte size: a plain number of bytes, or a number with a unit (`B`,
-/// `KiB`, `MiB`, `GiB` in powers of 1024; `KB`, `MB`, `GB` in powers of 1000).
-pub fn parse_bytes(text: &str) -> Option<usize> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: usize = number.parse().ok()?;
-    let scale: usize = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => return None,
-    };
-    number.checked_mul(scale)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn byte_sizes_parse_with_and_without_units() {
-        assert_eq!(parse_bytes("64MiB"), Some(64 << 20));
-        assert_eq!(parse_bytes("64 MiB"), Some(64 << 20));
-        assert_eq!(parse_bytes("1KB"), Some(1000));
-        assert_eq!(parse_bytes("4096"), Some(4096));
-        assert_eq!(parse_bytes("12B"), Some(12));
-        for bad in [
-            "",
-            "MiB",
-            "1.5MiB",
-            "-1",
-            "10 parsecs",
-            "99999999999999999999GiB",
-        ] {
-            assert_eq!(parse_bytes(bad), None, "{bad}");
-        }
-    }
+    use crate::config::PluginConfig;
 
     #[test]
     fn defaults_apply_and_overrides_win() {

@@ -1,5 +1,6 @@
 //! The set of plugins the host serves, by id, with the last load error of each.
-//! Only the reload task (`reload`) writes it.
+//! Only the `Reloader` (`deploy::reload`) writes it: for file changes, deploys
+//! through the API, and the deploy-sync task of a fleet alike.
 //! Readers take a cheap `Arc` snapshot of one plugin; a load replaces an entry
 //! atomically, so a call already running finishes on the version it started with.
 
@@ -10,6 +11,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 
+use crate::plugins::id::{is_valid_plugin_id, PLUGIN_ID_PATTERN};
 use crate::plugins::loaded::LoadedPlugin;
 
 /// Why the newest file of a plugin is not the one serving.
@@ -134,18 +136,6 @@ impl Registry {
     }
 }
 
-/// A plugin id is the file stem of `<plugins_dir>/<id>.wasm`. The id appears in URLs,
-/// logs and config keys, so it is kept to a safe alphabet.
-pub fn is_valid_plugin_id(id: &str) -> bool {
-    let bytes = id.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 64
-        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
 /// The `*.wasm` files directly in `dir` with a valid plugin id, sorted by id. Other
 /// `.wasm` names are skipped with a warning.
 pub fn plugin_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
@@ -166,7 +156,7 @@ pub fn plugin_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
         if !is_valid_plugin_id(stem) {
             tracing::warn!(
                 file = %path.display(),
-                "skipping plugin file: id must match [a-z0-9][a-z0-9_-]{{0,63}}"
+                "skipping plugin file: id must match {PLUGIN_ID_PATTERN}"
             );
             continue;
         }
@@ -179,33 +169,6 @@ pub fn plugin_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn plugin_ids_follow_the_documented_alphabet() {
-        for ok in [
-            "github",
-            "a",
-            "0x",
-            "standard-rust",
-            "my_plugin",
-            &"a".repeat(64),
-        ] {
-            assert!(is_valid_plugin_id(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "-a",
-            "_a",
-            "GitHub",
-            "a.b",
-            "a/b",
-            "ü",
-            &"a".repeat(65),
-            "a b",
-        ] {
-            assert!(!is_valid_plugin_id(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn only_wasm_files_with_valid_ids_are_listed() {

@@ -4,14 +4,9 @@
 //! timer armed in tokio and does no work at all between polls (BENCHMARKS.md). The
 //! polls themselves run in their own tasks, at most `MAX_CONCURRENT_POLLS` at once.
 //!
-//! Rules: the interval is the manifest's `poll-interval-seconds` unless
-//! `[plugins.<id>] poll_interval` overrides it; each wait gets up to
-//! `JITTER_FRACTION` more at random, so plugins started together drift apart; a
-//! plugin's `next-poll-seconds` hint replaces one wait; after a failure the cursor
-//! stays and the wait doubles per consecutive failure up to `MAX_BACKOFF` (or the
-//! interval, if longer), and one success resets it. A per-plugin lock means one
-//! plugin is never polled twice at once: the timer skips a plugin being polled,
-//! and `poll_now` waits for it.
+//! How long each wait is: `delay`. A per-plugin lock means one plugin is never
+//! polled twice at once: the timer skips a plugin being polled, and `poll_now`
+//! waits for it.
 //!
 //! Timers follow the registry (which the reload task changes): a new polling
 //! plugin gets a timer, a removed one loses it, and a replaced one continues with
@@ -19,7 +14,7 @@
 //! its id, so it is kept.
 //!
 //! Several nodes may share the store; each plugin is polled only by the node that
-//! holds its poll lease (`poll_leases`), under the lease's fencing token. Every
+//! holds its poll lease (`leases`), under the lease's fencing token. Every
 //! node keeps every timer; when it fires on a node without the lease, that turn is
 //! skipped (no poll, no failure). A node that takes a lease re-times the plugin to
 //! the saved cursor's last poll plus the interval, so a takeover neither polls
@@ -28,8 +23,12 @@
 //! until it holds the lease again. The `TimerTask` runs the lease keeper and
 //! releases this node's leases when it stops.
 
+pub mod delay;
 pub mod leases;
 pub mod poll;
+pub mod status;
+
+pub use status::PollStatus;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -37,119 +36,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::ingest::Ingest;
 use crate::node::NodeId;
 use crate::plugins::loaded::LoadedPlugin;
 use crate::plugins::registry::Registry;
+use crate::schedule::delay::{first_wait, interval_for, next_delay, Ended};
 use crate::schedule::leases::{HeldLeases, LeaseKeeper};
 use crate::schedule::poll::{poll_once, PollFailure, PollReport};
 use crate::store::{now_ms, EventStore};
 
-/// The longest wait after failures, unless the interval itself is longer.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
-/// Up to this fraction of a wait is added at random.
-pub const JITTER_FRACTION: f64 = 0.1;
-/// The first poll after start or load comes within this much (or a tenth of the
-/// interval, if less) of when it is due, so that a restart does not poll every
-/// plugin in the same instant.
-const START_SPREAD: Duration = Duration::from_secs(5);
 /// Polls running at once over all plugins; the rest wait their turn. Well below
 /// the instance pool (runtime.rs), which webhooks need too.
 pub const MAX_CONCURRENT_POLLS: usize = 16;
 /// The longest releasing this node's poll leases at shutdown may take.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How the last poll ended, as far as the next wait is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
-    Success {
-        hint_seconds: Option<u32>,
-    },
-    /// `consecutive` failures so far, from 1.
-    Failure {
-        consecutive: u32,
-    },
-}
-
-/// The wait before the next poll. `random` is in `[0, 1)`.
-pub fn next_delay(interval: Duration, ended: Ended, random: f64) -> Duration {
-    match ended {
-        Ended::Success {
-            hint_seconds: Some(seconds),
-        } => Duration::from_secs(seconds.into()),
-        Ended::Success { hint_seconds: None } => with_jitter(interval, random),
-        Ended::Failure { consecutive } => {
-            let cap = interval.max(MAX_BACKOFF);
-            let doubled = interval.saturating_mul(1 << consecutive.min(30)).min(cap);
-            with_jitter(doubled, random)
-        }
-    }
-}
-
-/// The wait before the first poll after start, load or taking the lease, when
-/// the saved cursor's poll was `since_saved` ago (`None`: never, or unknown): the
-/// rest of the interval since then, so that neither a restart nor a takeover polls
-/// early, plus a spread of up to `START_SPREAD` (or a tenth of the interval), so
-/// that many plugins due at once are not polled in the same instant. `random` is
-/// in `[0, 1)`.
-pub fn first_wait(interval: Duration, since_saved: Option<Duration>, random: f64) -> Duration {
-    let spread = START_SPREAD
-        .min(interval / 10)
-        .mul_f64(random.clamp(0.0, 1.0));
-    interval.saturating_sub(since_saved.unwrap_or(interval)) + spread
-}
-
-fn with_jitter(wait: Duration, random: f64) -> Duration {
-    wait + wait.mul_f64(JITTER_FRACTION * random.clamp(0.0, 1.0))
-}
-
-/// How often `plugin` polls, or `None` when it does not.
-pub fn interval_for(plugin: &LoadedPlugin, configured: Option<Duration>) -> Option<Duration> {
-    plugin
-        .manifest
-        .poll_interval_seconds
-        .map(|seconds| configured.unwrap_or(Duration::from_secs(seconds.max(1).into())))
-}
-
-/// What operators see of one plugin's polling (`GET /api/plugins`, `poll`).
-#[derive(Debug, Clone, Default)]
-pub struct PollStatus {
-    pub interval: Duration,
-    /// When the last poll ended, successful or not.
-    pub last_poll_at: Option<SystemTime>,
-    pub last_success_at: Option<SystemTime>,
-    pub next_poll_at: Option<SystemTime>,
-    pub consecutive_failures: u32,
-    pub last_error: Option<String>,
-    pub polling: bool,
-    /// The saved cursor, as of the last successful poll (or the start).
-    pub cursor: Option<String>,
-    /// Whether this node holds the plugin's poll lease now (only the holder polls
-    /// it on its timer).
-    pub lease_held: bool,
-}
-
-impl PollStatus {
-    pub fn to_json(&self) -> Value {
-        let time =
-            |at: Option<SystemTime>| at.map(|at| humantime::format_rfc3339_millis(at).to_string());
-        json!({
-            "interval_seconds": self.interval.as_secs_f64(),
-            "last_poll_at": time(self.last_poll_at),
-            "last_success_at": time(self.last_success_at),
-            "next_poll_at": time(self.next_poll_at),
-            "consecutive_failures": self.consecutive_failures,
-            "last_error": self.last_error,
-            "polling": self.polling,
-            "cursor": self.cursor,
-            "lease_held": self.lease_held,
-        })
-    }
-}
 
 /// One polling plugin id.
 struct Poller {
@@ -197,8 +101,8 @@ enum Due {
 struct Shared {
     registry: Arc<Registry>,
     store: Arc<dyn EventStore>,
-    /// Notified when a poll stored events that have subscribers.
-    wake_dispatcher: Arc<Notify>,
+    /// Where a poll's events go (and the dispatcher is woken, the change published).
+    ingest: Ingest,
     /// `[plugins.<id>] poll_interval`.
     configured: BTreeMap<String, Duration>,
     /// Written by the timer task (add/remove on registry changes) and by `poll_now`
@@ -265,7 +169,7 @@ impl Scheduler {
         config: &Config,
         registry: Arc<Registry>,
         store: Arc<dyn EventStore>,
-        wake_dispatcher: Arc<Notify>,
+        ingest: Ingest,
         node: NodeId,
     ) -> (Scheduler, TimerTask) {
         let (due_tx, due_rx) = mpsc::unbounded_channel();
@@ -284,7 +188,7 @@ impl Scheduler {
         let shared = Arc::new(Shared {
             registry,
             store,
-            wake_dispatcher,
+            ingest,
             configured: config
                 .plugins
                 .iter()
@@ -398,22 +302,9 @@ impl Shared {
         // timer was set for.
         let result = match self.registry.get(&poller.id) {
             Some(plugin) if plugin.manifest.poll_interval_seconds.is_some() => {
-                poll_once(
-                    &plugin,
-                    &*self.store,
-                    &self.registry,
-                    &self.wake_dispatcher,
-                    lease,
-                )
-                .await
+                poll_once(&plugin, &*self.store, &self.ingest, lease).await
             }
-            _ => Err(PollFailure::Plugin(
-                format!(
-                    "plugin {} is no longer loaded as a polling plugin",
-                    poller.id
-                ),
-                axum::http::StatusCode::NOT_FOUND,
-            )),
+            _ => Err(PollFailure::Unloaded(poller.id.clone())),
         };
         let now = SystemTime::now();
         if let (Err(PollFailure::LeaseLost(_)), Some(token)) = (&result, lease) {
@@ -726,92 +617,5 @@ impl Timers {
             }
             tokio::spawn(self.shared.clone().run_timed(poller, guard));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_wait_is_the_interval_plus_at_most_a_tenth() {
-        let interval = Duration::from_secs(60);
-        let ok = Ended::Success { hint_seconds: None };
-        assert_eq!(next_delay(interval, ok, 0.0), interval);
-        assert_eq!(next_delay(interval, ok, 0.5), Duration::from_secs(63));
-        assert!(next_delay(interval, ok, 0.999_999) < Duration::from_secs(66));
-    }
-
-    #[test]
-    fn a_first_poll_comes_an_interval_after_the_saved_one_never_earlier() {
-        let interval = Duration::from_secs(60);
-        let saved = |s| Some(Duration::from_secs(s));
-        // Taken over (or restarted) 20 s after the holder's last poll: 40 s more.
-        assert_eq!(
-            first_wait(interval, saved(20), 0.0),
-            Duration::from_secs(40)
-        );
-        // Overdue (the holder died long ago) or never polled: soon, spread by at
-        // most a tenth of the interval (5 s at most).
-        assert_eq!(first_wait(interval, saved(600), 0.0), Duration::ZERO);
-        assert_eq!(first_wait(interval, None, 0.0), Duration::ZERO);
-        assert!(first_wait(interval, None, 0.999_999) < Duration::from_secs(5));
-        assert!(
-            first_wait(Duration::from_secs(1), saved(5), 0.999_999) < Duration::from_millis(100)
-        );
-        // Never earlier than the interval after the saved poll, whatever the spread.
-        for random in [0.0, 0.3, 0.999_999] {
-            assert!(first_wait(interval, saved(59), random) >= Duration::from_secs(1));
-        }
-        let hourly = Duration::from_secs(3600);
-        assert!(first_wait(hourly, None, 0.999_999) <= START_SPREAD);
-    }
-
-    #[test]
-    fn a_hint_replaces_the_interval_exactly() {
-        let hint = |s| Ended::Success {
-            hint_seconds: Some(s),
-        };
-        assert_eq!(
-            next_delay(Duration::from_secs(60), hint(5), 0.9),
-            Duration::from_secs(5)
-        );
-        assert_eq!(
-            next_delay(Duration::from_secs(60), hint(0), 0.9),
-            Duration::ZERO
-        );
-        assert_eq!(
-            next_delay(Duration::from_secs(60), hint(7200), 0.9),
-            Duration::from_secs(7200)
-        );
-    }
-
-    #[test]
-    fn failures_back_off_exponentially_up_to_the_cap_and_always_grow_until_then() {
-        let interval = Duration::from_secs(10);
-        let failed = |n| Ended::Failure { consecutive: n };
-        assert_eq!(
-            next_delay(interval, failed(1), 0.0),
-            Duration::from_secs(20)
-        );
-        assert_eq!(
-            next_delay(interval, failed(3), 0.0),
-            Duration::from_secs(80)
-        );
-        // The longest wait after n failures is shorter than the shortest after n+1,
-        // until the cap.
-        for n in 1..8 {
-            assert!(
-                next_delay(interval, failed(n), 0.999_999)
-                    < next_delay(interval, failed(n + 1), 0.0)
-            );
-        }
-        for n in [9, 20, 31, 1000, u32::MAX] {
-            let wait = next_delay(interval, failed(n), 0.0);
-            assert_eq!(wait, MAX_BACKOFF, "{n}");
-        }
-        // An interval above the cap is never shortened by a failure.
-        let daily = Duration::from_secs(86_400);
-        assert_eq!(next_delay(daily, failed(1), 0.0), daily);
     }
 }

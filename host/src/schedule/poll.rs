@@ -2,18 +2,13 @@
 //! and save events, cursor and `state` writes in one transaction. When and how
 //! often this runs is the scheduler's business.
 
-use axum::http::StatusCode;
 use serde::Serialize;
-use tokio::sync::Notify;
 
-use crate::plugins::bindings::{PluginError, PollOutcome};
+use crate::ingest::{Arrival, Ingest, IngestError};
+use crate::plugins::bindings::PluginError;
 use crate::plugins::loaded::{CallError, LoadedPlugin};
-use crate::plugins::registry::Registry;
-use crate::server::check_event;
-use crate::store::{now_ms, EventStore, NewEvent, Persisted, PollRecord, StateRefused};
-
-/// The longest cursor a plugin may return; a cursor is a position, not a payload.
-pub const MAX_CURSOR_BYTES: usize = 64 * 1024;
+use crate::plugins::outcome::check_poll;
+use crate::store::{now_ms, EventStore, Persisted};
 
 /// A poll whose outcome was saved.
 #[derive(Debug, Clone, Serialize)]
@@ -40,8 +35,13 @@ pub struct PolledEvent {
 /// Why a poll saved nothing. Every case keeps the cursor where it was.
 #[derive(Debug, thiserror::Error)]
 pub enum PollFailure {
-    #[error("{0}")]
-    Plugin(String, StatusCode),
+    /// The plugin answered with an error; `unavailable` when it said it is
+    /// temporarily unavailable (rather than failing).
+    #[error("{message}")]
+    Plugin { message: String, unavailable: bool },
+    /// The plugin was unloaded, or no longer polls, while the poll waited.
+    #[error("plugin {0} is no longer loaded as a polling plugin")]
+    Unloaded(String),
     #[error("{0}")]
     Call(#[from] CallError),
     #[error("plugin {plugin} {version} returned {what}")]
@@ -59,23 +59,10 @@ pub enum PollFailure {
 }
 
 impl PollFailure {
-    /// The status `POST /api/plugins/{id}/poll` answers with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            PollFailure::Plugin(_, status) => *status,
-            PollFailure::Call(CallError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
-            PollFailure::Call(CallError::Trap { .. } | CallError::UndeclaredKind { .. })
-            | PollFailure::Invalid { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            PollFailure::Storage(_)
-            | PollFailure::LeaseLost(_)
-            | PollFailure::Call(CallError::Busy { .. }) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
     /// A stable machine-readable code for the API.
     pub fn code(&self) -> &'static str {
         match self {
-            PollFailure::Plugin(..) => "plugin_error",
+            PollFailure::Plugin { .. } | PollFailure::Unloaded(_) => "plugin_error",
             PollFailure::Call(CallError::Timeout { .. }) => "timeout",
             PollFailure::Call(CallError::Trap { .. }) => "trap",
             PollFailure::Call(CallError::Busy { .. }) => "busy",
@@ -102,12 +89,11 @@ impl PollFailure {
 
 /// Polls `plugin` once from its saved cursor and saves the outcome, under the
 /// fencing token `lease` of this node's poll lease (`None`: the saved cursor's
-/// check alone). New events with subscribers wake the dispatcher.
+/// check alone). The events go the way of every ingest (`ingest`).
 pub async fn poll_once(
     plugin: &LoadedPlugin,
     store: &dyn EventStore,
-    registry: &Registry,
-    wake_dispatcher: &Notify,
+    ingest: &Ingest,
     lease: Option<u64>,
 ) -> Result<PollReport, PollFailure> {
     let id = plugin.id().to_string();
@@ -126,41 +112,27 @@ pub async fn poll_once(
         PollFailure::Call(error)
     })?;
     let outcome = answer.map_err(|error| plugin_failure(&id, &version, error))?;
-    check_outcome(&outcome, plugin.limits.max_event_bytes).map_err(|what| {
-        PollFailure::Invalid {
-            plugin: id.clone(),
-            version: version.clone(),
-            what,
-        }
+    check_poll(&outcome, plugin.limits.max_event_bytes).map_err(|what| PollFailure::Invalid {
+        plugin: id.clone(),
+        version: version.clone(),
+        what,
     })?;
-    let events: Vec<NewEvent> = outcome
-        .events
-        .iter()
-        .map(|event| NewEvent::emitted(event, registry.subscribers(&event.kind, &id)))
-        .collect();
-    let has_subscribers = events.iter().any(|e| !e.subscribers.is_empty());
     let cursor = outcome.cursor.clone().or(from_cursor.clone());
-    let persisted = store
-        .persist_poll(PollRecord {
-            plugin: id.clone(),
-            polled_at,
-            from_cursor,
-            cursor: outcome.cursor,
-            events,
-            state,
-            lease,
-        })
-        .await
-        .map_err(|error| match error.downcast_ref::<StateRefused>() {
-            Some(StateRefused::LeaseLost { .. }) => PollFailure::LeaseLost(id.clone()),
-            _ => {
-                tracing::error!(plugin = %id, "{error:#}");
-                PollFailure::Storage(error)
-            }
-        })?;
-    if has_subscribers {
-        wake_dispatcher.notify_one();
-    }
+    let arrival = Arrival::Poll {
+        polled_at,
+        from_cursor,
+        cursor: outcome.cursor,
+        state,
+        lease,
+    };
+    let persisted =
+        ingest
+            .ingest(&id, &outcome.events, arrival)
+            .await
+            .map_err(|error| match error {
+                IngestError::LeaseLost => PollFailure::LeaseLost(id.clone()),
+                IngestError::Storage(error) => PollFailure::Storage(error),
+            })?;
     let events = outcome
         .events
         .into_iter()
@@ -170,14 +142,6 @@ pub async fn poll_once(
                 Persisted::New(at) => (at, false),
                 Persisted::Duplicate(at) => (at, true),
             };
-            tracing::info!(
-                plugin = %id,
-                event_id = %event.id,
-                kind = %event.kind,
-                stored_as,
-                duplicate,
-                "event polled"
-            );
             PolledEvent {
                 id: stored_as,
                 event_id: event.id,
@@ -195,26 +159,16 @@ pub async fn poll_once(
     })
 }
 
-fn check_outcome(outcome: &PollOutcome, max_event_bytes: usize) -> Result<(), String> {
-    for event in &outcome.events {
-        check_event(event, max_event_bytes)?;
-    }
-    match &outcome.cursor {
-        Some(cursor) if cursor.len() > MAX_CURSOR_BYTES => Err(format!(
-            "a cursor of {} bytes (the limit is {MAX_CURSOR_BYTES})",
-            cursor.len()
-        )),
-        _ => Ok(()),
-    }
-}
-
 fn plugin_failure(id: &str, version: &str, error: PluginError) -> PollFailure {
-    let (what, message, status) = match error {
-        PluginError::Unavailable(m) => ("unavailable", m, StatusCode::SERVICE_UNAVAILABLE),
-        PluginError::Internal(m) => ("internal", m, StatusCode::BAD_GATEWAY),
-        PluginError::BadRequest(m) => ("bad-request", m, StatusCode::BAD_GATEWAY),
-        PluginError::Unauthorized(m) => ("unauthorized", m, StatusCode::BAD_GATEWAY),
+    let (what, message) = match &error {
+        PluginError::Unavailable(m) => ("unavailable", m),
+        PluginError::Internal(m) => ("internal", m),
+        PluginError::BadRequest(m) => ("bad-request", m),
+        PluginError::Unauthorized(m) => ("unauthorized", m),
     };
     tracing::warn!(plugin = id, version, "poll failed: {what}: {message}");
-    PollFailure::Plugin(format!("{what}: {message}"), status)
+    PollFailure::Plugin {
+        message: format!("{what}: {message}"),
+        unavailable: matches!(error, PluginError::Unavailable(_)),
+    }
 }

@@ -14,8 +14,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::server::AppState;
-
 const PAGE: &str = include_str!("page.html");
 const LOGIN: &str = include_str!("login.html");
 const STYLE: &str = include_str!("dashboard.css");
@@ -26,9 +24,11 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
     style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
     base-uri 'none'; frame-ancestors 'none'";
 
-pub fn routes() -> Router<AppState> {
+/// The page and its assets; `login_required` when an admin token is set (the page
+/// then shows a Log out button).
+pub fn routes<S: Clone + Send + Sync + 'static>(login_required: bool) -> Router<S> {
     Router::new()
-        .route("/", get(page))
+        .route("/", get(move || page(login_required)))
         .route("/assets/dashboard.css", get(|| asset(STYLE, "text/css")))
         .route(
             "/assets/dashboard.js",
@@ -41,13 +41,9 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The dashboard itself; the admin-auth middleware has let the request through.
-async fn page(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+async fn page(login_required: bool) -> Response {
     // The page shows a Log out button only when there is a session to end.
-    let login = if state.admin.is_required() {
-        "required"
-    } else {
-        "off"
-    };
+    let login = if login_required { "required" } else { "off" };
     html_page(StatusCode::OK, PAGE.replace("{{login}}", login))
 }
 
