@@ -29,10 +29,11 @@ pub mod poll;
 pub mod status;
 
 pub use status::PollStatus;
+use status::PollingPlugin;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -54,36 +55,6 @@ use crate::store::{now_ms, EventStore};
 pub const MAX_CONCURRENT_POLLS: usize = 16;
 /// The longest releasing this node's poll leases at shutdown may take.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// One polling plugin id.
-struct Poller {
-    id: String,
-    /// Held for the whole of a poll: the "never twice at once" rule.
-    running: Arc<tokio::sync::Mutex<()>>,
-    /// Polls finished so far; lets the timer tell that a poll ended (and its
-    /// `Finished` is on the way) since the timer was set.
-    completed: AtomicU64,
-    status: Mutex<PollStatus>,
-}
-
-impl Poller {
-    fn new(id: &str, interval: Duration) -> Self {
-        Poller {
-            id: id.to_string(),
-            running: Arc::default(),
-            completed: AtomicU64::new(0),
-            status: Mutex::new(PollStatus {
-                interval,
-                ..PollStatus::default()
-            }),
-        }
-    }
-
-    fn status(&self) -> std::sync::MutexGuard<'_, PollStatus> {
-        // Every update is a few plain assignments; a poisoned lock is consistent.
-        self.status.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
 
 /// To the timer task: when a plugin is due next.
 enum Due {
@@ -107,7 +78,7 @@ struct Shared {
     configured: BTreeMap<String, Duration>,
     /// Written by the timer task (add/remove on registry changes) and by `poll_now`
     /// (a plugin the timer task has not seen yet); read by the API.
-    pollers: Mutex<HashMap<String, Arc<Poller>>>,
+    pollers: Mutex<HashMap<String, Arc<PollingPlugin>>>,
     /// From poll tasks (and the task re-timing taken leases) to the timer task,
     /// its only receiver.
     due: mpsc::UnboundedSender<Due>,
@@ -153,7 +124,7 @@ struct Timers {
 }
 
 struct Timer {
-    poller: Arc<Poller>,
+    poller: Arc<PollingPlugin>,
     /// The loaded version the timer was set for, to notice replacements.
     sha256: String,
     /// `None` while a poll is running (its `Finished` sets the next).
@@ -241,7 +212,7 @@ impl Scheduler {
             .shared
             .pollers()
             .entry(id.to_string())
-            .or_insert_with(|| Arc::new(Poller::new(id, interval)))
+            .or_insert_with(|| Arc::new(PollingPlugin::new(id, interval)))
             .clone();
         let guard = poller.running.clone().lock_owned().await;
         let slot = self.shared.slot().await;
@@ -251,7 +222,7 @@ impl Scheduler {
 }
 
 impl Shared {
-    fn pollers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Poller>>> {
+    fn pollers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<PollingPlugin>>> {
         self.pollers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -269,7 +240,7 @@ impl Shared {
 
     /// A timer's poll of `poller` (whose lock `guard` is): waits for a slot, then
     /// polls if this node still holds the lease, or skips this turn.
-    async fn run_timed(self: Arc<Self>, poller: Arc<Poller>, guard: OwnedMutexGuard<()>) {
+    async fn run_timed(self: Arc<Self>, poller: Arc<PollingPlugin>, guard: OwnedMutexGuard<()>) {
         let slot = self.slot().await;
         // Waiting for a slot can take a while; the lease must hold when the poll starts.
         match self.leases.token(&poller.id, now_ms()) {
@@ -292,7 +263,7 @@ impl Shared {
     /// the timer task when the next is due.
     async fn run(
         self: Arc<Self>,
-        poller: Arc<Poller>,
+        poller: Arc<PollingPlugin>,
         guard: OwnedMutexGuard<()>,
         _slot: OwnedSemaphorePermit,
         lease: Option<u64>,
@@ -363,7 +334,7 @@ impl Shared {
 
     /// How long ago `id`'s saved cursor was polled (`None`: never, or unknown),
     /// noting the cursor in `poller`'s status.
-    async fn since_saved(&self, id: &str, poller: &Poller) -> Option<Duration> {
+    async fn since_saved(&self, id: &str, poller: &PollingPlugin) -> Option<Duration> {
         match self.store.poll_cursor(id).await {
             Ok(Some(saved)) => {
                 poller.status().cursor = saved.cursor;
@@ -382,7 +353,7 @@ impl Shared {
 
 /// The wait after a turn skipped because this node does not hold the lease: the
 /// interval, as after a successful poll.
-fn skipped_turn(poller: &Poller) -> Duration {
+fn skipped_turn(poller: &PollingPlugin) -> Duration {
     let interval = poller.status().interval;
     next_delay(
         interval,
@@ -504,7 +475,7 @@ impl Timers {
                         .shared
                         .pollers()
                         .entry(id.clone())
-                        .or_insert_with(|| Arc::new(Poller::new(&id, interval)))
+                        .or_insert_with(|| Arc::new(PollingPlugin::new(&id, interval)))
                         .clone();
                     poller.status().interval = interval;
                     // Resume the rhythm of the last saved poll (a restart must not
@@ -565,7 +536,7 @@ impl Timers {
     /// their saved cursors, in a task of its own, so that timers keep firing while
     /// the store is read.
     fn lease_taken(&mut self, ids: Vec<String>) {
-        let taken: Vec<(String, Arc<Poller>, u64)> = ids
+        let taken: Vec<(String, Arc<PollingPlugin>, u64)> = ids
             .into_iter()
             .filter_map(|id| {
                 let poller = self.timers.get(&id)?.poller.clone();

@@ -1,5 +1,7 @@
-//! What operators see of one plugin's polling.
+//! What operators see of one plugin's polling, and where the scheduler keeps it.
 
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
@@ -37,5 +39,36 @@ impl PollStatus {
             "cursor": self.cursor,
             "lease_held": self.lease_held,
         })
+    }
+}
+
+/// One polling plugin: its id, the lock that keeps it from being polled twice at
+/// once, and its status.
+pub(super) struct PollingPlugin {
+    pub(super) id: String,
+    /// Held for the whole of a poll: the "never twice at once" rule.
+    pub(super) running: Arc<tokio::sync::Mutex<()>>,
+    /// Polls finished so far; lets the timer tell that a poll ended (and its
+    /// `Finished` is on the way) since the timer was set.
+    pub(super) completed: AtomicU64,
+    pub(super) status: Mutex<PollStatus>,
+}
+
+impl PollingPlugin {
+    pub(super) fn new(id: &str, interval: Duration) -> Self {
+        PollingPlugin {
+            id: id.to_string(),
+            running: Arc::default(),
+            completed: AtomicU64::new(0),
+            status: Mutex::new(PollStatus {
+                interval,
+                ..PollStatus::default()
+            }),
+        }
+    }
+
+    pub(super) fn status(&self) -> std::sync::MutexGuard<'_, PollStatus> {
+        // Every update is a few plain assignments; a poisoned lock is consistent.
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
