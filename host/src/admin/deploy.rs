@@ -100,13 +100,17 @@ async fn deploy(
             })?;
         deployed_at = Some(deployed.deployed_at);
     }
-    let plugin = state.reloader.put(plugin, bytes).await.map_err(|error| {
-        // With a shared store the deploy already counts fleet-wide; this node's
-        // deploy-sync task retries writing it every tick.
-        ApiError::internal(&format!(
-            "making the deployed plugin {id} current: {error:#}"
-        ))
-    })?;
+    let plugin = state
+        .reloader
+        .make_current(plugin, bytes)
+        .await
+        .map_err(|error| {
+            // With a shared store the deploy already counts fleet-wide; this node's
+            // deploy-sync task retries writing it every tick.
+            ApiError::internal(&format!(
+                "making the deployed plugin {id} current: {error:#}"
+            ))
+        })?;
     let mut answer = plugin_info(&plugin);
     if let Some(deployed_at) = deployed_at {
         let at = std::time::UNIX_EPOCH + Duration::from_millis(deployed_at);

@@ -8,7 +8,7 @@
 //! and a later round picks it up.
 //!
 //! A deploy (`deploy`, `deploy_sync`) comes through here too: `validate` loads the
-//! bytes without touching anything, `put` writes them into the plugins directory
+//! bytes without touching anything, `make_current` writes them into the plugins directory
 //! atomically and swaps in the version already loaded. Every registry write happens
 //! under one lock, so a file reload that read older bytes can never land after a
 //! deploy that replaced them.
@@ -127,7 +127,11 @@ impl Reloader {
     /// atomically to `<plugins_dir>/<id>.wasm`, so that a restart loads the same
     /// version, then swaps it in as a reload does. When the write fails nothing
     /// changes.
-    pub async fn put(&self, plugin: LoadedPlugin, bytes: Bytes) -> Result<Arc<LoadedPlugin>> {
+    pub async fn make_current(
+        &self,
+        plugin: LoadedPlugin,
+        bytes: Bytes,
+    ) -> Result<Arc<LoadedPlugin>> {
         let id = plugin.id().to_string();
         debug_assert_eq!(plugin.sha256, content_sha256(&bytes));
         let installed = {

@@ -157,7 +157,7 @@ impl DeploySync {
                 return Ok(());
             }
         };
-        if let Err(error) = self.reloader.put(plugin, bytes).await {
+        if let Err(error) = self.reloader.make_current(plugin, bytes).await {
             // Probably the disk (full, read-only): not the component's fault, so
             // it is tried again next round.
             self.reloader.record_failure(id, error);
