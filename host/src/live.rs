@@ -50,8 +50,8 @@ impl Change {
 /// `/api/stream` request holds a receiver.
 #[derive(Clone)]
 pub struct LiveFeed {
-    /// Sent to by the webhook path (`server`), the retry API (`api`), the
-    /// `dispatcher` and the `reload` task; received by each open `/api/stream`.
+    /// Sent to by `ingest` (webhooks and polls), the retry API (`admin::events`),
+    /// `dispatch` and the reload task; received by each open `/api/stream`.
     changes: broadcast::Sender<Change>,
     /// Set once by `close` when the host shuts down; every open stream ends on it,
     /// since a graceful shutdown waits for responses in flight and a stream

@@ -5,7 +5,7 @@
 //! fails the answer is 400 with the reason and nothing changes (no file written,
 //! the running version keeps serving). Otherwise, with a shared component store
 //! (a fleet on PostgreSQL) it is stored there first, for every node's
-//! `deploy_sync` to pick up; then on this node it is written to
+//! `deploy::sync` to pick up; then on this node it is written to
 //! `<plugins_dir>/<id>.wasm` and swapped in before the answer, which is the
 //! plugin's new `{id, name, version, sha256, loaded_at}`.
 

@@ -1,6 +1,6 @@
 //! Where an admin request came from, as far as the request itself can tell: the
 //! page that sent it (`Sec-Fetch-Site`, `Origin`), the name it was addressed to
-//! (`Host`), and the proxies it passed. `admin_auth` decides with these; nothing
+//! (`Host`), and the proxies it passed. `admin::auth` decides with these; nothing
 //! here refuses anything.
 //!
 //! What a browser page can and cannot forge matters here: a page can add neither
@@ -23,7 +23,7 @@ use axum::http::{header, HeaderMap, Uri, Version};
 ///
 /// `Sec-Fetch-Site: same-origin` wins over `Origin` on purpose: a proxy that
 /// rewrites `Host` (nginx's default) would otherwise make the dashboard's own
-/// requests look cross-site. Pages from plugins are sandboxed (`plugin_boundary`),
+/// requests look cross-site. Pages from plugins are sandboxed (`ingress::containment`),
 /// so their origin is opaque and their requests are `cross-site` to the browser.
 pub fn is_cross_site(headers: &HeaderMap, uri: &Uri) -> bool {
     match headers.get("sec-fetch-site").map(|site| site.as_bytes()) {

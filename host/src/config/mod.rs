@@ -50,7 +50,7 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Serve the admin API without a token on a non-loopback address: something in
     /// front of hookhost guards it. Also turns off the open admin's loopback-Host
-    /// and no-proxy checks (see `admin_auth`), since that something is a proxy.
+    /// and no-proxy checks (see `admin::auth`), since that something is a proxy.
     pub allow_unauthenticated_admin: bool,
     /// `postgres://user:pass@host:port/db` or key=value pairs (parsed, with
     /// `sslmode`, by `store::postgres::DatabaseUrl`): the database every node of a

@@ -39,7 +39,7 @@ pub struct PluginConfig {
     pub sources: Option<Vec<String>>,
     /// Resource limits (`memory`, `table_elements`, `instances`,
     /// `max_concurrent_calls`, `max_response_bytes`, `max_event_bytes`,
-    /// `max_log_bytes`); `None` takes the default in `limits`.
+    /// `max_log_bytes`); `None` takes the default in `plugins::limits`.
     pub memory: Option<usize>,
     pub table_elements: Option<usize>,
     pub instances: Option<usize>,

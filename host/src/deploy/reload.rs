@@ -7,9 +7,9 @@
 //! well see a half-written file; the write that completes it raises another event
 //! and a later round picks it up.
 //!
-//! A deploy (`deploy`, `deploy_sync`) comes through here too: `validate` loads the
-//! bytes without touching anything, `make_current` writes them into the plugins directory
-//! atomically and swaps in the version already loaded. Every registry write happens
+//! A deploy (`admin::deploy`, `deploy::sync`) comes through here too: `validate`
+//! loads the bytes without touching anything, `make_current` writes them into the
+//! plugins directory atomically and swaps in the version already loaded. Every registry write happens
 //! under one lock, so a file reload that read older bytes can never land after a
 //! deploy that replaced them.
 

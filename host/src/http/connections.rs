@@ -1,6 +1,6 @@
 //! Which connections one listener holds open, which of them are idle or stalled,
 //! and which to close: the connection cap (`max_connections`) and the bookkeeping
-//! behind the idle and send timeouts. `http_server` asks `admit` for a slot for
+//! behind the idle and send timeouts. `listener` asks `admit` for a slot for
 //! every accepted socket and tells the slot what happens on it (requests start and
 //! finish, responses wait on the peer, writes block); the slot tells the
 //! connection's task when it should close.

@@ -12,7 +12,7 @@
 //!   whatever the plugin said. A sandboxed document runs no script, submits no
 //!   form and has an opaque origin of its own: it cannot read the host's cookies
 //!   or storage, and a request it makes to the admin surface is cross-site to the
-//!   browser, which `admin_auth` refuses. `nosniff` keeps a plugin's answer from
+//!   browser, which `admin::auth` refuses. `nosniff` keeps a plugin's answer from
 //!   being taken for a script or stylesheet by a page that includes it.
 //! - Into a plugin (`without_admin_credentials`): the dashboard's session cookie and
 //!   an `Authorization` header that carries the admin token are removed before the

@@ -1,6 +1,6 @@
 //! `PluginState`: what one call into a plugin owns (its WASI context, resource table,
 //! limits and host memory budget), and the host side of the plugin's imports
-//! (`config`, `log`, `crypto`; `state` delegates to `keyvalue`).
+//! (`config`, `log`, `crypto`; `state` delegates to `imports::state`).
 //! A fresh one is built for every call, so nothing leaks from one call to the next.
 
 use std::collections::BTreeMap;
@@ -50,7 +50,7 @@ pub struct PluginState {
     /// What the wasi:http resources in `table` are charged to the call's host
     /// memory budget (see `http_budget`).
     held_http: HeldHttpResources,
-    /// What this call's staged `state` writes are charged (see `keyvalue`).
+    /// What this call's staged `state` writes are charged (see `imports::state`).
     staged_state: Charge,
 }
 

@@ -11,7 +11,7 @@
 //!   (`http_budget`);
 //! - outgoing requests in flight: the request, its connection and hyper's buffers,
 //!   until the response body and the connection are dropped (`outbound`);
-//! - a poll's staged `state` writes, until the poll ends (`keyvalue`).
+//! - a poll's staged `state` writes, until the poll ends (`imports::state`).
 //!
 //! What was checked and needs no charge, because something else bounds it to a
 //! few MiB per call:
@@ -24,7 +24,7 @@
 //!   `outbound::MAX_RESPONSE_BYTES`;
 //! - bytes passed into one host call (`log`, `crypto`, `wasi:random`, stream
 //!   writes): `HOSTCALL_FUEL` and `MAX_RANDOM_BYTES`, freed when the call returns;
-//! - stdout and stderr: `guest_output` keeps at most one 4 KiB line per stream,
+//! - stdout and stderr: `imports::guest_output` keeps at most one 4 KiB line per stream,
 //!   newline or not, and `max_log_bytes` bounds what reaches the log;
 //! - `state` in webhooks and `on-event`: written through, nothing is kept;
 //! - sockets, files, environment: not granted (`PluginState::new`).

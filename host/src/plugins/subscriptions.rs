@@ -1,6 +1,6 @@
 //! Event-kind patterns, as a manifest lists them: `subscriptions` (which events a
 //! handler plugin gets) and `emits` (which kinds a plugin may emit at all; the host
-//! refuses the rest, see `plugin`).
+//! refuses the rest, see `loaded`).
 
 /// Whether `pattern` (an exact kind such as `github.push`, or a prefix ending in
 /// `.*` such as `stripe.invoice.*`) covers `kind`. A prefix pattern covers kinds

@@ -51,7 +51,7 @@ use crate::schedule::poll::{poll_once, PollFailure, PollReport};
 use crate::store::{now_ms, EventStore};
 
 /// Polls running at once over all plugins; the rest wait their turn. Well below
-/// the instance pool (runtime.rs), which webhooks need too.
+/// the instance pool (`plugins::runtime`), which webhooks need too.
 pub const MAX_CONCURRENT_POLLS: usize = 16;
 /// The longest releasing this node's poll leases at shutdown may take.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
