@@ -11,19 +11,13 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 use common::test_plugin;
 use hookhost::config::Config;
-use hookhost::node::NodeId;
-use hookhost::plugin::{content_sha256, LoadedPlugin};
-use hookhost::registry::Registry;
-use hookhost::reload::Reloader;
-use hookhost::runtime::Runtime;
-use hookhost::scheduler::Scheduler;
-use hookhost::server::{self, AppState};
+use hookhost::store::backend::Stores;
 use hookhost::store::{
     AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryQueue, DeliveryRow, EventFilter,
     EventLog, EventStore, IngestRecord, Persisted, PollBook, PollLease, PollRecord, RawRequest,
     SavedCursor, StateChange, StateRefused, StateStore, StoredEventRow, Unavailable, UnixMs,
 };
-use tokio::sync::Notify;
+use hookhost::Host;
 
 /// Fails every call, as a database that cannot be reached would.
 struct FailingStore;
@@ -120,49 +114,27 @@ impl EventStore for FailingStore {
 
 #[tokio::test]
 async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after_and_healthz_says_down() {
-    let config = Config::load(None, Default::default(), |_| None).unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let runtime = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
-    let registry = Arc::new(Registry::default());
-    let bytes = std::fs::read(test_plugin("faulty")).unwrap();
-    let sha256 = content_sha256(&bytes);
-    let plugin = LoadedPlugin::load(&runtime, "faulty", bytes, sha256, &Default::default())
-        .await
-        .expect("faulty loads");
-    registry.install(plugin);
-    let store: Arc<dyn EventStore> = Arc::new(FailingStore);
-    let wake_dispatcher = Arc::new(Notify::new());
-    let node = NodeId::generate();
-    let (scheduler, _no_timers) = Scheduler::new(
-        &config,
-        registry.clone(),
-        store.clone(),
-        wake_dispatcher.clone(),
-        node.clone(),
-    );
-    let reloader = Reloader::new(
-        runtime.clone(),
-        registry.clone(),
-        Arc::new(config.clone()),
-        Default::default(),
-    );
-    let state = AppState {
-        registry,
-        max_body_bytes: config.max_body_bytes,
-        store,
-        wake_dispatcher,
-        scheduler,
-        metrics: runtime.metrics.clone(),
-        admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
-        live: Default::default(),
-        node: node.clone(),
-        health_log: Default::default(),
-        reloader,
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::load(None, Default::default(), |_| None).unwrap();
+    config.data_dir = dir.path().join("data");
+    config.plugins_dir = dir.path().join("plugins");
+    std::fs::create_dir_all(&config.plugins_dir).unwrap();
+    std::fs::copy(
+        test_plugin("faulty"),
+        config.plugins_dir.join("faulty.wasm"),
+    )
+    .unwrap();
+    let stores = Stores {
+        events: Arc::new(FailingStore),
         components: None,
     };
+    let host = Host::with_stores(&config, stores).await.unwrap();
+    host.check_loaded("faulty").expect("faulty loads");
+    let node = host.node().to_string();
+    let app = host.app();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, server::app(state)).await });
+    tokio::spawn(async move { axum::serve(listener, app).await });
 
     let response = reqwest::Client::new()
         .post(format!("http://{address}/hooks/faulty/ok"))
@@ -182,7 +154,7 @@ async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after_and_healthz_s
     let body: serde_json::Value = health.json().await.unwrap();
     assert_eq!(body["status"], "degraded", "{body}");
     assert_eq!(body["database"], "down", "{body}");
-    assert_eq!(body["node"], node.as_str(), "{body}");
+    assert_eq!(body["node"], node, "{body}");
     // The reason is for the log: /healthz is open, and the store's messages name
     // the database and whatever its driver says.
     assert_eq!(body.as_object().unwrap().len(), 3, "{body}");

@@ -18,16 +18,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use hookhost::config::Config;
-use hookhost::node::NodeId;
-use hookhost::plugin::{content_sha256, LoadedPlugin};
-use hookhost::registry::{self, Registry};
-use hookhost::reload::Reloader;
-use hookhost::runtime::Runtime;
-use hookhost::scheduler::Scheduler;
-use hookhost::server::{self, AppState};
+use hookhost::plugins::registry;
+use hookhost::store::backend::Stores;
 use hookhost::store::sqlite::{Commit, SqliteStore};
 use hookhost::store::{EventLog, EventStore, IngestRecord, NewEvent, RawRequest, UnixMs};
-use tokio::sync::Notify;
+use hookhost::Host;
 
 #[path = "support/null_store.rs"]
 mod null_store;
@@ -134,48 +129,22 @@ async fn serve_and_send(
     requests: usize,
     concurrency: usize,
 ) -> Result<Duration> {
-    let config = Config::load(None, Default::default(), |_| None)?;
-    let cache = tempfile::tempdir()?;
-    let runtime = Runtime::new(Some(cache.path().to_path_buf()))?;
-    let registry = Arc::new(Registry::default());
-    let bytes = std::fs::read(plugin_file).context("reading faulty.wasm")?;
-    let sha256 = content_sha256(&bytes);
-    let plugin = LoadedPlugin::load(&runtime, "faulty", bytes, sha256, &Default::default())
-        .await
-        .context("loading faulty")?;
-    registry.install(plugin);
-    let wake_dispatcher = Arc::new(Notify::new());
-    let node = NodeId::generate();
-    let (scheduler, _no_timers) = Scheduler::new(
-        &config,
-        registry.clone(),
-        store.clone(),
-        wake_dispatcher.clone(),
-        node.clone(),
-    );
-    let reloader = Reloader::new(
-        runtime.clone(),
-        registry.clone(),
-        Arc::new(config.clone()),
-        Default::default(),
-    );
-    let state = AppState {
-        registry,
-        max_body_bytes: config.max_body_bytes,
-        store,
-        wake_dispatcher,
-        scheduler,
-        metrics: runtime.metrics.clone(),
-        admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
-        live: Default::default(),
-        node,
-        health_log: Default::default(),
-        reloader,
+    let dir = tempfile::tempdir()?;
+    let mut config = Config::load(None, Default::default(), |_| None)?;
+    config.data_dir = dir.path().join("data");
+    config.plugins_dir = dir.path().join("plugins");
+    std::fs::create_dir_all(&config.plugins_dir)?;
+    std::fs::copy(plugin_file, config.plugins_dir.join("faulty.wasm"))
+        .context("copying faulty.wasm")?;
+    let stores = Stores {
+        events: store,
         components: None,
     };
+    let host = Host::with_stores(&config, stores).await?;
+    let app = host.app();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/hooks/faulty/ok", listener.local_addr()?);
-    let server = tokio::spawn(async move { axum::serve(listener, server::app(state)).await });
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     let client = reqwest::Client::new();
     let started = Instant::now();

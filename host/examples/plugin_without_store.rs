@@ -16,15 +16,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use hookhost::config::{Config, PluginConfig};
-use hookhost::node::NodeId;
-use hookhost::plugin::{content_sha256, LoadedPlugin};
-use hookhost::registry::Registry;
-use hookhost::reload::Reloader;
-use hookhost::runtime::Runtime;
-use hookhost::scheduler::Scheduler;
-use hookhost::server::{self, AppState};
+use hookhost::plugins::id::{is_valid_plugin_id, not_a_plugin_id};
+use hookhost::store::backend::Stores;
+use hookhost::Host;
 use null_store::NullStore;
-use tokio::sync::Notify;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -48,51 +43,32 @@ async fn main() -> Result<()> {
             other => bail!("unexpected argument {other:?}"),
         }
     }
-    let cache = tempfile::tempdir()?;
-    let runtime = Runtime::new(Some(cache.path().to_path_buf()))?;
-    let bytes = std::fs::read(&file).with_context(|| format!("reading {file}"))?;
-    let sha256 = content_sha256(&bytes);
-    let config = PluginConfig {
-        values,
-        ..PluginConfig::default()
-    };
-    let plugin = LoadedPlugin::load(&runtime, &id, bytes, sha256, &config)
-        .await
-        .with_context(|| format!("loading {file}"))?;
-    let registry = Arc::new(Registry::default());
-    registry.install(plugin);
-    let store: Arc<dyn hookhost::store::EventStore> = Arc::new(NullStore);
-    let wake_dispatcher = Arc::new(Notify::new());
-    let node = NodeId::generate();
-    let (scheduler, _no_timers) = Scheduler::new(
-        &Config::load(None, Default::default(), |_| None)?,
-        registry.clone(),
-        store.clone(),
-        wake_dispatcher.clone(),
-        node.clone(),
+    if !is_valid_plugin_id(&id) {
+        bail!(not_a_plugin_id(&id));
+    }
+    let dir = tempfile::tempdir()?;
+    let mut config = Config::load(None, Default::default(), |_| None)?;
+    config.data_dir = dir.path().join("data");
+    config.plugins_dir = dir.path().join("plugins");
+    std::fs::create_dir_all(&config.plugins_dir)?;
+    std::fs::copy(&file, config.plugins_dir.join(format!("{id}.wasm")))
+        .with_context(|| format!("copying {file}"))?;
+    config.plugins.insert(
+        id.clone(),
+        PluginConfig {
+            values,
+            ..PluginConfig::default()
+        },
     );
-    let reloader = Reloader::new(
-        runtime.clone(),
-        registry.clone(),
-        Arc::new(Config::load(None, Default::default(), |_| None)?),
-        Default::default(),
-    );
-    let state = AppState {
-        registry,
-        max_body_bytes: hookhost::config::DEFAULT_MAX_BODY_BYTES,
-        store,
-        wake_dispatcher,
-        scheduler,
-        metrics: runtime.metrics.clone(),
-        admin: Arc::new(hookhost::admin_auth::AdminAuth::open()),
-        live: Default::default(),
-        node,
-        health_log: Default::default(),
-        reloader,
+    let stores = Stores {
+        events: Arc::new(NullStore),
         components: None,
     };
+    let host = Host::with_stores(&config, stores).await?;
+    host.check_loaded(&id)
+        .with_context(|| format!("loading {file}"))?;
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, server::app(state)).await?;
+    axum::serve(listener, host.app()).await?;
     Ok(())
 }

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use hookhost::config::PluginConfig;
-use hookhost::plugin::{content_sha256, LoadedPlugin};
-use hookhost::runtime::Runtime;
+use hookhost::plugins::loaded::{content_sha256, LoadedPlugin};
+use hookhost::plugins::runtime::Runtime;
 
 /// Prints the manifest of the plugin in `path`; an error says what does not match.
 pub fn run(path: &Path) -> Result<()> {

@@ -1,39 +1,28 @@
 //! Live updates for the dashboard: a broadcast of what just changed (events stored,
-//! a delivery's state, a plugin (re)loaded) and `GET /api/stream`, which relays it as
-//! server-sent events.
+//! a delivery's state, a plugin (re)loaded). `GET /api/stream` (`admin::stream`)
+//! relays it as server-sent events.
 //!
 //! A change names what changed, not its new contents: the page fetches the list it
-//! shows again through the ordinary API. That keeps the hooks in the webhook path,
-//! the dispatcher and the reload task down to one cheap `publish`, and the page
+//! shows again through the ordinary API. That keeps the hooks in ingest, the
+//! dispatcher and the reload task down to one cheap `publish`, and the page
 //! can never show a state the API would not.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::extract::State;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::get;
-use axum::Router;
 use futures_util::stream::{self, Stream};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
-use crate::server::AppState;
-
 /// How many changes a slow subscriber may fall behind before it is told to fetch
 /// everything again (`resync`) instead.
 const BACKLOG: usize = 256;
-/// Comment lines on an idle stream, so that proxies do not time it out and a
-/// vanished client is noticed.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// One thing that changed. On the wire the variant is the SSE event name
 /// (`events`, `delivery`, `plugin`) and the fields are its JSON data.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum Change {
-    /// A webhook stored new events (duplicates are not news); `deliveries_queued`
+    /// A webhook or a poll stored new events (duplicates are not news); `deliveries_queued`
     /// when any of them has subscribers.
     Events {
         plugin: String,
@@ -47,7 +36,8 @@ pub enum Change {
 }
 
 impl Change {
-    fn name(&self) -> &'static str {
+    /// The SSE event name.
+    pub fn name(&self) -> &'static str {
         match self {
             Change::Events { .. } => "events",
             Change::Delivery { .. } => "delivery",
@@ -60,8 +50,8 @@ impl Change {
 /// `/api/stream` request holds a receiver.
 #[derive(Clone)]
 pub struct LiveFeed {
-    /// Sent to by the webhook path (`server`), the retry API (`api`), the
-    /// `dispatcher` and the `reload` task; received by each open `/api/stream`.
+    /// Sent to by `ingest` (webhooks and polls), the retry API (`admin::events`),
+    /// `dispatch` and the reload task; received by each open `/api/stream`.
     changes: broadcast::Sender<Change>,
     /// Set once by `close` when the host shuts down; every open stream ends on it,
     /// since a graceful shutdown waits for responses in flight and a stream
@@ -117,30 +107,6 @@ impl LiveFeed {
             Some((update, (changes, closed)))
         })
     }
-}
-
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/stream", get(stream_changes))
-}
-
-/// `text/event-stream` of changes; a `ready` event first, so that the page knows
-/// the stream is up and fetches everything once (nothing it fetched before can
-/// have been missed after that).
-async fn stream_changes(
-    State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let ready = stream::once(async { Ok(Event::default().event("ready").data("{}")) });
-    let updates = futures_util::StreamExt::map(state.live.subscribe(), |update| {
-        Ok(match update {
-            Update::Change(change) => Event::default()
-                .event(change.name())
-                .json_data(&change)
-                .unwrap_or_else(|_| Event::default().event("resync").data("{}")),
-            Update::Missed => Event::default().event("resync").data("{}"),
-        })
-    });
-    Sse::new(futures_util::StreamExt::chain(ready, updates))
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use hookhost::registry::is_valid_plugin_id;
+use hookhost::plugins::id::is_valid_plugin_id;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Lang {

@@ -194,9 +194,10 @@ pub fn deploy(remote: &Remote, file: &Path, id: Option<String>) -> Result<(), Cl
                 ))
             })?,
     };
-    if !hookhost::registry::is_valid_plugin_id(&id) {
+    if !hookhost::plugins::id::is_valid_plugin_id(&id) {
         return Err(CliError::Usage(format!(
-            "{id:?} is not a plugin id (it must match [a-z0-9][a-z0-9_-]{{0,63}}); pass --id"
+            "{}; pass --id",
+            hookhost::plugins::id::not_a_plugin_id(&id)
         )));
     }
     let bytes = std::fs::read(file)

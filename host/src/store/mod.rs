@@ -61,19 +61,6 @@ pub struct NewEvent {
     pub subscribers: Vec<String>,
 }
 
-impl NewEvent {
-    /// `event` as a plugin emitted it, to be delivered to `subscribers`.
-    pub fn emitted(event: &crate::bindings::Event, subscribers: Vec<String>) -> Self {
-        NewEvent {
-            event_id: event.id.clone(),
-            kind: event.kind.clone(),
-            subject: event.subject.clone(),
-            payload: event.payload.clone(),
-            subscribers,
-        }
-    }
-}
-
 /// Everything one accepted webhook (or poll) produced, persisted in one transaction.
 #[derive(Debug, Clone)]
 pub struct IngestRecord {

@@ -1,0 +1,134 @@
+//! `PUT /api/plugins/{id}`: deploys a component as plugin `id` without touching the
+//! plugins directory by hand.
+//!
+//! The body is the component. It is loaded as a reload would load it; if that
+//! fails the answer is 400 with the reason and nothing changes (no file written,
+//! the running version keeps serving). Otherwise, with a shared component store
+//! (a fleet on PostgreSQL) it is stored there first, for every node's
+//! `deploy::sync` to pick up; then on this node it is written to
+//! `<plugins_dir>/<id>.wasm` and swapped in before the answer, which is the
+//! plugin's new `{id, name, version, sha256, loaded_at}`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::put;
+use axum::{Extension, Json, Router};
+use serde_json::{json, Value};
+
+use crate::deploy::reload::Reloader;
+use crate::http::body::read_body;
+use crate::http::body_deadline::BodyDeadline;
+use crate::http::error::ApiError;
+use crate::plugins::id::{is_valid_plugin_id, not_a_plugin_id};
+use crate::plugins::loaded::LoadedPlugin;
+use crate::store::components::ComponentStore;
+use crate::store::now_ms;
+
+/// The largest component a deploy accepts. Rust and C plugins are a few hundred
+/// KiB, JavaScript ones ~10 MiB, Python ones (with the interpreter) 30-40 MiB; this
+/// leaves room for those with big dependencies.
+pub const MAX_COMPONENT_BYTES: usize = 128 * 1024 * 1024;
+
+/// How long the upload of a component may take, instead of the listener's
+/// `BODY_READ_TIMEOUT`; generous, since a large component over a slow link to a
+/// remote host takes a while, and only an admin can send it (the admin check runs
+/// before this handler).
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What a deploy uses.
+#[derive(Clone)]
+pub struct Deploys {
+    /// Validates the component and makes it current.
+    pub reloader: Reloader,
+    /// The component store a fleet shares (PostgreSQL); `None` on one node, where a
+    /// deploy goes into the plugins directory only.
+    pub components: Option<Arc<dyn ComponentStore>>,
+}
+
+pub fn routes<S: Clone + Send + Sync + 'static>(deploys: Deploys) -> Router<S> {
+    Router::new()
+        .route("/api/plugins/{id}", put(deploy))
+        .with_state(deploys)
+}
+
+async fn deploy(
+    State(state): State<Deploys>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    deadline: Option<Extension<BodyDeadline>>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id.map_err(|_| bad_id("the plugin id is not valid UTF-8"))?;
+    if !is_valid_plugin_id(&id) {
+        return Err(bad_id(&not_a_plugin_id(&id)));
+    }
+    if let Some(Extension(deadline)) = deadline {
+        deadline.allow(UPLOAD_TIMEOUT);
+    }
+    let bytes = read_body(body, &headers, MAX_COMPONENT_BYTES).await?;
+    let plugin = state
+        .reloader
+        .validate(&id, bytes.to_vec())
+        .await
+        .map_err(|error| {
+            tracing::warn!(plugin = %id, "deploy refused: {error:#}");
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_component",
+                format!("{error:#}"),
+            )
+        })?;
+
+    let mut deployed_at = None;
+    if let Some(components) = &state.components {
+        let deployed = components
+            .deploy(&id, bytes.to_vec(), now_ms())
+            .await
+            .map_err(|error| {
+                tracing::error!(plugin = %id, "storing a deployed component: {error:#}");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage",
+                    "the component could not be stored; nothing was deployed; retry later",
+                )
+                .with_retry_after(5)
+            })?;
+        deployed_at = Some(deployed.deployed_at);
+    }
+    let plugin = state
+        .reloader
+        .make_current(plugin, bytes)
+        .await
+        .map_err(|error| {
+            // With a shared store the deploy already counts fleet-wide; this node's
+            // deploy-sync task retries writing it every tick.
+            ApiError::internal(&format!(
+                "making the deployed plugin {id} current: {error:#}"
+            ))
+        })?;
+    let mut answer = plugin_info(&plugin);
+    if let Some(deployed_at) = deployed_at {
+        let at = std::time::UNIX_EPOCH + Duration::from_millis(deployed_at);
+        answer["deployed_at"] = json!(humantime::format_rfc3339_millis(at).to_string());
+    }
+    Ok(Json(answer))
+}
+
+fn bad_id(message: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+fn plugin_info(plugin: &LoadedPlugin) -> Value {
+    json!({
+        "id": plugin.id(),
+        "name": plugin.manifest.name,
+        "version": plugin.manifest.version,
+        "sha256": plugin.sha256,
+        "loaded_at": humantime::format_rfc3339_millis(plugin.loaded_at).to_string(),
+    })
+}

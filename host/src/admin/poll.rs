@@ -1,0 +1,80 @@
+//! `POST /api/plugins/{id}/poll`: polls a plugin now (after any poll of it already
+//! running) and answers with the outcome.
+//!
+//! 200: `{plugin, version, events: [{id, event_id, kind, duplicate}], cursor,
+//! next_poll_seconds, next_poll_at}`. A failed poll answers `{error, message,
+//! next_poll_at}` with 503 (plugin said `unavailable`, the store failed, or, with
+//! several nodes, `lease_lost`: another node took the poll lease over during the
+//! poll), 502 (another plugin error), 504 (timeout) or 500 (trap, malformed
+//! outcome). 404: no such plugin; 409: the plugin does not poll (a conflict with the
+//! plugin's manifest, not a malformed request).
+//!
+//! The poll runs under this node's poll lease when it holds it; on another node
+//! it relies on the saved cursor: the save is refused (503 `storage`) when a
+//! poll was saved since this one read the cursor.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::http::error::ApiError;
+use crate::plugins::loaded::CallError;
+use crate::schedule::poll::PollFailure;
+use crate::schedule::{PollNowError, Scheduler};
+
+pub fn routes<S: Clone + Send + Sync + 'static>(scheduler: Scheduler) -> Router<S> {
+    Router::new()
+        .route("/api/plugins/{id}/poll", post(poll_now))
+        .with_state(scheduler)
+}
+
+async fn poll_now(State(scheduler): State<Scheduler>, Path(id): Path<String>) -> Response {
+    let (result, next_at) = match scheduler.poll_now(&id).await {
+        Ok(done) => done,
+        Err(error @ PollNowError::NotFound(_)) => {
+            return ApiError::not_found(error.to_string()).into_response()
+        }
+        Err(error @ PollNowError::NotPolling(_)) => {
+            return ApiError::new(StatusCode::CONFLICT, "not_polling", error.to_string())
+                .into_response()
+        }
+    };
+    let next_poll_at = humantime::format_rfc3339_millis(next_at).to_string();
+    match result {
+        Ok(report) => {
+            let mut body = json!(report);
+            body["next_poll_at"] = json!(next_poll_at);
+            Json(body).into_response()
+        }
+        Err(failure) => (
+            status(&failure),
+            Json(json!({
+                "error": failure.code(),
+                "message": failure.summary(),
+                "next_poll_at": next_poll_at,
+            })),
+        )
+            .into_response(),
+    }
+}
+
+/// The status a failed poll answers with: the plugin's own failure is a bad
+/// gateway (it failed to reach its provider), unless it said it is unavailable.
+fn status(failure: &PollFailure) -> StatusCode {
+    match failure {
+        PollFailure::Plugin {
+            unavailable: true, ..
+        } => StatusCode::SERVICE_UNAVAILABLE,
+        PollFailure::Plugin { .. } => StatusCode::BAD_GATEWAY,
+        PollFailure::Unloaded(_) => StatusCode::NOT_FOUND,
+        PollFailure::Call(CallError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
+        PollFailure::Call(CallError::Trap { .. } | CallError::UndeclaredKind { .. })
+        | PollFailure::Invalid { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        PollFailure::Storage(_)
+        | PollFailure::LeaseLost(_)
+        | PollFailure::Call(CallError::Busy { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}

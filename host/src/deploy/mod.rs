@@ -1,0 +1,5 @@
+//! Deploys.
+
+pub mod reload;
+pub mod sync;
+pub mod watcher;

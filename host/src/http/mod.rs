@@ -1,0 +1,7 @@
+//! HTTP plumbing under every route.
+
+pub mod body;
+pub mod body_deadline;
+pub mod connections;
+pub mod error;
+pub mod listener;

@@ -1,0 +1,4 @@
+//! Webhooks in.
+
+pub mod containment;
+pub mod webhook;

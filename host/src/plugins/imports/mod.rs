@@ -1,0 +1,4 @@
+//! Host imports.
+
+pub mod guest_output;
+pub mod state;

@@ -1,0 +1,16 @@
+//! Plugins.
+
+pub mod artifact_cache;
+pub mod bindings;
+pub mod call_state;
+pub mod host_memory;
+pub mod http_budget;
+pub mod id;
+pub mod imports;
+pub mod limits;
+pub mod loaded;
+pub mod outbound;
+pub mod outcome;
+pub mod registry;
+pub mod runtime;
+pub mod subscriptions;

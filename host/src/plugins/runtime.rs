@@ -1,0 +1,135 @@
+//! The one wasmtime `Engine` of the process, its `Linker`, and the epoch ticker that
+//! lets the host interrupt a plugin that runs too long.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::metrics::Metrics;
+use crate::plugins::artifact_cache::{ArtifactCache, Source};
+use crate::plugins::bindings::Plugin;
+use crate::plugins::call_state::PluginState;
+use crate::plugins::http_budget;
+use crate::plugins::limits;
+use crate::store::StateStore;
+
+/// How often the epoch advances. Call deadlines are counted in these ticks, so this
+/// is the granularity of a timeout: fine enough to stop a loop promptly, coarse
+/// enough that the ticker thread costs nothing measurable.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Engine and linker shared by every plugin. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    pub engine: Engine,
+    pub linker: Arc<Linker<PluginState>>,
+    /// Compiled components kept between loads; `None` compiles every time.
+    cache: Option<Arc<ArtifactCache>>,
+    /// Where plugins' `state` lives; `None` (as in `hookhost check`) answers every
+    /// `state` call with `unavailable`.
+    pub state_store: Option<Arc<dyn StateStore>>,
+    /// The host's metrics; here because every plugin call goes through a `Runtime`.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Runtime {
+    /// `cache_dir` holds compiled components between loads and restarts; without
+    /// one (a one-off `hookhost check`) every load compiles.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self> {
+        let engine = Engine::new(&engine_config())
+            .map_err(anyhow::Error::from)
+            .context("creating the wasmtime engine")?;
+        let mut linker = Linker::new(&engine);
+        // Components from Python, JS, C and Go import wasi:* even when they use none
+        // of it; they must find it, with nothing granted (see PluginState::new).
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI HTTP")?;
+        http_budget::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking the host memory budget's WASI HTTP wrappers")?;
+        Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)
+            .context("linking the hookhost imports")?;
+        let cache = cache_dir
+            .map(|dir| ArtifactCache::new(dir, &engine).map(Arc::new))
+            .transpose()?;
+        spawn_epoch_ticker(&engine);
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+            cache,
+            state_store: None,
+            metrics: Arc::default(),
+        })
+    }
+
+    /// Gives plugins loaded with this runtime their `state`, kept in `store`.
+    pub fn with_state_store(mut self, store: Arc<dyn StateStore>) -> Self {
+        self.state_store = Some(store);
+        self
+    }
+
+    /// Compiles a component, or takes it from the cache. Blocking and CPU-bound:
+    /// call it off the async runtime.
+    pub fn component(&self, bytes: &[u8], sha256: &str) -> Result<(Component, Source)> {
+        match &self.cache {
+            Some(cache) => cache.component(&self.engine, bytes, sha256),
+            None => Ok((
+                Component::new(&self.engine, bytes).map_err(anyhow::Error::from)?,
+                Source::Compiled,
+            )),
+        }
+    }
+}
+
+fn engine_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    // Deep recursion traps with "stack overflow" at this depth instead of touching
+    // the host's stack (wasmtime's default, set so the bound is visible here).
+    config.max_wasm_stack(512 * 1024);
+    // Pool sizes that held for Rust, Python, JS, C and Go components plus 100 live
+    // instances (see ../shared/TOOLCHAINS.md): a Python component alone has 14 core
+    // instances and JS needs ~7,700 table elements.
+    // The slot sizes are the ceilings of the per-plugin `memory` and
+    // `table_elements` (checked at config load); each plugin's own, lower limit is
+    // enforced per store by `PluginState`'s `StoreLimits`.
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(limits::POOL_COMPONENT_INSTANCES as u32)
+        .total_core_instances(1500)
+        .total_memories(100)
+        .total_tables(200)
+        .total_stacks(100)
+        .max_memory_size(limits::MAX_MEMORY)
+        .table_elements(limits::MAX_TABLE_ELEMENTS)
+        .pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(32 * 1024 * 1024)
+        .table_keep_resident(128 * 1024);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// Advances the engine's epoch every `EPOCH_TICK` for as long as the engine lives.
+/// A plain thread rather than a tokio task, so that a busy runtime cannot delay it.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}
