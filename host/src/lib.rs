@@ -38,9 +38,12 @@
 //!   development secrets.
 //! - `live` (the broadcast of changes), `metrics`, `outage` (a failing store logged
 //!   once per outage), `backoff` (the doubling wait), `node`, `retention`.
-//! - `store`: the `EventStore` trait; `store::sqlite` is the embedded backend,
-//!   `store::postgres` the one a fleet shares (`store::backend` picks one);
-//!   `store::components` holds a fleet's deployed components.
+//! - `store`: narrow traits (`EventLog`, `DeliveryQueue`, `PollBook`,
+//!   `StateStore`) gathered by `EventStore`; their logic written once in
+//!   `store::sql`, over `store::sqlite` (the embedded backend) and
+//!   `store::postgres` (the one a fleet shares), which hold only what differs
+//!   (`store::backend` picks one); `store::components` holds a fleet's deployed
+//!   components.
 //!
 //! Data flows one way: a webhook goes `ingress::webhook` -> `plugins` call ->
 //! `plugins::outcome` -> `ingest` -> `store` (committed) -> response; a poll goes
