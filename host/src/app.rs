@@ -339,7 +339,9 @@ impl Host {
         }));
         let purge = tokio::spawn(retention::run(store.clone(), self.retention));
         let (stop_timers, timers_stopped) = tokio::sync::oneshot::channel::<()>();
-        let timers = tokio::spawn(self.timers.run(async {
+        let mut timer_task = self.timers;
+        timer_task.set_timers().await;
+        let timers = tokio::spawn(timer_task.run(async {
             let _ = timers_stopped.await;
         }));
         let mut background = AbortOnDrop(vec![purge]);

@@ -363,6 +363,14 @@ fn skipped_turn(poller: &PollingPlugin) -> Duration {
 }
 
 impl TimerTask {
+    /// Sets a timer, and so a poll status, for every polling plugin loaded now.
+    /// `Host::serve` calls it before it accepts connections, so that the plugins
+    /// API shows each polling plugin's status from the first request on (`run`
+    /// then only follows later changes of the registry).
+    pub async fn set_timers(&mut self) {
+        self.timers.follow_registry().await;
+    }
+
     /// Runs the timers and the lease keeper until `stop` resolves (or the
     /// registry is gone), then releases this node's poll leases, so that another
     /// node takes its plugins over at once. Polls in flight finish by themselves.
