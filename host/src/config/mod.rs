@@ -19,7 +19,6 @@ pub use plugin::PluginConfig;
 use plugin::{ByteSize, PluginConfigFile};
 
 use crate::plugins::id::{is_valid_plugin_id, PLUGIN_ID_PATTERN};
-use crate::plugins::limits::PluginLimits;
 
 /// Everything `hookhost serve` needs to run, after the file, the environment and the
 /// command line have been merged.
@@ -270,7 +269,7 @@ impl Config {
                 max_log_bytes: bytes(plugin.max_log_bytes, "max_log_bytes")?,
             };
             // Refuse limits the engine cannot honour now, not at the first call.
-            PluginLimits::from_config(&id, &config)?;
+            config.limits(&id)?;
             plugins.insert(id, config);
         }
 

@@ -89,25 +89,25 @@ impl ByteSize {
     }
 }
 
-impl PluginLimits {
-    /// The limits `config` asks for, over the defaults; `id` names the plugin in
+impl PluginConfig {
+    /// The limits this config asks for, over the defaults; `id` names the plugin in
     /// errors. Values the engine could not honour are refused here, at config
     /// load, rather than failing calls later.
-    pub fn from_config(id: &str, config: &PluginConfig) -> Result<Self> {
-        let defaults = Self::default();
-        let limits = Self {
-            timeout: config.timeout.unwrap_or(defaults.timeout),
-            memory: config.memory.unwrap_or(defaults.memory),
-            table_elements: config.table_elements.unwrap_or(defaults.table_elements),
-            instances: config.instances.unwrap_or(defaults.instances),
-            max_concurrent_calls: config
+    pub fn limits(&self, id: &str) -> Result<PluginLimits> {
+        let defaults = PluginLimits::default();
+        let limits = PluginLimits {
+            timeout: self.timeout.unwrap_or(defaults.timeout),
+            memory: self.memory.unwrap_or(defaults.memory),
+            table_elements: self.table_elements.unwrap_or(defaults.table_elements),
+            instances: self.instances.unwrap_or(defaults.instances),
+            max_concurrent_calls: self
                 .max_concurrent_calls
                 .unwrap_or(defaults.max_concurrent_calls),
-            max_response_bytes: config
+            max_response_bytes: self
                 .max_response_bytes
                 .unwrap_or(defaults.max_response_bytes),
-            max_event_bytes: config.max_event_bytes.unwrap_or(defaults.max_event_bytes),
-            max_log_bytes: config.max_log_bytes.unwrap_or(defaults.max_log_bytes),
+            max_event_bytes: self.max_event_bytes.unwrap_or(defaults.max_event_bytes),
+            max_log_bytes: self.max_log_bytes.unwrap_or(defaults.max_log_bytes),
         };
         let key = |name: &str| format!("config `[plugins.{id}] {name}`");
         if limits.timeout.is_zero() {
@@ -178,6 +178,7 @@ pub(super) fn parse_bytes(text: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::limits::DEFAULT_TIMEOUT;
 
     #[test]
     fn byte_sizes_parse_with_and_without_units() {
@@ -195,6 +196,55 @@ mod tests {
             "99999999999999999999GiB",
         ] {
             assert_eq!(parse_bytes(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults_apply_and_overrides_win() {
+        let limits = PluginConfig::default().limits("p").unwrap();
+        assert_eq!(limits, PluginLimits::default());
+        let config = PluginConfig {
+            memory: Some(64 << 20),
+            max_concurrent_calls: Some(2),
+            ..PluginConfig::default()
+        };
+        let limits = config.limits("p").unwrap();
+        assert_eq!(limits.memory, 64 << 20);
+        assert_eq!(limits.max_concurrent_calls, 2);
+        assert_eq!(limits.timeout, DEFAULT_TIMEOUT);
+    }
+
+    #[test]
+    fn values_the_pool_cannot_honour_are_refused_by_key() {
+        let cases = [
+            PluginConfig {
+                memory: Some(MAX_MEMORY + 1),
+                ..PluginConfig::default()
+            },
+            PluginConfig {
+                table_elements: Some(MAX_TABLE_ELEMENTS + 1),
+                ..PluginConfig::default()
+            },
+            PluginConfig {
+                max_concurrent_calls: Some(0),
+                ..PluginConfig::default()
+            },
+            PluginConfig {
+                timeout: Some(Duration::ZERO),
+                ..PluginConfig::default()
+            },
+        ];
+        for (config, key) in cases.iter().zip([
+            "memory",
+            "table_elements",
+            "max_concurrent_calls",
+            "timeout",
+        ]) {
+            let error = config.limits("p").unwrap_err();
+            assert!(
+                error.to_string().contains(&format!("[plugins.p] {key}")),
+                "{error}"
+            );
         }
     }
 }

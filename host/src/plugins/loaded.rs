@@ -100,7 +100,7 @@ impl LoadedPlugin {
         sha256: String,
         config: &PluginConfig,
     ) -> Result<Self> {
-        let limits = PluginLimits::from_config(id, config)?;
+        let limits = config.limits(id)?;
         let compile_runtime = runtime.clone();
         let key = sha256.clone();
         let (component, source) =
