@@ -4,24 +4,15 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use common::{test_plugin, HostSpec};
-use reqwest::blocking::{Client, Response};
+use reqwest::blocking::Response;
 use reqwest::header::{AUTHORIZATION, COOKIE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
 use serde_json::Value;
 
 const TOKEN: &str = "a-long-random-admin-token-for-tests";
 
-/// Does not follow redirects, so that the login's 303 and cookie can be seen.
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(60))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
+// Does not follow redirects, so that the login's 303 and cookie can be seen.
+use common::client_without_redirects as client;
 
 fn assert_unauthorized(response: Response, code: &str, what: &str) {
     assert_eq!(response.status(), 401, "{what}");
@@ -212,46 +203,10 @@ fn the_dashboard_logs_in_with_the_token_into_a_session_cookie() {
     assert_eq!(after_restart.status(), 401);
 }
 
-/// Runs `hookhost serve` with `args` and no admin token in reach, and returns its
-/// exit status and stderr; fails if it is still running after a minute.
-fn serve_expecting_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    std::fs::write(dir.path().join("hookhost.toml"), "").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookhost"))
-        .arg("serve")
-        .arg("--config")
-        .arg(dir.path().join("hookhost.toml"))
-        .arg("--plugins")
-        .arg(dir.path().join("plugins"))
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .args(args)
-        .env_remove("HOOKHOST_ADMIN_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("hookhost serve {args:?} kept running");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    (status, stderr)
-}
-
 #[test]
 fn a_public_address_without_a_token_is_refused_with_the_way_out() {
     for listen in ["0.0.0.0:0", "[::]:0"] {
-        let (status, stderr) = serve_expecting_exit(&["--listen", listen]);
+        let (status, stderr) = common::serve_expecting_exit(&["--listen", listen]);
         assert!(!status.success(), "{listen}: {stderr}");
         assert!(
             stderr.contains(&format!(

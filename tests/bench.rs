@@ -10,11 +10,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use common::{example_plugin, HostSpec};
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-const LANGUAGES: [&str; 5] = ["rust", "python", "js", "c", "go"];
+const LANGUAGES: [&str; 5] = common::STANDARD_LANGUAGES;
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const CLIENTS: usize = 4;
 const DURATION: Duration = Duration::from_secs(5);
@@ -22,16 +22,7 @@ const DURATION: Duration = Duration::from_secs(5);
 #[test]
 #[ignore = "a benchmark: run explicitly, see the module docs"]
 fn requests_per_second_for_a_valid_delivery() {
-    let mut spec = HostSpec::default();
-    let mut config = String::new();
-    for lang in LANGUAGES {
-        let id = format!("standard-{lang}");
-        spec = spec.plugin(&id, example_plugin(&id));
-        config.push_str(&format!(
-            "[plugins.{id}]\nconfig = {{ secret = \"{SECRET}\" }}\n"
-        ));
-    }
-    let host = spec.config(&config).start();
+    let host = common::standard_receivers_host(SECRET, "");
     let body = br#"{"type":"invoice.paid","data":{"id":"in_1","amount":1200,"currency":"eur"}}"#;
     let key = BASE64
         .decode(SECRET.strip_prefix("whsec_").unwrap())

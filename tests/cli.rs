@@ -142,12 +142,7 @@ fn a_plugin_importing_what_the_host_lacks_is_named_and_the_others_serve() {
         .plugin("greedy", greedy)
         .plugin("faulty", common::test_plugin("faulty"))
         .start();
-    let listed: serde_json::Value = common::client()
-        .get(host.url("/api/plugins"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let listed: serde_json::Value = host.get_json("/api/plugins");
     let entry = |id: &str| {
         listed["plugins"]
             .as_array()

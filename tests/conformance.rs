@@ -13,11 +13,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use common::{client, example_plugin, HostSpec};
+use common::client;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-const LANGUAGES: [&str; 5] = ["rust", "python", "js", "c", "go"];
+const LANGUAGES: [&str; 5] = common::STANDARD_LANGUAGES;
 /// A secret as Standard Webhooks senders show it: `whsec_` + base64 of the key.
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
@@ -264,23 +264,9 @@ fn cases() -> Vec<Case> {
 
 #[test]
 fn every_language_answers_every_case_identically() {
-    let mut spec = HostSpec::default();
-    let mut config = String::from("max_body_bytes = 2097152\n");
-    for lang in LANGUAGES {
-        let id = format!("standard-{lang}");
-        spec = spec.plugin(&id, example_plugin(&id));
-        config.push_str(&format!(
-            "[plugins.{id}]\nconfig = {{ secret = \"{SECRET}\" }}\n"
-        ));
-    }
-    let host = spec.config(&config).start();
+    let host = common::standard_receivers_host(SECRET, "max_body_bytes = 2097152\n");
 
-    let plugins: serde_json::Value = client()
-        .get(host.url("/api/plugins"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let plugins: serde_json::Value = host.get_json("/api/plugins");
     for lang in LANGUAGES {
         let listed = plugins.to_string();
         assert!(

@@ -7,7 +7,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use common::{client, example_plugin, github_signature, test_plugin, HostSpec};
 use serde_json::Value;
@@ -37,21 +36,6 @@ fn all_events(host: &common::Host, query: &str) -> Vec<Value> {
             Some(next) => after = format!("&after={next}"),
             None => return events,
         }
-    }
-}
-
-/// Polls `check` until it returns `Some`; panics with the host's log if that takes
-/// unreasonably long (a hang, not a timing assertion).
-fn wait_for<T>(host: &common::Host, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        if Instant::now() > deadline {
-            panic!("gave up waiting for {what}; host log:\n{}", host.log());
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -225,7 +209,7 @@ fn a_handler_that_fails_three_times_then_succeeds_is_delivered_with_growing_dela
     let unsubscribed = send_event(&host, "other", "faulty.other", "{}");
     let event = send_event(&host, "flaky-1", "faulty.flaky.x", r#"{"fail_attempts":3}"#);
     let id = event["id"].as_str().unwrap();
-    let delivery = wait_for(&host, "the delivery to succeed", || {
+    let delivery = host.wait_for("the delivery to succeed", || {
         let delivery = delivery_of(&host, id);
         (delivery["state"] == "delivered").then_some(delivery)
     });
@@ -253,7 +237,7 @@ fn a_handler_that_always_fails_ends_dead_lettered_and_can_be_retried() {
     let host = handler_host(3, "50ms");
     let event = send_event(&host, "doomed", "faulty.flaky.y", r#"{"always_fail":true}"#);
     let id = event["id"].as_str().unwrap();
-    let dead = wait_for(&host, "the delivery to be dead-lettered", || {
+    let dead = host.wait_for("the delivery to be dead-lettered", || {
         let delivery = delivery_of(&host, id);
         (delivery["state"] == "dead").then_some(delivery)
     });
@@ -271,19 +255,15 @@ fn a_handler_that_always_fails_ends_dead_lettered_and_can_be_retried() {
     let delivery_id = dead["id"].as_str().unwrap();
     let requeued = post(&host, &format!("/api/deliveries/{delivery_id}/retry"));
     assert_eq!(requeued["attempts"], 0, "{requeued}");
-    wait_for(
-        &host,
-        "the retried delivery to fail three more times",
-        || {
-            let delivery = delivery_of(&host, id);
-            let done = delivery["state"] == "dead"
-                && delivery["last_error"]
-                    .as_str()
-                    .is_some_and(|e| e.contains("attempt 3"))
-                && host.log().matches("dead-lettered").count() == 2;
-            done.then_some(())
-        },
-    );
+    host.wait_for("the retried delivery to fail three more times", || {
+        let delivery = delivery_of(&host, id);
+        let done = delivery["state"] == "dead"
+            && delivery["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("attempt 3"))
+            && host.log().matches("dead-lettered").count() == 2;
+        done.then_some(())
+    });
     let missing = client()
         .post(host.url("/api/deliveries/999999/retry"))
         .send()
@@ -344,7 +324,7 @@ fn after_kill_9_every_acknowledged_delivery_is_stored_once_and_handler_deliverie
             })
         })
         .collect();
-    wait_for(&host, "200 acknowledged webhooks", || {
+    host.wait_for("200 acknowledged webhooks", || {
         (acknowledged.lock().unwrap().len() >= 200).then_some(())
     });
     host.kill();
@@ -369,7 +349,7 @@ fn after_kill_9_every_acknowledged_delivery_is_stored_once_and_handler_deliverie
     assert!(counts.values().all(|&n| n == 1), "no event stored twice");
 
     // Every stored push reaches the handler, including those pending at the kill.
-    wait_for(&host, "every delivery to be delivered", || {
+    host.wait_for("every delivery to be delivered", || {
         let delivered = get(
             &host,
             "/api/deliveries?plugin=handler&state=delivered&limit=500",

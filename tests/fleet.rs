@@ -42,20 +42,13 @@ fn start_nodes(
         .collect()
 }
 
-fn get_json(host: &Host, path: &str) -> Value {
-    client().get(host.url(path)).send().unwrap().json().unwrap()
-}
-
 /// Every event `plugin` stored, as seen through `host`, by event id with how many
 /// times each is stored.
 fn stored_counts(host: &Host, plugin: &str) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     let mut before = String::new();
     loop {
-        let page = get_json(
-            host,
-            &format!("/api/events?plugin={plugin}&limit=500{before}"),
-        );
+        let page = host.get_json(&format!("/api/events?plugin={plugin}&limit=500{before}"));
         let events = page["events"].as_array().unwrap();
         for event in events {
             *counts
@@ -207,7 +200,7 @@ fn webhooks_sent_round_robin_are_stored_once_while_a_node_is_killed() {
 
 /// Whether `host` holds the poll lease of `plugin`, from its `GET /api/plugins`.
 fn holds_lease(host: &Host, plugin: &str) -> bool {
-    get_json(host, "/api/plugins")["plugins"]
+    host.get_json("/api/plugins")["plugins"]
         .as_array()
         .unwrap()
         .iter()
@@ -332,8 +325,7 @@ fn a_handler_delivery_whose_node_died_mid_call_is_completed_by_another_node() {
         "another node to deliver it",
         Duration::from_secs(180),
         || {
-            delivery =
-                get_json(&nodes[0], "/api/deliveries?plugin=handler")["deliveries"][0].clone();
+            delivery = nodes[0].get_json("/api/deliveries?plugin=handler")["deliveries"][0].clone();
             delivery["state"] == "delivered"
         },
     );
@@ -351,7 +343,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn running_sha256(host: &Host, plugin: &str) -> Option<String> {
-    get_json(host, "/api/plugins")["plugins"]
+    host.get_json("/api/plugins")["plugins"]
         .as_array()
         .unwrap()
         .iter()

@@ -23,12 +23,7 @@ fn answer(host: &Host, id: &str) -> Option<String> {
 }
 
 fn status_of(host: &Host, id: &str) -> Option<Value> {
-    let reply: Value = client()
-        .get(host.url("/api/plugins"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let reply: Value = host.get_json("/api/plugins");
     reply["plugins"]
         .as_array()
         .unwrap()

@@ -395,12 +395,7 @@ fn peers_that_take_none_of_a_response_are_closed_after_the_send_timeout() {
     }
     assert!(answer.len() < LARGE, "{} bytes arrived", answer.len());
 
-    let metrics = client()
-        .get(host.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = host.metrics();
     let closed = metric(
         &metrics,
         "hookhost_connections_closed_by_host_total{listener=\"listen\",reason=\"send_timeout\"} ",

@@ -297,12 +297,7 @@ fn sigterm_lets_the_call_in_flight_finish_refuses_new_connections_and_exits_0() 
 
     // The store opens cleanly and holds the event that was acknowledged.
     host.restart();
-    let events: Value = client()
-        .get(host.url("/api/events?plugin=faulty"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let events: Value = host.get_json("/api/events?plugin=faulty");
     let ids: Vec<&str> = events["events"]
         .as_array()
         .unwrap()

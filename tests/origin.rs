@@ -13,8 +13,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{test_plugin, HostSpec};
 use reqwest::blocking::{Client, RequestBuilder};
@@ -24,14 +23,8 @@ use serde_json::Value;
 
 const TOKEN: &str = "a-long-random-admin-token-for-origin-tests";
 
-/// Does not follow redirects, so that the login's 303 and cookie can be seen.
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(60))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
+// Does not follow redirects, so that the login's 303 and cookie can be seen.
+use common::client_without_redirects as client;
 
 fn hostile_host() -> common::Host {
     HostSpec::default()
@@ -451,36 +444,8 @@ fn the_admin_listener_serves_the_admin_surface_and_the_public_one_only_webhooks(
 
 #[test]
 fn a_public_admin_listener_without_a_token_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    std::fs::write(dir.path().join("hookhost.toml"), "").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookhost"))
-        .arg("serve")
-        .arg("--config")
-        .arg(dir.path().join("hookhost.toml"))
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0"])
-        .arg("--plugins")
-        .arg(dir.path().join("plugins"))
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .env_remove("HOOKHOST_ADMIN_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("hookhost kept running with a public admin listener and no token");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let (exit, stderr) =
+        common::serve_expecting_exit(&["--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0"]);
     assert!(!exit.success(), "{stderr}");
     assert!(
         stderr.contains("refusing to listen on 0.0.0.0:0 without an admin token"),

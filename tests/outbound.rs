@@ -10,7 +10,7 @@ mod common;
 
 use std::io::ErrorKind;
 use std::net::TcpListener;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::stub_server::{Reply, StubServer};
 use common::{client, example_plugin, github_signature, test_plugin, Host, HostSpec};
@@ -27,21 +27,6 @@ fn get(host: &Host, path: &str) -> Value {
     let response = client().get(host.url(path)).send().unwrap();
     assert_eq!(response.status(), 200, "GET {path}");
     response.json().unwrap()
-}
-
-/// Polls `check` until it returns `Some`; panics with the host's log if that takes
-/// unreasonably long (a hang, not a timing assertion).
-fn wait_for<T>(host: &Host, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        if Instant::now() > deadline {
-            panic!("gave up waiting for {what}; host log:\n{}", host.log());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A TOML array of strings (JSON's is the same).
@@ -387,7 +372,7 @@ fn the_stripe_invoice_follow_up_reaches_the_api_lands_in_the_event_and_notify_po
     assert_eq!(payload["data"]["object"]["status"], "open");
 
     // The notify handler is subscribed to stripe.invoice.paid and uses the invoice.
-    let message = wait_for(&host, "notify to post", || {
+    let message = host.wait_for("notify to post", || {
         server.requests().into_iter().find(|r| r.target == "/chat")
     });
     assert_eq!(message.method, "POST");
@@ -531,7 +516,7 @@ fn notify_host(url: &str, allowed_hosts: &[String], max_attempts: u32) -> Host {
 
 /// The notify delivery of the only event, once it is no longer pending.
 fn settled_delivery(host: &Host) -> Value {
-    wait_for(host, "the notify delivery to settle", || {
+    host.wait_for("the notify delivery to settle", || {
         let listed = get(host, "/api/deliveries?plugin=notify");
         let delivery = listed["deliveries"].as_array().unwrap().first()?.clone();
         (delivery["state"] != "pending").then_some(delivery)

@@ -11,13 +11,9 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn get_json(host: &Host, path: &str) -> Value {
-    client().get(host.url(path)).send().unwrap().json().unwrap()
-}
-
 /// The event ids stored for `plugin`, oldest first.
 fn stored_ids(host: &Host, plugin: &str) -> Vec<String> {
-    let reply = get_json(host, &format!("/api/events?plugin={plugin}&limit=500"));
+    let reply = host.get_json(&format!("/api/events?plugin={plugin}&limit=500"));
     let mut ids: Vec<String> = reply["events"]
         .as_array()
         .unwrap()
@@ -30,7 +26,7 @@ fn stored_ids(host: &Host, plugin: &str) -> Vec<String> {
 }
 
 fn poll_status(host: &Host, id: &str) -> Option<Value> {
-    get_json(host, "/api/plugins")["plugins"]
+    host.get_json("/api/plugins")["plugins"]
         .as_array()
         .unwrap()
         .iter()
@@ -284,7 +280,7 @@ fn timers_follow_hot_reloads_and_a_replaced_plugin_keeps_its_cursor() {
     });
     let status = poll_status(&host, "app").unwrap();
     assert_eq!(status["interval_seconds"], 1.0, "{status}");
-    let events = get_json(&host, "/api/events?plugin=app&limit=100");
+    let events = host.get_json("/api/events?plugin=app&limit=100");
     let by_version: Vec<(String, String)> = events["events"]
         .as_array()
         .unwrap()
@@ -307,7 +303,7 @@ fn timers_follow_hot_reloads_and_a_replaced_plugin_keeps_its_cursor() {
     // Removed: the timer goes and the ticks stop.
     std::fs::remove_file(&path).unwrap();
     eventually("the timer to go", WAIT, || {
-        get_json(&host, "/api/plugins")["plugins"]
+        host.get_json("/api/plugins")["plugins"]
             .as_array()
             .unwrap()
             .is_empty()

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::{client, test_plugin, Host, HostSpec};
 use serde_json::Value;
 
@@ -21,12 +19,7 @@ fn list(host: &Host, path: &str, key: &str) -> Vec<Value> {
 }
 
 fn metrics(host: &Host) -> String {
-    client()
-        .get(host.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap()
+    host.metrics()
 }
 
 /// The value of the metric line that starts with `series` (name and labels), if any.
@@ -47,21 +40,6 @@ fn stored_rows(host: &Host, table: &str, plugin: &str) -> i64 {
             |row| row.get(0),
         )
         .unwrap()
-}
-
-/// Polls `check` until it returns `Some`; panics with the host's log if that takes
-/// unreasonably long (a hang, not a timing assertion).
-fn wait_for<T>(host: &Host, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        if Instant::now() > deadline {
-            panic!("gave up waiting for {what}; host log:\n{}", host.log());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn emit(host: &Host, id: &str, kind: &str) -> reqwest::blocking::Response {
@@ -237,7 +215,7 @@ fn a_handler_with_sources_gets_events_only_from_those_plugins() {
     // queued for picky from beta.
     assert_eq!(handlers_of(&host, &from_alpha), ["open", "picky"]);
     assert_eq!(handlers_of(&host, &from_beta), ["open"]);
-    let picky = wait_for(&host, "picky's delivery to go through", || {
+    let picky = host.wait_for("picky's delivery to go through", || {
         let picky = list(&host, "/api/deliveries?plugin=picky", "deliveries");
         picky
             .iter()
@@ -246,7 +224,7 @@ fn a_handler_with_sources_gets_events_only_from_those_plugins() {
     });
     assert_eq!(picky.len(), 1, "{picky:?}");
     assert_eq!(picky[0]["event"], from_alpha.as_str());
-    wait_for(&host, "open's deliveries to go through", || {
+    host.wait_for("open's deliveries to go through", || {
         let log = host.log();
         (log.contains("handled alpha/a-1") && log.contains("handled beta/b-1")).then_some(())
     });
@@ -257,7 +235,7 @@ fn a_delivery_queued_before_sources_excluded_its_source_is_not_made_after_a_retr
     // Without `sources`, picky gets beta's event and dead-letters it.
     let mut host = two_sources_host("").start();
     let event = send(&host, "beta", "b-1", r#"{"always_fail":true}"#);
-    let delivery = wait_for(&host, "picky's delivery to die", || {
+    let delivery = host.wait_for("picky's delivery to die", || {
         list(
             &host,
             &format!("/api/deliveries?plugin=picky&event={event}"),
@@ -282,7 +260,7 @@ fn a_delivery_queued_before_sources_excluded_its_source_is_not_made_after_a_retr
         .send()
         .unwrap();
     assert_eq!(response.status(), 200);
-    let refused = wait_for(&host, "the retried delivery to be refused", || {
+    let refused = host.wait_for("the retried delivery to be refused", || {
         list(&host, "/api/deliveries?plugin=picky", "deliveries")
             .into_iter()
             .find(|d| {

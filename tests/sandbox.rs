@@ -514,12 +514,7 @@ fn host_memory_a_plugin_causes_is_bounded_per_call_while_a_good_plugin_keeps_ser
         "the hostile plugin's first poll",
         Duration::from_secs(60),
         || {
-            let plugins: Value = client()
-                .get(host.url("/api/plugins"))
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
+            let plugins: Value = host.get_json("/api/plugins");
             plugins["plugins"]
                 .as_array()
                 .into_iter()
@@ -582,12 +577,7 @@ fn host_memory_a_plugin_causes_is_bounded_per_call_while_a_good_plugin_keeps_ser
         .count();
     let expected = BUDGET_ATTACKS + 3;
     assert!(exceeded >= expected, "{exceeded} budget errors in:\n{log}");
-    let metrics = client()
-        .get(host.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = host.metrics();
     let budget_failures: u64 = metrics
         .lines()
         .filter(|l| {

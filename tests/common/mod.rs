@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -190,6 +190,36 @@ impl Host {
         format!("{}{path}", self.base_url)
     }
 
+    /// GETs `path` from this host's main listener and parses the answer as JSON.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        client().get(self.url(path)).send().unwrap().json().unwrap()
+    }
+
+    /// The host's Prometheus metrics, as text.
+    pub fn metrics(&self) -> String {
+        client()
+            .get(self.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+
+    /// Polls `check` until it returns `Some`; panics with the host's log if that
+    /// takes unreasonably long (a hang, not a timing assertion).
+    pub fn wait_for<T>(&self, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(value) = check() {
+                return value;
+            }
+            if Instant::now() > deadline {
+                panic!("gave up waiting for {what}; host log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `path` on the admin listener; panics when the host has none.
     pub fn admin_url(&self, path: &str) -> String {
         let base = self
@@ -292,6 +322,16 @@ pub fn client() -> reqwest::blocking::Client {
         .unwrap()
 }
 
+/// A client that does not follow redirects, so that a 303 and its cookie can be
+/// seen.
+pub fn client_without_redirects() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 /// A finished command's status, stdout and stderr, for assertion messages.
 pub fn output_text(output: &std::process::Output) -> String {
     format!(
@@ -307,4 +347,58 @@ pub fn github_signature(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Runs `hookhost serve` with `args` and no admin token in reach, and returns its
+/// exit status and stderr; fails if it is still running after a minute.
+pub fn serve_expecting_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    std::fs::write(dir.path().join("hookhost.toml"), "").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookhost"))
+        .arg("serve")
+        .arg("--config")
+        .arg(dir.path().join("hookhost.toml"))
+        .arg("--plugins")
+        .arg(dir.path().join("plugins"))
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .args(args)
+        .env_remove("HOOKHOST_ADMIN_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("hookhost serve {args:?} kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
+/// The languages of the Standard Webhooks receivers (`plugins/standard-<lang>`).
+pub const STANDARD_LANGUAGES: [&str; 5] = ["rust", "python", "js", "c", "go"];
+
+/// A host serving every Standard Webhooks receiver, each with signing secret
+/// `secret`, with `config` first in its config file.
+pub fn standard_receivers_host(secret: &str, config: &str) -> Host {
+    let mut spec = HostSpec::default();
+    let mut config = config.to_string();
+    for lang in STANDARD_LANGUAGES {
+        let id = format!("standard-{lang}");
+        spec = spec.plugin(&id, example_plugin(&id));
+        config.push_str(&format!(
+            "[plugins.{id}]\nconfig = {{ secret = \"{secret}\" }}\n"
+        ));
+    }
+    spec.config(&config).start()
 }
