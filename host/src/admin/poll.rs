@@ -20,8 +20,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::http::call_failure::call_failure_status;
 use crate::http::error::ApiError;
-use crate::plugins::loaded::CallError;
 use crate::schedule::poll::PollFailure;
 use crate::schedule::{PollNowError, Scheduler};
 
@@ -70,11 +70,8 @@ fn status(failure: &PollFailure) -> StatusCode {
         } => StatusCode::SERVICE_UNAVAILABLE,
         PollFailure::Plugin { .. } => StatusCode::BAD_GATEWAY,
         PollFailure::Unloaded(_) => StatusCode::NOT_FOUND,
-        PollFailure::Call(CallError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
-        PollFailure::Call(CallError::Trap { .. } | CallError::UndeclaredKind { .. })
-        | PollFailure::Invalid { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        PollFailure::Storage(_)
-        | PollFailure::LeaseLost(_)
-        | PollFailure::Call(CallError::Busy { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+        PollFailure::Call(error) => call_failure_status(error),
+        PollFailure::Invalid { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        PollFailure::Storage(_) | PollFailure::LeaseLost(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }

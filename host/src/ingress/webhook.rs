@@ -23,13 +23,14 @@ use axum::Router;
 
 use crate::admin::auth::AdminAuth;
 use crate::http::body::read_body;
+use crate::http::call_failure::call_failure;
 use crate::http::error::{ApiError, STORAGE_RETRY_AFTER};
 use crate::ingest::{Arrival, Ingest, IngestError};
 use crate::ingress::containment::{contain_response, without_admin_credentials};
 use crate::metrics::Metrics;
 use crate::plugins::bindings::{PluginError, WebhookRequest};
 use crate::plugins::id::is_valid_plugin_id;
-use crate::plugins::loaded::{CallError, LoadedPlugin};
+use crate::plugins::loaded::LoadedPlugin;
 use crate::plugins::outcome::{check_webhook, Accepted};
 use crate::plugins::registry::Registry;
 use crate::store::{now_ms, RawRequest};
@@ -187,28 +188,7 @@ pub async fn call_webhook(
             ))
         }),
         Ok(Err(error)) => Err(plugin_error_response(plugin, error)),
-        Err(error @ CallError::Timeout { .. }) => {
-            tracing::error!("{error}");
-            Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                "the plugin did not answer in time",
-            ))
-        }
-        // A spoofed kind is the plugin's fault like a malformed outcome: 500, so
-        // the provider retries, with the reason in the log only.
-        Err(error @ (CallError::Trap { .. } | CallError::UndeclaredKind { .. })) => {
-            Err(ApiError::internal(&error))
-        }
-        Err(error @ CallError::Busy { .. }) => {
-            tracing::warn!("{error}");
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "the plugin is handling as many requests as it may; retry shortly",
-            )
-            .with_retry_after(1))
-        }
+        Err(error) => Err(call_failure(&error)),
     }
 }
 

@@ -1,0 +1,48 @@
+//! The HTTP answer to a plugin call that did not return: it ran out of time,
+//! trapped, emitted a kind its manifest does not declare, or found every instance
+//! busy. One mapping for the webhook route, replays and manual polls. What a plugin
+//! did return, its own `plugin-error`, is each route's business: a provider and an
+//! operator asking for a poll are told different things (`ingress::webhook`,
+//! `admin::poll`).
+
+use axum::http::StatusCode;
+
+use crate::http::error::ApiError;
+use crate::plugins::loaded::CallError;
+
+/// Seconds a caller should wait after every instance of a plugin was busy.
+const BUSY_RETRY_AFTER: u32 = 1;
+
+/// The status for a call that did not return.
+pub fn call_failure_status(error: &CallError) -> StatusCode {
+    match error {
+        CallError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        // The plugin's bug, like a malformed outcome: a provider gets a 500 and so
+        // retries, with the reason in the log only.
+        CallError::Trap { .. } | CallError::UndeclaredKind { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        CallError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// The error answer for a call that did not return, with the details logged.
+pub fn call_failure(error: &CallError) -> ApiError {
+    let status = call_failure_status(error);
+    match error {
+        CallError::Timeout { .. } => {
+            tracing::error!("{error}");
+            ApiError::new(status, "timeout", "the plugin did not answer in time")
+        }
+        CallError::Trap { .. } | CallError::UndeclaredKind { .. } => ApiError::internal(error),
+        CallError::Busy { .. } => {
+            tracing::warn!("{error}");
+            ApiError::new(
+                status,
+                "busy",
+                "the plugin is handling as many requests as it may; retry shortly",
+            )
+            .with_retry_after(BUSY_RETRY_AFTER)
+        }
+    }
+}
