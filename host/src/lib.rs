@@ -16,7 +16,8 @@
 //!   with `request_origin`, `events` (the event log, replay), `plugins` (the list),
 //!   `deploy` (`PUT /api/plugins/{id}`), `poll` (`POST /api/plugins/{id}/poll`),
 //!   `stream` (`/api/stream`), `health` (`/healthz`, `/metrics`), `dashboard`.
-//! - `http`: under every route: `error` (the JSON error shape), `body` and
+//! - `http`: under every route: `error` (the JSON error shape), `call_failure`
+//!   (a plugin call that did not return, as HTTP), `body` and
 //!   `body_deadline` (reading a body), `listener` and `connections` (accepting,
 //!   limits, timeouts).
 //! - `ingest`: the one path from a plugin's events to the store, for webhooks and
