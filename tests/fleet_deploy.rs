@@ -137,9 +137,11 @@ fn undeploy_and_rollback_reach_every_node_including_one_that_was_down() {
         .unwrap();
     assert_eq!(response.status(), 200, "{}", response.text().unwrap());
     assert_eq!(hook(&first, "app").0, 404);
-    everywhere(&[&first, &second], "app to be gone from the live nodes", |node| {
-        !is_listed(node, "app") && hook(node, "app").0 == 404
-    });
+    everywhere(
+        &[&first, &second],
+        "app to be gone from the live nodes",
+        |node| !is_listed(node, "app") && hook(node, "app").0 == 404,
+    );
     for node in [&first, &second] {
         assert!(!node.plugins_dir().join("app.wasm").exists());
     }
@@ -162,9 +164,11 @@ fn undeploy_and_rollback_reach_every_node_including_one_that_was_down() {
     // A rollback undoes the undeploy: v1 everywhere again.
     let (status, body) = rollback(&third, "app");
     assert_eq!(status, 200, "{body}");
-    everywhere(&[&first, &second, &third], "every node to run v1 again", |node| {
-        hook(node, "app") == (200, "v1".to_string())
-    });
+    everywhere(
+        &[&first, &second, &third],
+        "every node to run v1 again",
+        |node| hook(node, "app") == (200, "v1".to_string()),
+    );
 }
 
 #[test]
@@ -195,7 +199,10 @@ fn the_store_keeps_the_last_five_versions_and_deletes_older_components() {
         let (status, body) = rollback(&node, "app");
         assert_eq!(status, 200, "rollback {back}: {body}");
         assert_eq!(body["sha256"], sha256_hex(&versions[6 - back]), "{body}");
-        assert_eq!(running_sha256(&node, "app"), Some(sha256_hex(&versions[6 - back])));
+        assert_eq!(
+            running_sha256(&node, "app"),
+            Some(sha256_hex(&versions[6 - back]))
+        );
     }
     let (status, body) = rollback(&node, "app");
     assert_eq!(status, 409, "{body}");
@@ -228,13 +235,19 @@ fn the_cli_undeploys_and_rolls_back() {
     // Nothing earlier: exit 1 with the host's reason.
     let none = hookhost_cli(&["deploy", "--rollback", "app", "--url", url]);
     assert_eq!(none.status.code(), Some(1), "{}", output_text(&none));
-    assert!(output_text(&none).contains("no earlier version"), "{}", output_text(&none));
+    assert!(
+        output_text(&none).contains("no earlier version"),
+        "{}",
+        output_text(&none)
+    );
 
     let undeployed = hookhost_cli(&["undeploy", "app", "--url", url]);
     assert!(undeployed.status.success(), "{}", output_text(&undeployed));
-    everywhere(&[&nodes[0], &nodes[1]], "app to be gone from both nodes", |node| {
-        hook(node, "app").0 == 404
-    });
+    everywhere(
+        &[&nodes[0], &nodes[1]],
+        "app to be gone from both nodes",
+        |node| hook(node, "app").0 == 404,
+    );
     // Not deployed any more: exit 3.
     let again = hookhost_cli(&["undeploy", "app", "--url", url]);
     assert_eq!(again.status.code(), Some(3), "{}", output_text(&again));

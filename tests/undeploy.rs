@@ -126,7 +126,12 @@ fn the_cli_undeploys_and_says_when_there_is_nothing_to_undeploy_or_roll_back() {
 
     // Exit 1 with the reason: rollback needs the fleet store.
     let rollback = hookhost_cli(&["deploy", "--rollback", "other", "--url", url]);
-    assert_eq!(rollback.status.code(), Some(1), "{}", output_text(&rollback));
+    assert_eq!(
+        rollback.status.code(),
+        Some(1),
+        "{}",
+        output_text(&rollback)
+    );
     assert!(
         output_text(&rollback).contains("needs the fleet"),
         "{}",

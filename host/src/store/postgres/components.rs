@@ -84,12 +84,16 @@ impl ComponentStore for PostgresStore {
         let mut client = self.client().await?;
         let rollback = async {
             let tx = begin(&mut client).await?;
-            // The newest version before the newest entry (a version or a tombstone).
+            // The newest version before the newest entry (a version or a tombstone)
+            // that differs from what runs now: rolling back to the same bytes
+            // would change nothing but the history.
             let previous = tx
                 .query_opt(
                     "SELECT id, sha256 FROM deployment_history
                      WHERE plugin = $1 AND sha256 IS NOT NULL
                        AND id < (SELECT max(id) FROM deployment_history WHERE plugin = $1)
+                       AND sha256 IS DISTINCT FROM
+                           (SELECT sha256 FROM deployments WHERE plugin = $1)
                      ORDER BY id DESC LIMIT 1",
                     &[&plugin],
                 )
