@@ -227,7 +227,9 @@ impl Host {
                 None
             }
         };
-        // The fleet's versions first, so that a new node never serves stale files.
+        deploy::reload::remove_stale_deploy_files(&config.plugins_dir);
+        // The fleet's versions first, so that a new node never serves stale files
+        // nor a plugin the fleet undeployed.
         let mut deploy_sync = components
             .clone()
             .map(|components| DeploySync::new(components, reloader.clone()));
