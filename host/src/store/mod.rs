@@ -29,6 +29,8 @@ pub mod postgres;
 pub mod sql;
 pub mod sqlite;
 
+pub use sql::group::DEFAULT_WRITE_QUEUE;
+
 use std::time::Duration;
 
 use anyhow::Result;

@@ -32,7 +32,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use deadpool_postgres::{Object, Pool};
 use tokio::sync::{mpsc, Mutex};
 
-use crate::store::sql::group::{self, Job, Refused, WRITE_QUEUE_CAPACITY};
+use crate::store::sql::group::{self, Job, Refused, DEFAULT_WRITE_QUEUE};
 use crate::store::sql::impls::SqlBackend;
 use crate::store::sql::reads::{self, Found, Read};
 use crate::store::sql::writes::{Write, Written};
@@ -50,6 +50,8 @@ pub struct PostgresOptions {
     pub writers: usize,
     /// Connections in the pool (writers, reads and deploys together).
     pub max_connections: usize,
+    /// Writes waiting for a writer at most; more are refused as unavailable.
+    pub write_queue: usize,
 }
 
 impl Default for PostgresOptions {
@@ -57,6 +59,7 @@ impl Default for PostgresOptions {
         PostgresOptions {
             writers: 4,
             max_connections: 16,
+            write_queue: DEFAULT_WRITE_QUEUE,
         }
     }
 }
@@ -106,7 +109,7 @@ impl PostgresStore {
             .with_context(|| format!("asking PostgreSQL at {shown_url} whether TLS is in use"))?
             .get::<_, bool>(0);
         drop(client);
-        let (jobs, queue) = mpsc::channel(WRITE_QUEUE_CAPACITY);
+        let (jobs, queue) = mpsc::channel(options.write_queue.max(1));
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..options.writers.max(1) {
             tokio::spawn(writer::run(pool.clone(), queue.clone()));

@@ -7,7 +7,7 @@
 //! `postgres::writer`); what a job is and how a group's callers are answered is
 //! here.
 //!
-//! The queue is bounded (`WRITE_QUEUE_CAPACITY`): while the disk or the database
+//! The queue is bounded (`write_queue`, `DEFAULT_WRITE_QUEUE`): while the disk or the database
 //! stalls, writes beyond it are refused at once as `Unavailable` (503 with
 //! `Retry-After`) instead of piling up in memory, and a job whose caller has
 //! gone (a client that gave up) is dropped unrun when a writer takes it.
@@ -21,14 +21,15 @@ use crate::store::Unavailable;
 /// The most jobs one commit covers; bounds the latency a single group adds.
 pub const MAX_GROUP: usize = 512;
 
-/// The most jobs waiting for a writer. Two groups' worth: enough that a burst
-/// never meets a full queue while the store keeps up, small enough that a
-/// stalled store holds a bounded number of requests (each up to a body limit).
-pub const WRITE_QUEUE_CAPACITY: usize = 2 * MAX_GROUP;
+/// The most jobs waiting for a writer unless the config says (`write_queue`).
+/// Two groups' worth: enough that a burst never meets a full queue while the
+/// store keeps up, small enough that a stalled store holds a bounded number of
+/// requests (each up to a body limit).
+pub const DEFAULT_WRITE_QUEUE: usize = 2 * MAX_GROUP;
 
 /// Why a job could not be queued.
 pub enum Refused {
-    /// `WRITE_QUEUE_CAPACITY` jobs are already waiting: the store is not keeping up.
+    /// The queue is full (`write_queue`): the store is not keeping up.
     Full,
     /// The writer has stopped (the store was closed, or its thread is gone).
     Stopped,
@@ -60,7 +61,7 @@ pub async fn submit(
         Ok(()) => {}
         Err(Refused::Full) => {
             return Err(anyhow!(
-                "the event store's write queue is full ({WRITE_QUEUE_CAPACITY} writes waiting)"
+                "the event store's write queue is full (config `write_queue`)"
             ))
             .context(Unavailable)
         }

@@ -97,7 +97,7 @@ const RETRY: &str = concat!(
 
 const PUT_BACK: &str = "UPDATE deliveries SET attempts = attempts - 1, next_at = $3,
          claimed_until = NULL, updated_at = $4
-     WHERE id = $1 AND attempts = $2 AND state = 'pending'";
+     WHERE id = $1 AND attempts = $2 AND state = 'pending' AND claimed_until IS NOT NULL";
 
 const PURGE_EVENTS: &str = "DELETE FROM events WHERE received_at < $1";
 const PURGE_REQUESTS: &str = "DELETE FROM requests WHERE received_at < $1";

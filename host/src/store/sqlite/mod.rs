@@ -42,12 +42,18 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store at `path` and starts its writer thread.
+    /// Opens (creating if needed) the store at `path` and starts its writer thread,
+    /// with the default `write_queue`.
+    pub fn open(path: &Path, commit: Commit) -> Result<SqliteStore> {
+        Self::open_with(path, commit, group::DEFAULT_WRITE_QUEUE)
+    }
+
+    /// `open`, with at most `write_queue` writes waiting for the writer thread.
     ///
     /// This process owns the file alone, so any lease left by a previous run was
     /// held by a process that is gone: leases are released at once, and deliveries
     /// that were in flight at a crash are due again immediately.
-    pub fn open(path: &Path, commit: Commit) -> Result<SqliteStore> {
+    pub fn open_with(path: &Path, commit: Commit, write_queue: usize) -> Result<SqliteStore> {
         // The lock is what makes "this process owns the file alone" true: a second
         // host on the same data directory would otherwise release our leases and
         // deliver events twice. The OS drops it when the process dies, even by kill -9.
@@ -66,7 +72,7 @@ impl SqliteStore {
         schema::release_previous_run(&writer)?;
         let reader = open_connection(path)?;
         Ok(SqliteStore {
-            jobs: writer::spawn(writer, commit)?,
+            jobs: writer::spawn(writer, commit, write_queue)?,
             reader: Arc::new(Mutex::new(reader)),
             _lock: lock,
         })

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::conn::SqliteConn;
 use super::try_later;
 use crate::store::sql::conn::run_now;
-use crate::store::sql::group::{self, GroupFailure, Job, MAX_GROUP, WRITE_QUEUE_CAPACITY};
+use crate::store::sql::group::{self, GroupFailure, Job, MAX_GROUP};
 use crate::store::sql::writes::{self, Written};
 
 /// What the writer thread is asked to do.
@@ -29,9 +29,13 @@ pub enum Commit {
 }
 
 /// Starts the writer thread on `conn`; it runs until every sender is gone or it
-/// is asked to close. The queue holds at most `WRITE_QUEUE_CAPACITY` messages.
-pub fn spawn(mut conn: Connection, commit: Commit) -> Result<mpsc::Sender<Message>> {
-    let (jobs, mut queue) = mpsc::channel::<Message>(WRITE_QUEUE_CAPACITY);
+/// is asked to close. The queue holds at most `write_queue` messages.
+pub fn spawn(
+    mut conn: Connection,
+    commit: Commit,
+    write_queue: usize,
+) -> Result<mpsc::Sender<Message>> {
+    let (jobs, mut queue) = mpsc::channel::<Message>(write_queue.max(1));
     std::thread::Builder::new()
         .name("event-store-writer".into())
         .spawn(move || {
