@@ -23,9 +23,7 @@ pub fn call_failure_status(error: &CallError) -> StatusCode {
         CallError::Trap { .. } | CallError::UndeclaredKind { .. } => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
-        CallError::Busy { .. } | CallError::PoolExhausted { .. } => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        CallError::Busy { .. } | CallError::PoolExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 

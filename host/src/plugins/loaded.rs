@@ -99,7 +99,10 @@ impl CallError {
     /// instance) before the plugin ran: retrying later may succeed, and a
     /// delivery refused so has not been attempted.
     pub fn is_capacity(&self) -> bool {
-        matches!(self, CallError::Busy { .. } | CallError::PoolExhausted { .. })
+        matches!(
+            self,
+            CallError::Busy { .. } | CallError::PoolExhausted { .. }
+        )
     }
 }
 

@@ -223,7 +223,8 @@ pub fn is_try_later(error: &anyhow::Error) -> bool {
         };
         let Some(code) = error.code() else {
             return error.is_closed()
-                || std::error::Error::source(error).is_some_and(|source| source.is::<std::io::Error>());
+                || std::error::Error::source(error)
+                    .is_some_and(|source| source.is::<std::io::Error>());
         };
         let code = code.code();
         code.starts_with("08")

@@ -85,11 +85,7 @@ pub fn still_wanted(job: &Job) -> bool {
 /// failed gets its error (its savepoint was rolled back alone); the others get
 /// their result if the commit succeeded, else the commit's error. `outcomes` are
 /// in the jobs' order; a job without one was never run.
-pub fn answer(
-    group: Vec<Job>,
-    outcomes: Vec<Result<Written>>,
-    commit: Result<(), GroupFailure>,
-) {
+pub fn answer(group: Vec<Job>, outcomes: Vec<Result<Written>>, commit: Result<(), GroupFailure>) {
     let mut outcomes = outcomes.into_iter();
     for job in group {
         let result = match (outcomes.next(), &commit) {

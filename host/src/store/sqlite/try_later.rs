@@ -24,9 +24,11 @@ pub fn is_try_later(error: &rusqlite::Error) -> bool {
 
 /// Whether any cause in `error`'s chain is a try-later SQLite failure.
 pub fn chain_is_try_later(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .any(|cause| cause.downcast_ref::<rusqlite::Error>().is_some_and(is_try_later))
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<rusqlite::Error>()
+            .is_some_and(is_try_later)
+    })
 }
 
 /// `error`, marked `Unavailable` when it means "try later".
@@ -66,11 +68,19 @@ mod tests {
 
     #[test]
     fn a_failing_statement_stays_an_error_of_its_own() {
-        for code in [ffi::SQLITE_CONSTRAINT, ffi::SQLITE_ERROR, ffi::SQLITE_CORRUPT] {
+        for code in [
+            ffi::SQLITE_CONSTRAINT,
+            ffi::SQLITE_ERROR,
+            ffi::SQLITE_CORRUPT,
+        ] {
             let error = mark(anyhow::Error::from(failure(code)));
             assert!(!is_unavailable(&error), "{code}: {error:#}");
         }
-        let plain = mark(Err::<(), _>(anyhow::anyhow!("no such column")).context("x").unwrap_err());
+        let plain = mark(
+            Err::<(), _>(anyhow::anyhow!("no such column"))
+                .context("x")
+                .unwrap_err(),
+        );
         assert!(!is_unavailable(&plain));
     }
 }
