@@ -186,6 +186,7 @@ impl Host {
         let stores = store::backend::open(
             config.database.as_deref(),
             &config.data_dir.join(STORE_FILE),
+            config.write_queue,
         )
         .await?;
         Host::with_stores(config, stores).await
