@@ -18,8 +18,9 @@ use crate::config::Config;
 use crate::live::{Change, LiveFeed};
 use crate::metrics::{Delivery, Metrics};
 use crate::outage::Outage;
-use crate::plugins::bindings::{Event, PluginError, StoredEvent};
+use crate::plugins::bindings::{Event, StoredEvent};
 use crate::plugins::loaded::DEFAULT_CALL_TIMEOUT;
+use crate::plugins::plugin_error;
 use crate::plugins::registry::Registry;
 use crate::store::{now_ms, AfterFailure, ClaimedDelivery, DeliveryQueue, DeliveryState};
 
@@ -201,7 +202,7 @@ impl Dispatcher {
                 };
                 match plugin.on_event(event).await {
                     Ok(Ok(())) => Ok(()),
-                    Ok(Err(error)) => Err(describe_plugin_error(&error)),
+                    Ok(Err(error)) => Err(plugin_error::describe(&error)),
                     Err(error) => Err(error.to_string()),
                 }
             }
@@ -267,15 +268,6 @@ impl Dispatcher {
             }),
             Err(error) => tracing::error!("{error:#}"),
         }
-    }
-}
-
-fn describe_plugin_error(error: &PluginError) -> String {
-    match error {
-        PluginError::Unauthorized(m) => format!("unauthorized: {m}"),
-        PluginError::BadRequest(m) => format!("bad request: {m}"),
-        PluginError::Unavailable(m) => format!("unavailable: {m}"),
-        PluginError::Internal(m) => format!("internal: {m}"),
     }
 }
 
