@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{test_plugin, HostSpec};
+use common::{post_login, HostSpec};
 use reqwest::blocking::Response;
 use reqwest::header::{AUTHORIZATION, COOKIE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
 use serde_json::Value;
@@ -25,9 +25,8 @@ fn assert_unauthorized(response: Response, code: &str, what: &str) {
 
 fn guarded_host() -> common::Host {
     HostSpec::default()
-        .plugin("faulty", test_plugin("faulty"))
-        .config("admin_token = \"${TEST_ADMIN_TOKEN}\"\n")
-        .env("TEST_ADMIN_TOKEN", TOKEN)
+        .test_plugin("faulty")
+        .admin_token(TOKEN)
         .start()
 }
 
@@ -130,20 +129,12 @@ fn the_dashboard_logs_in_with_the_token_into_a_session_cookie() {
     assert_eq!(dashboard.status(), 200);
     assert!(dashboard.text().unwrap().contains(r#"id="events""#));
 
-    let wrong = client
-        .post(host.url("/login"))
-        .form(&[("token", "guess")])
-        .send()
-        .unwrap();
+    let wrong = post_login(&host, &client, "guess");
     assert_eq!(wrong.status(), 401);
     assert!(wrong.headers().get(SET_COOKIE).is_none());
     assert!(wrong.text().unwrap().contains("not the admin token"));
 
-    let login = client
-        .post(host.url("/login"))
-        .form(&[("token", TOKEN)])
-        .send()
-        .unwrap();
+    let login = post_login(&host, &client, TOKEN);
     assert_eq!(login.status(), 303);
     assert_eq!(login.headers()[LOCATION], "/");
     let set_cookie = login.headers()[SET_COOKIE].to_str().unwrap().to_string();
@@ -222,8 +213,7 @@ fn a_public_address_without_a_token_is_refused_with_the_way_out() {
 #[test]
 fn a_public_address_serves_with_a_token_from_the_environment_or_when_told_to() {
     let with_env_token = HostSpec::default()
-        .arg("--listen")
-        .arg("0.0.0.0:0")
+        .listen("0.0.0.0:0")
         .env("HOOKHOST_ADMIN_TOKEN", TOKEN)
         .start();
     let client = client();
@@ -241,8 +231,7 @@ fn a_public_address_serves_with_a_token_from_the_environment_or_when_told_to() {
     assert_eq!(status(&with_env_token, Some(TOKEN)), 200);
 
     let by_flag = HostSpec::default()
-        .arg("--listen")
-        .arg("0.0.0.0:0")
+        .listen("0.0.0.0:0")
         .arg("--allow-unauthenticated-admin")
         .start();
     assert_eq!(status(&by_flag, None), 200);
@@ -253,8 +242,7 @@ fn a_public_address_serves_with_a_token_from_the_environment_or_when_told_to() {
     );
 
     let by_config = HostSpec::default()
-        .arg("--listen")
-        .arg("0.0.0.0:0")
+        .listen("0.0.0.0:0")
         .config("allow_unauthenticated_admin = true\n")
         .start();
     assert_eq!(status(&by_config, None), 200);

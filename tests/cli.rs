@@ -158,10 +158,7 @@ fn a_plugin_importing_what_the_host_lacks_is_named_and_the_others_serve() {
         .unwrap()
         .contains("test:greedy/secrets"));
     assert_eq!(entry("faulty")["status"], "ok", "{listed}");
-    let response = common::client()
-        .post(host.url("/hooks/faulty/ok"))
-        .send()
-        .unwrap();
+    let response = host.post("/hooks/faulty/ok");
     assert_eq!(response.status(), 200);
 }
 

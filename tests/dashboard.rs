@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{example_plugin, github_signature, test_plugin, HostSpec};
+use common::{github_signature, test_plugin, HostSpec};
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::FutureExt;
 use serde_json::{json, Value};
@@ -221,9 +221,9 @@ impl Scene<'_> {
 async fn an_operator_logs_in_watches_a_webhook_arrive_and_retries_a_dead_letter() {
     let driver = ChromeDriver::start();
     let host = HostSpec::default()
-        .plugin("github", example_plugin("github"))
-        .plugin("faulty", test_plugin("faulty"))
-        .plugin("handler", test_plugin("handler"))
+        .example_plugin("github")
+        .test_plugin("faulty")
+        .test_plugin("handler")
         .config(&format!(
             "admin_token = \"{TOKEN}\"\n\
              [plugins.github]\nconfig = {{ secret = \"{GITHUB_SECRET}\" }}\n\
@@ -466,10 +466,7 @@ async fn story(scene: &Scene<'_>) {
 #[test]
 fn an_open_live_stream_does_not_hold_up_shutdown() {
     let host = HostSpec::default().start();
-    let mut stream = common::client()
-        .get(host.url("/api/stream"))
-        .send()
-        .unwrap();
+    let mut stream = host.get("/api/stream");
     assert_eq!(stream.status(), 200);
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
     let reader = std::thread::spawn(move || {

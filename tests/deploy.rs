@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Output};
 
 use common::traffic::SteadyTraffic;
-use common::{client, output_text, test_plugin, Host, HostSpec};
+use common::{client, output_text, plugin_in, test_plugin, versioned_plugin, Host, HostSpec};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -37,24 +37,15 @@ fn plugin_entry(host: &Host, id: &str, token: Option<&str>) -> Option<Value> {
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    let reply: Value = request.send().unwrap().json().unwrap();
-    reply["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == id)
-        .cloned()
+    plugin_in(&request.send().unwrap().json().unwrap(), id)
 }
 
-fn answer(host: &Host, id: &str) -> Option<String> {
-    let response = client()
-        .post(host.url(&format!("/hooks/{id}")))
-        .send()
-        .ok()?;
-    response
-        .status()
-        .is_success()
-        .then(|| response.text().unwrap())
+/// The CLI exited with `code` and its stderr mentions `mentions`.
+fn assert_failed(output: &std::process::Output, code: i32, mentions: &str) {
+    let text = output_text(output);
+    assert_eq!(output.status.code(), Some(code), "{text}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(mentions), "{text}");
 }
 
 /// Names in the plugins directory, sorted: a deploy leaves no temporary file.
@@ -69,14 +60,9 @@ fn plugin_dir_names(host: &Host) -> Vec<String> {
 
 #[test]
 fn deploys_under_load_take_effect_at_once_and_fail_no_request() {
-    let v1 = std::fs::read(test_plugin("versioned-v1")).unwrap();
-    let v2 = std::fs::read(test_plugin("versioned-v2")).unwrap();
-    let host = HostSpec::default()
-        .plugin("app", test_plugin("versioned-v1"))
-        .start();
-    let url = host.url("/hooks/app");
-
-    let traffic = SteadyTraffic::start(vec![url]);
+    let (v1, v2) = (versioned_plugin("v1"), versioned_plugin("v2"));
+    let host = HostSpec::default().versioned_app().start();
+    let traffic = SteadyTraffic::start(vec![host.url("/hooks/app")]);
 
     for round in 0..6 {
         let (bytes, answer_now, version) = if round % 2 == 0 {
@@ -92,7 +78,7 @@ fn deploys_under_load_take_effect_at_once_and_fail_no_request() {
 
         // Current as soon as the deploy has answered: no waiting for the watcher.
         assert_eq!(
-            answer(&host, "app").as_deref(),
+            host.hook_answer("app").as_deref(),
             Some(answer_now),
             "round {round}"
         );
@@ -114,17 +100,17 @@ fn deploys_under_load_take_effect_at_once_and_fail_no_request() {
     // Still the deployed version after a restart: it is the file that is loaded.
     let mut host = host;
     host.kill_and_restart();
-    assert_eq!(answer(&host, "app").as_deref(), Some("v1"));
+    assert_eq!(host.hook_answer("app").as_deref(), Some("v1"));
 }
 
 #[test]
 fn a_deploy_can_add_a_plugin() {
     let host = HostSpec::default().start();
-    assert_eq!(answer(&host, "late"), None);
-    let v2 = std::fs::read(test_plugin("versioned-v2")).unwrap();
+    assert_eq!(host.hook_answer("late"), None);
+    let v2 = versioned_plugin("v2");
     let (status, body) = deploy(&host, "late", &v2, None);
     assert_eq!(status, 200, "{body}");
-    assert_eq!(answer(&host, "late").as_deref(), Some("v2"));
+    assert_eq!(host.hook_answer("late").as_deref(), Some("v2"));
     assert_eq!(
         plugin_entry(&host, "late", None).unwrap()["sha256"],
         sha256_hex(&v2)
@@ -134,11 +120,9 @@ fn a_deploy_can_add_a_plugin() {
 
 #[test]
 fn what_does_not_load_gets_400_and_changes_nothing() {
-    let v1 = std::fs::read(test_plugin("versioned-v1")).unwrap();
-    let v2 = std::fs::read(test_plugin("versioned-v2")).unwrap();
-    let host = HostSpec::default()
-        .plugin("app", test_plugin("versioned-v1"))
-        .start();
+    let v1 = versioned_plugin("v1");
+    let v2 = versioned_plugin("v2");
+    let host = HostSpec::default().versioned_app().start();
     let before = plugin_entry(&host, "app", None).unwrap();
     let cases: [(&str, &str, Vec<u8>, &str); 5] = [
         (
@@ -184,7 +168,7 @@ fn what_does_not_load_gets_400_and_changes_nothing() {
             now["loaded_at"], before["loaded_at"],
             "{case}: not reloaded"
         );
-        assert_eq!(answer(&host, "app").as_deref(), Some("v1"), "{case}");
+        assert_eq!(host.hook_answer("app").as_deref(), Some("v1"), "{case}");
         assert_eq!(
             std::fs::read(host.plugins_dir().join("app.wasm")).unwrap(),
             v1,
@@ -197,23 +181,23 @@ fn what_does_not_load_gets_400_and_changes_nothing() {
 #[test]
 fn deploying_needs_the_admin_token() {
     let host = HostSpec::default()
-        .plugin("app", test_plugin("versioned-v1"))
-        .config(&format!("admin_token = \"{TOKEN}\"\n"))
+        .versioned_app()
+        .admin_token(TOKEN)
         .start();
-    let v2 = std::fs::read(test_plugin("versioned-v2")).unwrap();
+    let v2 = versioned_plugin("v2");
     for token in [None, Some("wrong")] {
         let (status, body) = deploy(&host, "app", &v2, token);
         assert_eq!(status, 401, "{token:?}: {body}");
     }
-    assert_eq!(answer(&host, "app").as_deref(), Some("v1"));
+    assert_eq!(host.hook_answer("app").as_deref(), Some("v1"));
     assert_eq!(
         std::fs::read(host.plugins_dir().join("app.wasm")).unwrap(),
-        std::fs::read(test_plugin("versioned-v1")).unwrap()
+        versioned_plugin("v1")
     );
 
     let (status, body) = deploy(&host, "app", &v2, Some(TOKEN));
     assert_eq!(status, 200, "{body}");
-    assert_eq!(answer(&host, "app").as_deref(), Some("v2"));
+    assert_eq!(host.hook_answer("app").as_deref(), Some("v2"));
 }
 
 fn hookhost_cli(args: &[&str], token: Option<&str>) -> Output {
@@ -232,8 +216,8 @@ fn hookhost_cli(args: &[&str], token: Option<&str>) -> Output {
 #[test]
 fn the_cli_deploys_a_file_as_its_stem_or_as_id() {
     let host = HostSpec::default()
-        .plugin("app", test_plugin("versioned-v1"))
-        .config(&format!("admin_token = \"{TOKEN}\"\n"))
+        .versioned_app()
+        .admin_token(TOKEN)
         .start();
     let url = host.base_url.as_str();
     let v2_path = test_plugin("versioned-v2");
@@ -246,7 +230,7 @@ fn the_cli_deploys_a_file_as_its_stem_or_as_id() {
     // Without the token: exit 4, nothing changed.
     let refused = hookhost_cli(&["deploy", app_file, "--url", url], None);
     assert_eq!(refused.status.code(), Some(4), "{}", output_text(&refused));
-    assert_eq!(answer(&host, "app").as_deref(), Some("v1"));
+    assert_eq!(host.hook_answer("app").as_deref(), Some("v1"));
 
     // The id is the file stem; the output names what the host now runs.
     let deployed = hookhost_cli(&["deploy", app_file, "--url", url], Some(TOKEN));
@@ -255,7 +239,7 @@ fn the_cli_deploys_a_file_as_its_stem_or_as_id() {
     assert!(stdout.contains("deployed app"), "{stdout}");
     assert!(stdout.contains("2.0.0"), "{stdout}");
     assert!(stdout.contains(&sha256_hex(&v2)), "{stdout}");
-    assert_eq!(answer(&host, "app").as_deref(), Some("v2"));
+    assert_eq!(host.hook_answer("app").as_deref(), Some("v2"));
 
     // --id, with the host's JSON.
     let as_json = hookhost_cli(
@@ -274,7 +258,7 @@ fn the_cli_deploys_a_file_as_its_stem_or_as_id() {
     let json: Value = serde_json::from_slice(&as_json.stdout).unwrap();
     assert_eq!(json["id"], "other", "{json}");
     assert_eq!(json["sha256"], sha256_hex(&v2), "{json}");
-    assert_eq!(answer(&host, "other").as_deref(), Some("v2"));
+    assert_eq!(host.hook_answer("other").as_deref(), Some("v2"));
 
     // A component that does not load: exit 1 with the host's reason.
     let broken = hookhost_cli(
@@ -288,13 +272,8 @@ fn the_cli_deploys_a_file_as_its_stem_or_as_id() {
         ],
         Some(TOKEN),
     );
-    assert_eq!(broken.status.code(), Some(1), "{}", output_text(&broken));
-    assert!(
-        String::from_utf8_lossy(&broken.stderr).contains("hookhost:plugin/guest@0.1.0"),
-        "{}",
-        output_text(&broken)
-    );
-    assert_eq!(answer(&host, "app").as_deref(), Some("v2"));
+    assert_failed(&broken, 1, "hookhost:plugin/guest@0.1.0");
+    assert_eq!(host.hook_answer("app").as_deref(), Some("v2"));
 
     // A file whose name is no plugin id, without --id: a usage error.
     let badly_named = files.path().join("My Plugin.wasm");
@@ -303,12 +282,7 @@ fn the_cli_deploys_a_file_as_its_stem_or_as_id() {
         &["deploy", badly_named.to_str().unwrap(), "--url", url],
         Some(TOKEN),
     );
-    assert_eq!(usage.status.code(), Some(2), "{}", output_text(&usage));
-    assert!(
-        String::from_utf8_lossy(&usage.stderr).contains("--id"),
-        "{}",
-        output_text(&usage)
-    );
+    assert_failed(&usage, 2, "--id");
     let missing = hookhost_cli(
         &["deploy", "/nonexistent/x.wasm", "--url", url],
         Some(TOKEN),

@@ -8,19 +8,19 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{client, example_plugin, github_signature, test_plugin, HostSpec};
+use common::{client, event_ids, github_signature, HostSpec};
 use serde_json::Value;
 
 const SECRET: &str = "kill-nine-secret";
 
 fn get(host: &common::Host, path: &str) -> Value {
-    let response = client().get(host.url(path)).send().unwrap();
+    let response = host.get(path);
     assert_eq!(response.status(), 200, "GET {path}");
     response.json().unwrap()
 }
 
 fn post(host: &common::Host, path: &str) -> Value {
-    let response = client().post(host.url(path)).send().unwrap();
+    let response = host.post(path);
     assert_eq!(response.status(), 200, "POST {path}");
     response.json().unwrap()
 }
@@ -73,8 +73,8 @@ fn send_push(host: &common::Host, id: &str) -> reqwest::blocking::Response {
 #[test]
 fn a_provider_retry_is_acknowledged_again_stored_once_and_replayable() {
     let host = HostSpec::default()
-        .plugin("github", example_plugin("github"))
-        .plugin("handler", test_plugin("handler"))
+        .example_plugin("github")
+        .test_plugin("handler")
         .config(&format!(
             "[plugins.github]\nconfig = {{ secret = \"{SECRET}\" }}\n\
              [plugins.handler]\nconfig = {{ subscriptions = \"github.push\" }}\n"
@@ -125,15 +125,13 @@ fn a_provider_retry_is_acknowledged_again_stored_once_and_replayable() {
         "replay stores nothing"
     );
 
-    let missing = client().get(host.url("/api/events/999999")).send().unwrap();
+    let missing = host.get("/api/events/999999");
     assert_eq!(missing.status(), 404);
 }
 
 #[test]
 fn events_are_listed_newest_first_with_filters_and_a_cursor() {
-    let host = HostSpec::default()
-        .plugin("faulty", test_plugin("faulty"))
-        .start();
+    let host = HostSpec::default().test_plugin("faulty").start();
     for n in 0..5 {
         let kind = if n % 2 == 0 {
             "faulty.even"
@@ -143,42 +141,37 @@ fn events_are_listed_newest_first_with_filters_and_a_cursor() {
         send_event(&host, &format!("e{n}"), kind, &format!("{{\"n\":{n}}}"));
     }
     let page = get(&host, "/api/events?limit=2");
-    let ids: Vec<&str> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event_id"].as_str().unwrap())
-        .collect();
+    let ids = event_ids(&page);
     assert_eq!(ids, ["e4", "e3"]);
     let next = page["next"].as_str().unwrap();
     let rest = get(&host, &format!("/api/events?limit=10&after={next}"));
-    let ids: Vec<&str> = rest["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event_id"].as_str().unwrap())
-        .collect();
+    let ids = event_ids(&rest);
     assert_eq!(ids, ["e2", "e1", "e0"]);
     assert!(rest["next"].is_null());
     assert_eq!(all_events(&host, "kind=faulty.even").len(), 3);
     assert_eq!(all_events(&host, "kind=faulty.*").len(), 5);
     assert_eq!(all_events(&host, "plugin=github").len(), 0);
-    let bad = client()
-        .get(host.url("/api/events?limit=0"))
-        .send()
-        .unwrap();
+    let bad = host.get("/api/events?limit=0");
     assert_eq!(bad.status(), 400);
 }
 
 fn handler_host(max_attempts: u32, retry_base: &str) -> common::Host {
     HostSpec::default()
-        .plugin("faulty", test_plugin("faulty"))
-        .plugin("handler", test_plugin("handler"))
+        .test_plugin("faulty")
+        .test_plugin("handler")
         .config(&format!(
             "[plugins.handler]\nconfig = {{ subscriptions = \"faulty.flaky.*\" }}\n\
              max_attempts = {max_attempts}\nretry_base = \"{retry_base}\"\n"
         ))
         .start()
+}
+
+/// Waits for the one delivery of event `id` to reach `state`, and returns it.
+fn wait_for_delivery(host: &common::Host, id: &str, state: &str) -> Value {
+    host.wait_for(&format!("the delivery to be {state}"), || {
+        let delivery = delivery_of(host, id);
+        (delivery["state"] == state).then_some(delivery)
+    })
 }
 
 fn delivery_of(host: &common::Host, event_id: &str) -> Value {
@@ -209,10 +202,7 @@ fn a_handler_that_fails_three_times_then_succeeds_is_delivered_with_growing_dela
     let unsubscribed = send_event(&host, "other", "faulty.other", "{}");
     let event = send_event(&host, "flaky-1", "faulty.flaky.x", r#"{"fail_attempts":3}"#);
     let id = event["id"].as_str().unwrap();
-    let delivery = host.wait_for("the delivery to succeed", || {
-        let delivery = delivery_of(&host, id);
-        (delivery["state"] == "delivered").then_some(delivery)
-    });
+    let delivery = wait_for_delivery(&host, id, "delivered");
     assert_eq!(delivery["attempts"], 4, "{delivery}");
     let log = host.log();
     assert!(log.contains("handled faulty/flaky-1 attempt 4"), "{log}");
@@ -237,10 +227,7 @@ fn a_handler_that_always_fails_ends_dead_lettered_and_can_be_retried() {
     let host = handler_host(3, "50ms");
     let event = send_event(&host, "doomed", "faulty.flaky.y", r#"{"always_fail":true}"#);
     let id = event["id"].as_str().unwrap();
-    let dead = host.wait_for("the delivery to be dead-lettered", || {
-        let delivery = delivery_of(&host, id);
-        (delivery["state"] == "dead").then_some(delivery)
-    });
+    let dead = wait_for_delivery(&host, id, "dead");
     assert_eq!(dead["attempts"], 3, "{dead}");
     assert!(
         dead["last_error"]
@@ -264,10 +251,7 @@ fn a_handler_that_always_fails_ends_dead_lettered_and_can_be_retried() {
             && host.log().matches("dead-lettered").count() == 2;
         done.then_some(())
     });
-    let missing = client()
-        .post(host.url("/api/deliveries/999999/retry"))
-        .send()
-        .unwrap();
+    let missing = host.post("/api/deliveries/999999/retry");
     assert_eq!(missing.status(), 404);
 }
 
@@ -276,8 +260,8 @@ fn after_kill_9_every_acknowledged_delivery_is_stored_once_and_handler_deliverie
     // Every push fails its first handler attempt and is retried 1-2 s later, so the
     // deliveries of the last second before the kill are certainly still pending.
     let mut host = HostSpec::default()
-        .plugin("github", example_plugin("github"))
-        .plugin("handler", test_plugin("handler"))
+        .example_plugin("github")
+        .test_plugin("handler")
         .config(&format!(
             "[plugins.github]\nconfig = {{ secret = \"{SECRET}\" }}\n\
              [plugins.handler]\nconfig = {{ subscriptions = \"github.push\" }}\n\

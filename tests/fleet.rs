@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 use common::feed::Feed;
 use common::postgres::Postgres;
 use common::traffic::SteadyTraffic;
-use common::{client, eventually, example_plugin, github_signature, test_plugin, Host, HostSpec};
+use common::{
+    client, eventually, example_plugin, github_signature, test_plugin, versioned_plugin, Host,
+    HostSpec,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -343,19 +346,15 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn running_sha256(host: &Host, plugin: &str) -> Option<String> {
-    host.get_json("/api/plugins")["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == plugin)
-        .and_then(|p| p["sha256"].as_str().map(str::to_string))
+    let listing = host.plugin_listing(plugin)?;
+    listing["sha256"].as_str().map(str::to_string)
 }
 
 #[test]
 fn a_component_deployed_through_one_node_is_served_by_all_three_while_requests_succeed() {
     let database = Postgres::start();
-    let v1 = std::fs::read(test_plugin("versioned-v1")).unwrap();
-    let v2 = std::fs::read(test_plugin("versioned-v2")).unwrap();
+    let v1 = versioned_plugin("v1");
+    let v2 = versioned_plugin("v2");
     let nodes = start_nodes(&database, 3, &[("app", test_plugin("versioned-v1"))], "");
     for node in &nodes {
         assert_eq!(running_sha256(node, "app"), Some(sha256_hex(&v1)));

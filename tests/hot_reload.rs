@@ -6,39 +6,15 @@ mod common;
 use std::time::Duration;
 
 use common::traffic::SteadyTraffic;
-use common::{client, eventually, test_plugin, Host, HostSpec};
-use serde_json::Value;
+use common::{eventually, test_plugin, versioned_plugin, HostSpec};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn answer(host: &Host, id: &str) -> Option<String> {
-    let response = client()
-        .post(host.url(&format!("/hooks/{id}")))
-        .send()
-        .ok()?;
-    response
-        .status()
-        .is_success()
-        .then(|| response.text().unwrap())
-}
-
-fn status_of(host: &Host, id: &str) -> Option<Value> {
-    let reply: Value = host.get_json("/api/plugins");
-    reply["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == id)
-        .cloned()
-}
-
 #[test]
 fn replacing_a_plugin_20_times_under_load_fails_no_request() {
-    let v1 = std::fs::read(test_plugin("versioned-v1")).unwrap();
-    let v2 = std::fs::read(test_plugin("versioned-v2")).unwrap();
-    let host = HostSpec::default()
-        .plugin("app", test_plugin("versioned-v1"))
-        .start();
+    let v1 = versioned_plugin("v1");
+    let v2 = versioned_plugin("v2");
+    let host = HostSpec::default().versioned_app().start();
     let url = host.url("/hooks/app");
 
     let traffic = SteadyTraffic::start(vec![url]);
@@ -72,11 +48,9 @@ fn replacing_a_plugin_20_times_under_load_fails_no_request() {
 
 #[test]
 fn bad_files_leave_the_previous_version_serving() {
-    let host = HostSpec::default()
-        .plugin("app", test_plugin("versioned-v1"))
-        .start();
+    let host = HostSpec::default().versioned_app().start();
     let path = host.plugins_dir().join("app.wasm");
-    let v2 = std::fs::read(test_plugin("versioned-v2")).unwrap();
+    let v2 = versioned_plugin("v2");
     let cases: [(&str, Vec<u8>, &str); 3] = [
         (
             "truncated",
@@ -97,21 +71,23 @@ fn bad_files_leave_the_previous_version_serving() {
     for (case, bytes, reason) in cases {
         std::fs::write(&path, &bytes).unwrap();
         eventually(&format!("{case} to be reported"), WAIT, || {
-            status_of(&host, "app").is_some_and(|s| s["status"] == "failed")
+            host.plugin_listing("app")
+                .is_some_and(|s| s["status"] == "failed")
         });
-        let entry = status_of(&host, "app").unwrap();
+        let entry = host.plugin_listing("app").unwrap();
         let message = entry["error"]["message"].as_str().unwrap();
         assert!(message.contains(reason), "{case}: {message}");
         assert_eq!(
             entry["version"], "1.0.0",
             "{case}: the old version must stay loaded"
         );
-        assert_eq!(answer(&host, "app").as_deref(), Some("v1"), "{case}");
+        assert_eq!(host.hook_answer("app").as_deref(), Some("v1"), "{case}");
 
         // Back to a good file clears the failure.
-        std::fs::write(&path, std::fs::read(test_plugin("versioned-v1")).unwrap()).unwrap();
+        std::fs::write(&path, versioned_plugin("v1")).unwrap();
         eventually(&format!("recovery after {case}"), WAIT, || {
-            status_of(&host, "app").is_some_and(|s| s["status"] == "ok")
+            host.plugin_listing("app")
+                .is_some_and(|s| s["status"] == "ok")
         });
     }
     assert!(host.log().contains("the previous version keeps serving"));
@@ -120,7 +96,7 @@ fn bad_files_leave_the_previous_version_serving() {
 #[test]
 fn new_files_go_live_and_deleted_files_unload() {
     let host = HostSpec::default().start();
-    assert_eq!(answer(&host, "late"), None);
+    assert_eq!(host.hook_answer("late"), None);
 
     std::fs::copy(
         test_plugin("versioned-v2"),
@@ -128,26 +104,19 @@ fn new_files_go_live_and_deleted_files_unload() {
     )
     .unwrap();
     eventually("a new plugin file to go live", WAIT, || {
-        answer(&host, "late").as_deref() == Some("v2")
+        host.hook_answer("late").as_deref() == Some("v2")
     });
 
     std::fs::remove_file(host.plugins_dir().join("late.wasm")).unwrap();
     eventually("a deleted plugin to answer 404", WAIT, || {
-        client()
-            .post(host.url("/hooks/late"))
-            .send()
-            .unwrap()
-            .status()
-            == 404
+        host.post("/hooks/late").status() == 404
     });
-    assert!(status_of(&host, "late").is_none());
+    assert!(host.plugin_listing("late").is_none());
 }
 
 #[test]
 fn restarts_load_from_the_compiled_cache_and_rebuild_corrupt_entries() {
-    let mut host = HostSpec::default()
-        .plugin("app", test_plugin("versioned-v1"))
-        .start();
+    let mut host = HostSpec::default().versioned_app().start();
     assert!(host.log().contains("compiled=true"), "{}", host.log());
     let entries: Vec<_> = std::fs::read_dir(host.data_dir().join("cache"))
         .unwrap()
@@ -158,7 +127,7 @@ fn restarts_load_from_the_compiled_cache_and_rebuild_corrupt_entries() {
 
     host.kill_and_restart();
     assert!(host.log().contains("compiled=false"), "{}", host.log());
-    assert_eq!(answer(&host, "app").as_deref(), Some("v1"));
+    assert_eq!(host.hook_answer("app").as_deref(), Some("v1"));
 
     // Flip a byte in the middle of the entry: the checksum must catch it.
     let mut bytes = std::fs::read(&entries[0]).unwrap();
@@ -172,6 +141,6 @@ fn restarts_load_from_the_compiled_cache_and_rebuild_corrupt_entries() {
         "{log}"
     );
     assert!(log.contains("checksum mismatch"), "{log}");
-    assert_eq!(answer(&host, "app").as_deref(), Some("v1"));
+    assert_eq!(host.hook_answer("app").as_deref(), Some("v1"));
     assert_eq!(log.matches("compiled=true").count(), 2, "{log}");
 }

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{client, test_plugin, HostSpec};
+use common::{client, HostSpec};
 use futures_util::StreamExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -79,7 +79,7 @@ fn metric(text: &str, line_start: &str) -> u64 {
 #[test]
 fn idle_and_half_open_connections_past_the_cap_neither_stop_service_nor_stay_open() {
     let host = HostSpec::default()
-        .plugin("hostile", test_plugin("hostile"))
+        .test_plugin("hostile")
         .config("max_connections = 4\n")
         .start();
     // Twice the cap: sockets that send nothing and sockets stuck in the middle of
@@ -90,10 +90,10 @@ fn idle_and_half_open_connections_past_the_cap_neither_stop_service_nor_stay_ope
 
     // A client with a request to send is served while the attackers hold the cap:
     // idle connections make room for it.
-    let ok = client().post(host.url("/hooks/hostile/ok")).send().unwrap();
+    let ok = host.post("/hooks/hostile/ok");
     assert_eq!(ok.status(), 200);
 
-    let metrics = client().get(host.url("/metrics")).send().unwrap();
+    let metrics = host.get("/metrics");
     let metrics = metrics.text().unwrap();
     let open = metric(&metrics, "hookhost_connections_open{listener=\"listen\"} ");
     assert!(
@@ -133,15 +133,13 @@ fn idle_and_half_open_connections_past_the_cap_neither_stop_service_nor_stay_ope
     });
 
     // And the host still serves.
-    let ok = client().post(host.url("/hooks/hostile/ok")).send().unwrap();
+    let ok = host.post("/hooks/hostile/ok");
     assert_eq!(ok.status(), 200);
 }
 
 #[test]
 fn connections_without_a_request_in_flight_are_closed_after_the_idle_timeout() {
-    let host = HostSpec::default()
-        .plugin("hostile", test_plugin("hostile"))
-        .start();
+    let host = HostSpec::default().test_plugin("hostile").start();
     let idle = [
         ("nothing sent", &b""[..]),
         ("half an HTTP/2 preface", HALF_H2_PREFACE),
@@ -180,14 +178,11 @@ fn connections_without_a_request_in_flight_are_closed_after_the_idle_timeout() {
 #[test]
 fn a_request_in_flight_longer_than_the_idle_timeout_is_answered() {
     let host = HostSpec::default()
-        .plugin("hostile", test_plugin("hostile"))
+        .test_plugin("hostile")
         .config("[plugins.hostile]\ntimeout = \"15s\"\n")
         .start();
     let started = Instant::now();
-    let response = client()
-        .post(host.url("/hooks/hostile/spin"))
-        .send()
-        .unwrap();
+    let response = host.post("/hooks/hostile/spin");
     // The plugin's deadline ended the call (504), not the idle timeout the
     // connection: it was busy.
     assert_eq!(response.status(), 504);
@@ -236,9 +231,7 @@ fn a_login_form_that_never_finishes_gets_408() {
 
 #[test]
 fn http2_requests_are_served_and_a_stalled_http2_body_gets_408() {
-    let host = HostSpec::default()
-        .plugin("hostile", test_plugin("hostile"))
-        .start();
+    let host = HostSpec::default().test_plugin("hostile").start();
     let url = host.url("/hooks/hostile/ok");
     let address = host.base_url.trim_start_matches("http://").to_string();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -281,7 +274,7 @@ fn http2_requests_are_served_and_a_stalled_http2_body_gets_408() {
 /// A host whose `hostile` plugin may answer `/huge-response` with `LARGE` bytes.
 fn large_response_host() -> common::Host {
     HostSpec::default()
-        .plugin("hostile", test_plugin("hostile"))
+        .test_plugin("hostile")
         .config("[plugins.hostile]\nmax_response_bytes = \"8MiB\"\n")
         .start()
 }
@@ -318,13 +311,20 @@ fn connect_with_small_receive_buffer(host: &common::Host) -> TcpStream {
     stream
 }
 
-#[test]
-fn a_slow_reader_gets_all_of_a_large_response() {
-    let host = large_response_host();
-    let mut stream = connect_with_small_receive_buffer(&host);
+/// A connection with a small receive buffer that has asked for a large response
+/// over HTTP/1.1 and read nothing of it yet.
+fn ask_for_a_large_response(host: &common::Host) -> TcpStream {
+    let mut stream = connect_with_small_receive_buffer(host);
     stream
         .write_all(large_response_request().as_bytes())
         .unwrap();
+    stream
+}
+
+#[test]
+fn a_slow_reader_gets_all_of_a_large_response() {
+    let host = large_response_host();
+    let mut stream = ask_for_a_large_response(&host);
     // About 256 KiB/s: the download takes longer than the idle timeout, and the
     // host's writes are blocked most of that time.
     let mut answer = Vec::new();
@@ -348,10 +348,7 @@ fn a_slow_reader_gets_all_of_a_large_response() {
 fn peers_that_take_none_of_a_response_are_closed_after_the_send_timeout() {
     let host = large_response_host();
     // HTTP/1.1: asks for a large response and never reads it.
-    let mut stalled = connect_with_small_receive_buffer(&host);
-    stalled
-        .write_all(large_response_request().as_bytes())
-        .unwrap();
+    let mut stalled = ask_for_a_large_response(&host);
     let asked = Instant::now();
 
     // HTTP/2: a stream window of 0, never opened, so the host cannot send a byte

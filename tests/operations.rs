@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::postgres::Postgres;
-use common::{client, eventually, output_text, repo_root, test_plugin, HostSpec};
+use common::{client, event_ids, eventually, output_text, repo_root, HostSpec};
 use serde_json::Value;
 
 /// One scrape, parsed: every sample keyed by its name and its labels (sorted), so
@@ -100,7 +100,7 @@ fn key(name: &str, labels: &[(String, String)]) -> String {
 }
 
 fn scrape(host: &common::Host) -> Scrape {
-    let response = client().get(host.url("/metrics")).send().unwrap();
+    let response = host.get("/metrics");
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"].to_str().unwrap();
     assert!(
@@ -133,8 +133,8 @@ fn post(host: &common::Host, path: &str, headers: &[(&str, &str)], body: &str) -
 #[test]
 fn metrics_count_requests_failures_deliveries_and_reloads() {
     let host = HostSpec::default()
-        .plugin("faulty", test_plugin("faulty"))
-        .plugin("handler", test_plugin("handler"))
+        .test_plugin("faulty")
+        .test_plugin("handler")
         .config(
             "[plugins.faulty]\ntimeout = \"300ms\"\n\
              [plugins.handler]\nconfig = { subscriptions = \"faulty.flaky.*\" }\n\
@@ -263,7 +263,7 @@ fn metrics_count_requests_failures_deliveries_and_reloads() {
 #[test]
 fn sigterm_lets_the_call_in_flight_finish_refuses_new_connections_and_exits_0() {
     let mut host = HostSpec::default()
-        .plugin("faulty", test_plugin("faulty"))
+        .test_plugin("faulty")
         .config("shutdown_timeout = \"20s\"\n")
         .start();
     let address = host.base_url.strip_prefix("http://").unwrap().to_string();
@@ -298,19 +298,14 @@ fn sigterm_lets_the_call_in_flight_finish_refuses_new_connections_and_exits_0() 
     // The store opens cleanly and holds the event that was acknowledged.
     host.restart();
     let events: Value = host.get_json("/api/events?plugin=faulty");
-    let ids: Vec<&str> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event_id"].as_str().unwrap())
-        .collect();
+    let ids = event_ids(&events);
     assert_eq!(ids, ["slow"], "{events}");
 }
 
 #[test]
 fn a_call_that_outlasts_shutdown_timeout_is_abandoned_and_the_host_still_exits_0() {
     let mut host = HostSpec::default()
-        .plugin("faulty", test_plugin("faulty"))
+        .test_plugin("faulty")
         .config("shutdown_timeout = \"500ms\"\n[plugins.faulty]\ntimeout = \"60s\"\n")
         .start();
     let url = host.url("/hooks/faulty/sleep/30000");
@@ -332,7 +327,7 @@ fn a_call_that_outlasts_shutdown_timeout_is_abandoned_and_the_host_still_exits_0
 #[test]
 fn json_log_format_writes_one_json_object_per_line() {
     let host = HostSpec::default()
-        .plugin("faulty", test_plugin("faulty"))
+        .test_plugin("faulty")
         .env("HOOKHOST_LOG_FORMAT", "json")
         .start();
     assert_eq!(
@@ -371,7 +366,7 @@ fn healthz_while_the_database_is_down_says_only_that_and_the_log_masks_the_passw
         .config(&format!("database = \"{url}\"\n"))
         .start();
     let healthz = || {
-        let response = client().get(host.url("/healthz")).send().unwrap();
+        let response = host.get("/healthz");
         let status = response.status().as_u16();
         (status, response.text().unwrap())
     };

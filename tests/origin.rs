@@ -15,7 +15,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{test_plugin, HostSpec};
+use common::{post_login, test_plugin, HostSpec};
 use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::header::{AUTHORIZATION, COOKIE, HOST, SET_COOKIE};
 use reqwest::Version;
@@ -27,26 +27,19 @@ const TOKEN: &str = "a-long-random-admin-token-for-origin-tests";
 use common::client_without_redirects as client;
 
 fn hostile_host() -> common::Host {
-    HostSpec::default()
-        .plugin("hostile", test_plugin("hostile"))
-        .start()
+    HostSpec::default().test_plugin("hostile").start()
 }
 
 fn guarded_hostile_host() -> common::Host {
     HostSpec::default()
-        .plugin("hostile", test_plugin("hostile"))
-        .config("admin_token = \"${TEST_ADMIN_TOKEN}\"\n")
-        .env("TEST_ADMIN_TOKEN", TOKEN)
+        .test_plugin("hostile")
+        .admin_token(TOKEN)
         .start()
 }
 
 /// `hookhost_session=<value>` from a login with the token.
 fn log_in(host: &common::Host, client: &Client) -> String {
-    let login = client
-        .post(host.url("/login"))
-        .form(&[("token", TOKEN)])
-        .send()
-        .unwrap();
+    let login = post_login(host, client, TOKEN);
     assert_eq!(login.status(), 303);
     let set_cookie = login.headers()[SET_COOKIE].to_str().unwrap();
     set_cookie.split(';').next().unwrap().to_string()
@@ -365,9 +358,8 @@ fn with_a_token_a_session_is_refused_from_another_origin_and_the_token_decides_t
 fn the_admin_listener_serves_the_admin_surface_and_the_public_one_only_webhooks() {
     // A public `listen` needs no token when the admin surface is on loopback.
     let mut host = HostSpec::default()
-        .plugin("hostile", test_plugin("hostile"))
-        .arg("--listen")
-        .arg("0.0.0.0:0")
+        .test_plugin("hostile")
+        .listen("0.0.0.0:0")
         .arg("--admin-listen")
         .arg("127.0.0.1:0")
         .start();

@@ -13,7 +13,7 @@ use std::net::TcpListener;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::stub_server::{Reply, StubServer};
-use common::{client, example_plugin, github_signature, test_plugin, Host, HostSpec};
+use common::{client, example_plugin, github_signature, Host, HostSpec};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -24,7 +24,7 @@ const GITHUB_SECRET: &str = "outbound-github-secret";
 const INVOICE_ID: &str = "in_1MtHbELkdIwHu7ixl4OzzPMv";
 
 fn get(host: &Host, path: &str) -> Value {
-    let response = client().get(host.url(path)).send().unwrap();
+    let response = host.get(path);
     assert_eq!(response.status(), 200, "GET {path}");
     response.json().unwrap()
 }
@@ -38,7 +38,7 @@ fn toml_list(items: &[String]) -> String {
 
 fn fetcher_host(allowed_hosts: &[String], timeout: &str) -> Host {
     HostSpec::default()
-        .plugin("fetcher", test_plugin("fetcher"))
+        .test_plugin("fetcher")
         .config(&format!(
             "[plugins.fetcher]\nallowed_hosts = {}\ntimeout = \"{timeout}\"\n",
             toml_list(allowed_hosts)
@@ -173,12 +173,6 @@ fn an_allowlisted_request_succeeds_within_the_size_cap_and_the_timeouts() {
 
 // ---- the address actually connected to ----
 
-fn metrics_text(host: &Host) -> String {
-    let response = client().get(host.url("/metrics")).send().unwrap();
-    assert_eq!(response.status(), 200);
-    response.text().unwrap()
-}
-
 #[test]
 fn an_allowlisted_name_that_resolves_to_loopback_is_refused_unless_the_address_is_listed() {
     let unlisted = StubServer::start(|_, _| Reply::Body(200, b"ok".to_vec()));
@@ -214,11 +208,11 @@ fn an_allowlisted_name_that_resolves_to_loopback_is_refused_unless_the_address_i
         "the log says which address was refused and why: {log}"
     );
     assert!(
-        metrics_text(&host).contains(
+        host.metrics().contains(
             r#"hookhost_outbound_requests_refused_total{plugin="fetcher",reason="address_prohibited"} 1"#
         ),
         "{}",
-        metrics_text(&host)
+        host.metrics()
     );
 
     for url in [
@@ -255,7 +249,7 @@ fn a_bare_name_allows_https_only() {
     let reply = fetch(&host, json!({ "url": "https://localhost/" }));
     assert_eq!(reply["error_code"], "DestinationIpProhibited", "{reply}");
 
-    let metrics = metrics_text(&host);
+    let metrics = host.metrics();
     for line in [
         r#"hookhost_outbound_requests_refused_total{plugin="fetcher",reason="not_allowed"} 1"#,
         r#"hookhost_outbound_requests_refused_total{plugin="fetcher",reason="address_prohibited"} 1"#,
@@ -342,8 +336,8 @@ fn the_stripe_invoice_follow_up_reaches_the_api_lands_in_the_event_and_notify_po
     });
     let local = [server.addr.to_string()];
     let host = HostSpec::default()
-        .plugin("stripe", example_plugin("stripe"))
-        .plugin("notify", example_plugin("notify"))
+        .example_plugin("stripe")
+        .example_plugin("notify")
         .config(&format!(
             "{}[plugins.notify]\nconfig = {{ url = \"{}\" }}\nallowed_hosts = {}\n",
             stripe_config("stripe", &server.url(""), &local),
@@ -426,7 +420,7 @@ fn when_the_invoice_api_fails_stripe_gets_503_and_nothing_is_stored() {
         .unwrap();
     // The listener is dropped: connections to it are refused.
     let host = HostSpec::default()
-        .plugin("stripe", example_plugin("stripe"))
+        .example_plugin("stripe")
         .plugin("stripe-down", example_plugin("stripe"))
         .plugin("stripe-unlisted", example_plugin("stripe"))
         .config(&format!(
@@ -503,8 +497,8 @@ fn send_push(host: &Host, delivery: &str) {
 
 fn notify_host(url: &str, allowed_hosts: &[String], max_attempts: u32) -> Host {
     HostSpec::default()
-        .plugin("github", example_plugin("github"))
-        .plugin("notify", example_plugin("notify"))
+        .example_plugin("github")
+        .example_plugin("notify")
         .config(&format!(
             "[plugins.github]\nconfig = {{ secret = \"{GITHUB_SECRET}\" }}\n\
              [plugins.notify]\nconfig = {{ url = \"{url}\" }}\nallowed_hosts = {}\n\
@@ -602,8 +596,8 @@ fn notify_to_a_url_not_on_the_allowlist_ends_as_a_dead_letter_with_the_reason() 
 #[test]
 fn notify_without_a_url_subscribes_to_nothing() {
     let host = HostSpec::default()
-        .plugin("github", example_plugin("github"))
-        .plugin("notify", example_plugin("notify"))
+        .example_plugin("github")
+        .example_plugin("notify")
         .config(&format!(
             "[plugins.github]\nconfig = {{ secret = \"{GITHUB_SECRET}\" }}\n"
         ))

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{client, example_plugin, test_plugin, HostSpec};
+use common::{example_plugin, test_plugin, HostSpec};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -16,7 +16,7 @@ fn loaded_plugins_are_listed_with_their_manifest_and_content_hash() {
     let github = example_plugin("github");
     let host = HostSpec::default()
         .plugin("github", github.clone())
-        .plugin("faulty", test_plugin("faulty"))
+        .test_plugin("faulty")
         .config("[plugins.github]\nconfig = { secret = \"x\" }\n")
         .start();
     let listed = plugins(&host);
@@ -34,7 +34,7 @@ fn loaded_plugins_are_listed_with_their_manifest_and_content_hash() {
 #[test]
 fn broken_plugin_files_are_reported_and_the_others_keep_serving() {
     let host = HostSpec::default()
-        .plugin("faulty", test_plugin("faulty"))
+        .test_plugin("faulty")
         .raw_file("notwasm.wasm", b"this is not wasm")
         .raw_file(
             "truncated.wasm",
@@ -64,8 +64,8 @@ fn broken_plugin_files_are_reported_and_the_others_keep_serving() {
     assert!(!listed.iter().any(|p| p["id"] == "Bad-Name"));
     assert!(host.log().contains("Bad-Name.wasm"));
 
-    let response = client().post(host.url("/hooks/faulty/ok")).send().unwrap();
+    let response = host.post("/hooks/faulty/ok");
     assert_eq!(response.status(), 200);
-    let response = client().post(host.url("/hooks/notwasm")).send().unwrap();
+    let response = host.post("/hooks/notwasm");
     assert_eq!(response.status(), 404);
 }

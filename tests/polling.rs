@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::feed::{Feed, Mode};
-use common::{client, eventually, example_plugin, test_plugin, Host, HostSpec};
+use common::{client, eventually, test_plugin, Host, HostSpec};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -26,12 +26,7 @@ fn stored_ids(host: &Host, plugin: &str) -> Vec<String> {
 }
 
 fn poll_status(host: &Host, id: &str) -> Option<Value> {
-    host.get_json("/api/plugins")["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == id)
-        .and_then(|p| p.get("poll").cloned())
+    host.plugin_listing(id)?.get("poll").cloned()
 }
 
 fn poll_now(host: &Host, id: &str) -> (u16, Value) {
@@ -51,10 +46,7 @@ fn numbers(ids: &[String]) -> Vec<u32> {
 #[test]
 fn items_arrive_once_each_across_restarts_and_a_crash_between_poll_and_save() {
     let feed = Feed::start(&[1, 2, 3]);
-    let mut host = HostSpec::default()
-        .plugin("feed", example_plugin("feed"))
-        .config(&feed.config("300ms", ""))
-        .start();
+    let mut host = feed.host_spec("300ms").start();
     eventually("the first three items", WAIT, || {
         stored_ids(&host, "feed").len() == 3
     });
@@ -107,7 +99,7 @@ fn gaps(feed: &Feed) -> Vec<Duration> {
 fn assert_backs_off_and_keeps_the_cursor(mode: Mode, extra_config: &str, error_mentions: &str) {
     let feed = Feed::start(&[1]);
     let host = HostSpec::default()
-        .plugin("feed", example_plugin("feed"))
+        .example_plugin("feed")
         .config(&feed.config("200ms", extra_config))
         .start();
     eventually("item 1", WAIT, || stored_ids(&host, "feed") == ["1"]);
@@ -182,7 +174,7 @@ fn the_poll_route_polls_now_and_says_why_it_cannot() {
     let host = HostSpec::default()
         .plugin("ticker", test_plugin("ticker-v1"))
         .plugin("quiet", test_plugin("versioned-v1"))
-        .plugin("feed", example_plugin("feed"))
+        .example_plugin("feed")
         .config(&feed.config("1h", ""))
         .start();
     // The timer's first poll comes within seconds of the start, the next in an
@@ -225,10 +217,7 @@ fn the_poll_route_polls_now_and_says_why_it_cannot() {
 #[test]
 fn the_etag_is_kept_in_state_across_restarts_and_a_304_changes_nothing() {
     let feed = Feed::start(&[1, 2]);
-    let mut host = HostSpec::default()
-        .plugin("feed", example_plugin("feed"))
-        .config(&feed.config("1h", ""))
-        .start();
+    let mut host = feed.host_spec("1h").start();
     // The timer's first poll comes within seconds of the start.
     eventually("the first poll", WAIT, || {
         stored_ids(&host, "feed").len() == 2
@@ -373,18 +362,13 @@ fn stored_lease(host: &Host, plugin: &str) -> (String, i64) {
 }
 
 fn healthz(host: &Host) -> Value {
-    let response = client().get(host.url("/healthz")).send().unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().unwrap()
+    host.get_ok("/healthz").json().unwrap()
 }
 
 #[test]
 fn a_single_node_holds_the_poll_lease_and_releases_it_at_sigterm_not_at_a_kill() {
     let feed = Feed::start(&[1, 2]);
-    let mut host = HostSpec::default()
-        .plugin("feed", example_plugin("feed"))
-        .config(&feed.config("1s", ""))
-        .start();
+    let mut host = feed.host_spec("1s").start();
     let health = healthz(&host);
     assert_eq!(health["status"], "ok", "{health}");
     let node = health["node"].as_str().unwrap().to_string();

@@ -203,6 +203,11 @@ async fn open_and_check(server: &Postgres, host: &str, case: &str, params: &str)
     store.is_encrypted()
 }
 
+/// The error of opening a store on `server` as `host` with `params`.
+async fn open_error_at(server: &Postgres, host: &str, params: &str) -> String {
+    open_error(&url(server, host, params)).await
+}
+
 async fn open_error(url: &str) -> String {
     match PostgresStore::open(url).await {
         Ok(_) => panic!("{url} connected"),
@@ -242,23 +247,20 @@ async fn verify_full_connects_with_the_right_ca_and_refuses_a_wrong_ca_or_host_n
     assert!(open_and_check(&servers.tls, "127.0.0.1", "verify-full-ip", &right).await);
 
     let other = servers.certs.other_ca();
-    let wrong_ca = open_error(&url(
-        &servers.tls,
-        "localhost",
-        &format!("sslmode=verify-full&sslrootcert={}", other.display()),
-    ))
-    .await;
+    let other_root = format!("sslrootcert={}", other.display());
+    let verify_other = format!("sslmode=verify-full&{other_root}");
+    let wrong_ca = open_error_at(&servers.tls, "localhost", &verify_other).await;
     assert!(wrong_ca.contains("TLS handshake"), "{wrong_ca}");
     assert!(wrong_ca.contains("UnknownIssuer"), "{wrong_ca}");
 
     // The right CA, but the certificate does not name the host asked for
     // (`hostaddr` connects to 127.0.0.1 all the same).
     let wrong_name = format!("hostaddr=127.0.0.1&sslrootcert={ca}");
-    let error = open_error(&url(
+    let error = open_error_at(
         &servers.tls,
         "db.wrong.invalid",
         &format!("sslmode=verify-full&{wrong_name}"),
-    ))
+    )
     .await;
     assert!(error.contains("not valid for name"), "{error}");
     assert!(error.contains("db.wrong.invalid"), "{error}");
@@ -273,12 +275,8 @@ async fn verify_full_connects_with_the_right_ca_and_refuses_a_wrong_ca_or_host_n
         .await
     );
     // As in libpq, a root certificate file makes `require` check the chain.
-    let error = open_error(&url(
-        &servers.tls,
-        "127.0.0.1",
-        &format!("sslmode=require&sslrootcert={}", other.display()),
-    ))
-    .await;
+    let require_other = format!("sslmode=require&{other_root}");
+    let error = open_error_at(&servers.tls, "127.0.0.1", &require_other).await;
     assert!(error.contains("UnknownIssuer"), "{error}");
 }
 
@@ -286,7 +284,7 @@ async fn verify_full_connects_with_the_right_ca_and_refuses_a_wrong_ca_or_host_n
 async fn verify_full_against_the_public_roots_refuses_a_private_ca() {
     let servers = servers();
     for params in ["sslmode=verify-full", "sslrootcert=system"] {
-        let error = open_error(&url(&servers.tls, "localhost", params)).await;
+        let error = open_error_at(&servers.tls, "localhost", params).await;
         assert!(error.contains("UnknownIssuer"), "{params}: {error}");
     }
 }
@@ -294,7 +292,7 @@ async fn verify_full_against_the_public_roots_refuses_a_private_ca() {
 #[tokio::test(flavor = "multi_thread")]
 async fn require_against_a_server_without_tls_fails_clearly() {
     let servers = servers();
-    let error = open_error(&url(&servers.plain, "127.0.0.1", "sslmode=require")).await;
+    let error = open_error_at(&servers.plain, "127.0.0.1", "sslmode=require").await;
     assert!(error.contains("server does not support TLS"), "{error}");
     assert!(
         error.contains(&format!("127.0.0.1:{}", servers.plain.port())),

@@ -9,7 +9,7 @@ use common::{client, test_plugin, Host, HostSpec};
 use serde_json::Value;
 
 fn get(host: &Host, path: &str) -> Value {
-    let response = client().get(host.url(path)).send().unwrap();
+    let response = host.get(path);
     assert_eq!(response.status(), 200, "GET {path}");
     response.json().unwrap()
 }
@@ -54,8 +54,8 @@ fn emit(host: &Host, id: &str, kind: &str) -> reqwest::blocking::Response {
 #[test]
 fn a_webhook_event_outside_the_manifests_emits_is_refused_and_nothing_of_it_is_stored() {
     let host = HostSpec::default()
-        .plugin("hostile", test_plugin("hostile"))
-        .plugin("handler", test_plugin("handler"))
+        .test_plugin("hostile")
+        .test_plugin("handler")
         .config("[plugins.handler]\nconfig = { subscriptions = \"github.push,hostile.*\" }\n")
         .start();
     let plugins = list(&host, "/api/plugins", "plugins");
@@ -92,11 +92,7 @@ fn a_webhook_event_outside_the_manifests_emits_is_refused_and_nothing_of_it_is_s
         "{}",
         metrics(&host)
     );
-    let log = host.log();
-    let refusal = log
-        .lines()
-        .find(|line| line.contains("emitted an event of kind \"github.push\""))
-        .unwrap_or_else(|| panic!("no refusal in the log:\n{log}"));
+    let refusal = host.log_line("emitted an event of kind \"github.push\"");
     assert!(refusal.contains("plugin hostile 1"), "{refusal}");
     assert!(refusal.contains(r#"["hostile.*"]"#), "{refusal}");
 
@@ -118,16 +114,13 @@ fn a_poll_with_an_event_outside_the_manifests_emits_saves_nothing() {
     // The ticker declares `ticker.tick` but is configured to poll `github.push`.
     let host = HostSpec::default()
         .plugin("ticker", test_plugin("ticker-v1"))
-        .plugin("handler", test_plugin("handler"))
+        .test_plugin("handler")
         .config(
             "[plugins.ticker]\nconfig = { kind = \"github.push\" }\n\
              [plugins.handler]\nconfig = { subscriptions = \"github.push\" }\n",
         )
         .start();
-    let response = client()
-        .post(host.url("/api/plugins/ticker/poll"))
-        .send()
-        .unwrap();
+    let response = host.post("/api/plugins/ticker/poll");
     assert_eq!(response.status(), 500);
     let body: Value = response.json().unwrap();
     assert_eq!(body["error"], "undeclared_kind", "{body}");

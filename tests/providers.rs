@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{client, example_plugin, HostSpec};
+use common::{client, HostSpec};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
@@ -42,7 +42,7 @@ fn slack_signature(ts: u64, body: &[u8]) -> String {
 #[test]
 fn stripe_verifies_stripe_signature() {
     let host = HostSpec::default()
-        .plugin("stripe", example_plugin("stripe"))
+        .example_plugin("stripe")
         .config(&format!(
             "[plugins.stripe]\nconfig = {{ secret = \"{STRIPE_SECRET}\" }}\n"
         ))
@@ -90,7 +90,7 @@ fn stripe_verifies_stripe_signature() {
 #[test]
 fn stripe_tolerance_is_configurable() {
     let host = HostSpec::default()
-        .plugin("stripe", example_plugin("stripe"))
+        .example_plugin("stripe")
         .config(&format!(
             "[plugins.stripe]\nconfig = {{ secret = \"{STRIPE_SECRET}\", tolerance = \"900\" }}\n"
         ))
@@ -112,7 +112,7 @@ fn stripe_tolerance_is_configurable() {
 #[test]
 fn slack_verifies_and_answers_the_url_challenge() {
     let host = HostSpec::default()
-        .plugin("slack", example_plugin("slack"))
+        .example_plugin("slack")
         .config(&format!(
             "[plugins.slack]\nconfig = {{ signing_secret = \"{SLACK_SECRET}\" }}\n"
         ))

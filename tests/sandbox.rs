@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{client, test_plugin, HostSpec};
+use common::{client, HostSpec};
 use serde_json::Value;
 
 /// The hostile plugin's call deadline in these tests.
@@ -21,8 +21,8 @@ const MARGIN: Duration = Duration::from_secs(8);
 
 fn hostile_host(extra: &str) -> common::Host {
     HostSpec::default()
-        .plugin("hostile", test_plugin("hostile"))
-        .plugin("faulty", test_plugin("faulty"))
+        .test_plugin("hostile")
+        .test_plugin("faulty")
         .config(&format!(
             "[plugins.hostile]\ntimeout = \"2s\"\nmemory = \"32MiB\"\nmax_log_bytes = \"16KiB\"\n\
              max_event_bytes = \"1MiB\"\nconfig = {{ own = \"mine\" }}\n{extra}\n\
@@ -34,22 +34,22 @@ fn hostile_host(extra: &str) -> common::Host {
 
 /// Resident memory of a process, from /proc/<pid>/status.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in {status}"))
+    proc_status_kib(pid, "VmRSS")
 }
 
 /// The most resident memory a process has had, from /proc/<pid>/status.
 fn peak_rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmHWM")
+}
+
+/// The `field` of /proc/<pid>/status, in KiB.
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmHWM in {status}"))
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
 }
 
 /// Posts to the good plugin every 20 ms until stopped; counts answers and
@@ -275,7 +275,7 @@ fn calls_past_max_concurrent_calls_wait_then_get_503_with_retry_after() {
     assert!(outcomes[0].1.is_some(), "503 without Retry-After");
     assert_eq!(outcomes[1].0, 504, "{outcomes:?}");
     // The slot is free again.
-    let ok = client().post(host.url("/hooks/hostile/ok")).send().unwrap();
+    let ok = host.post("/hooks/hostile/ok");
     assert_eq!(ok.status(), 200);
 }
 
@@ -359,17 +359,14 @@ fn slow_clients_are_cut_off() {
     assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
 
     // Meanwhile and afterwards, others are served.
-    let ok = client().post(host.url("/hooks/hostile/ok")).send().unwrap();
+    let ok = host.post("/hooks/hostile/ok");
     assert_eq!(ok.status(), 200);
 }
 
 #[test]
 fn undecodable_paths_get_a_json_400() {
     let host = hostile_host("");
-    let response = client()
-        .post(host.url("/hooks/hostile/%ff%fe"))
-        .send()
-        .unwrap();
+    let response = host.post("/hooks/hostile/%ff%fe");
     assert_eq!(response.status(), 400);
     let reply: Value = response.json().unwrap();
     assert_eq!(reply["error"], "path");
@@ -500,8 +497,8 @@ fn host_memory_a_plugin_causes_is_bounded_per_call_while_a_good_plugin_keeps_ser
     // 80 headers of 4 KiB: within hyper's limits (100 headers, ~400 KiB).
     let heavy = RawServer::large_headers(80, 4096);
     let host = HostSpec::default()
-        .plugin("hostile", test_plugin("hostile"))
-        .plugin("faulty", test_plugin("faulty"))
+        .test_plugin("hostile")
+        .test_plugin("faulty")
         .config(&format!(
             "[plugins.hostile]\ntimeout = \"5s\"\nmemory = \"32MiB\"\n\
              allowed_hosts = [\"{}\", \"{}\"]\n\

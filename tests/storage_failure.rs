@@ -145,10 +145,7 @@ async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after_and_healthz_s
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 503);
-    assert_eq!(response.headers()["retry-after"], "5");
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["error"], "storage", "{body}");
+    assert_storage_unavailable(response).await;
 
     let health = reqwest::get(format!("http://{address}/healthz"))
         .await
@@ -167,8 +164,14 @@ async fn a_webhook_that_cannot_be_stored_gets_503_with_retry_after_and_healthz_s
     let events = reqwest::get(format!("http://{address}/api/events"))
         .await
         .unwrap();
-    assert_eq!(events.status(), 503);
-    assert_eq!(events.headers()["retry-after"], "5");
-    let body: serde_json::Value = events.json().await.unwrap();
+    assert_storage_unavailable(events).await;
+}
+
+/// The answer to a request the store could not serve: 503, try again in 5 s,
+/// error `storage`.
+async fn assert_storage_unavailable(response: reqwest::Response) {
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"], "storage", "{body}");
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{client, example_plugin, github_signature, test_plugin, HostSpec};
+use common::{client, github_signature, HostSpec};
 use reqwest::blocking::RequestBuilder;
 use serde_json::Value;
 
@@ -10,7 +10,7 @@ const SECRET: &str = "It's a Secret to Everybody";
 
 fn github_host() -> common::Host {
     HostSpec::default()
-        .plugin("github", example_plugin("github"))
+        .example_plugin("github")
         .config("[plugins.github]\nconfig = { secret = \"${GH_SECRET}\" }\n")
         .env("GH_SECRET", SECRET)
         .start()
@@ -156,7 +156,7 @@ fn bodies_over_the_limit_get_413_and_at_the_limit_are_accepted() {
 #[test]
 fn the_body_limit_is_configurable() {
     let host = HostSpec::default()
-        .plugin("faulty", test_plugin("faulty"))
+        .test_plugin("faulty")
         .config("max_body_bytes = 16\n")
         .start();
     let ok = client()
@@ -175,13 +175,8 @@ fn the_body_limit_is_configurable() {
 
 #[test]
 fn a_trap_is_a_500_that_reveals_nothing_and_the_next_call_succeeds() {
-    let host = HostSpec::default()
-        .plugin("faulty", test_plugin("faulty"))
-        .start();
-    let response = client()
-        .post(host.url("/hooks/faulty/trap"))
-        .send()
-        .unwrap();
+    let host = HostSpec::default().test_plugin("faulty").start();
+    let response = host.post("/hooks/faulty/trap");
     assert_eq!(response.status(), 500);
     let body = response.text().unwrap();
     assert!(
@@ -190,7 +185,7 @@ fn a_trap_is_a_500_that_reveals_nothing_and_the_next_call_succeeds() {
     );
 
     for _ in 0..3 {
-        let response = client().post(host.url("/hooks/faulty/ok")).send().unwrap();
+        let response = host.post("/hooks/faulty/ok");
         assert_eq!(response.status(), 200);
         assert_eq!(response.text().unwrap(), "ok");
     }
@@ -201,9 +196,7 @@ fn a_trap_is_a_500_that_reveals_nothing_and_the_next_call_succeeds() {
 
 #[test]
 fn plugin_errors_map_to_http_statuses() {
-    let host = HostSpec::default()
-        .plugin("faulty", test_plugin("faulty"))
-        .start();
+    let host = HostSpec::default().test_plugin("faulty").start();
     let cases = [
         ("unauthorized", 401, Some("said unauthorized")),
         ("bad-request", 400, Some("said bad-request")),
@@ -229,11 +222,9 @@ fn plugin_errors_map_to_http_statuses() {
 
 #[test]
 fn malformed_outcomes_are_500s() {
-    let host = HostSpec::default()
-        .plugin("faulty", test_plugin("faulty"))
-        .start();
+    let host = HostSpec::default().test_plugin("faulty").start();
     for path in ["/hooks/faulty/bad-payload", "/hooks/faulty/bad-status"] {
-        let response = client().post(host.url(path)).send().unwrap();
+        let response = host.post(path);
         assert_eq!(response.status(), 500, "{path}");
     }
     let log = host.log();
@@ -244,34 +235,23 @@ fn malformed_outcomes_are_500s() {
 #[test]
 fn a_plugin_that_runs_past_its_timeout_is_stopped_and_the_host_keeps_serving() {
     let host = HostSpec::default()
-        .plugin("faulty", test_plugin("faulty"))
+        .test_plugin("faulty")
         .config("[plugins.faulty]\ntimeout = \"300ms\"\n")
         .start();
-    let response = client()
-        .post(host.url("/hooks/faulty/spin"))
-        .send()
-        .unwrap();
+    let response = host.post("/hooks/faulty/spin");
     assert_eq!(response.status(), 504);
-    let response = client().post(host.url("/hooks/faulty/ok")).send().unwrap();
+    let response = host.post("/hooks/faulty/ok");
     assert_eq!(response.status(), 200);
 }
 
 #[test]
 fn guest_stdout_and_stderr_go_to_the_log_tagged_with_the_plugin() {
-    let host = HostSpec::default()
-        .plugin("faulty", test_plugin("faulty"))
-        .start();
-    let response = client()
-        .post(host.url("/hooks/faulty/print"))
-        .send()
-        .unwrap();
+    let host = HostSpec::default().test_plugin("faulty").start();
+    let response = host.post("/hooks/faulty/print");
     assert_eq!(response.status(), 200);
-    let log = host.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("to stdout"))
-        .unwrap_or_else(|| panic!("{log}"));
+    let line = host.log_line("to stdout");
     assert!(line.contains("plugin=faulty"), "{line}");
+    let log = host.log();
     assert!(
         log.lines()
             .any(|l| l.contains("to stderr") && l.contains("WARN")),
@@ -281,13 +261,8 @@ fn guest_stdout_and_stderr_go_to_the_log_tagged_with_the_plugin() {
 
 #[test]
 fn the_path_below_the_mount_reaches_the_plugin() {
-    let host = HostSpec::default()
-        .plugin("faulty", test_plugin("faulty"))
-        .start();
-    let response = client()
-        .post(host.url("/hooks/faulty/nowhere/deeper?x=1"))
-        .send()
-        .unwrap();
+    let host = HostSpec::default().test_plugin("faulty").start();
+    let response = host.post("/hooks/faulty/nowhere/deeper?x=1");
     assert_eq!(response.status(), 400);
     assert!(response
         .text()
@@ -298,6 +273,6 @@ fn the_path_below_the_mount_reaches_the_plugin() {
 #[test]
 fn healthz_answers() {
     let host = HostSpec::default().start();
-    let response = client().get(host.url("/healthz")).send().unwrap();
+    let response = host.get("/healthz");
     assert_eq!(response.status(), 200);
 }

@@ -32,7 +32,8 @@
 //!   generated from `wit/`, per WIT version), `loaded` (one loaded component; a
 //!   fresh instance per call), `call_state` (wasmtime's per-call store data),
 //!   `imports` (plugins' `state` and stdout/stderr), `registry` (plugins by id),
-//!   `outcome` (checks on what a plugin returns), `id` (the plugin-id rule),
+//!   `outcome` (checks on what a plugin returns), `plugin_error` (the one name
+//!   for each way a plugin refuses a call), `id` (the plugin-id rule),
 //!   `limits`, `host_memory` and `http_budget` (what a plugin may make the host
 //!   hold), `outbound` (plugins' outgoing HTTP), `artifact_cache`, `subscriptions`.
 //! - `config`: the TOML file, `${ENV}` expansion, `[plugins.<id>]`, the shipped

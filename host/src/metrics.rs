@@ -99,70 +99,87 @@ pub struct Metrics {
     connections_closed_by_host: Family<HostCloseLabels, Counter>,
 }
 
-/// Which plugin export a call went to.
-#[derive(Debug, Clone, Copy)]
-pub enum Call {
-    Describe,
-    Webhook,
-    Poll,
-    OnEvent,
+/// A fieldless enum whose variants are the values of one label, each spelled once
+/// here: `label()` gives the word a metric records.
+macro_rules! label_values {
+    ($(#[$meta:meta])* pub enum $name:ident {
+        $($(#[$variant_meta:meta])* $variant:ident => $label:literal,)+
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy)]
+        pub enum $name {
+            $($(#[$variant_meta])* $variant,)+
+        }
+
+        impl $name {
+            pub fn label(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label,)+
+                }
+            }
+        }
+    };
 }
 
-impl Call {
-    fn label(self) -> &'static str {
-        match self {
-            Call::Describe => "describe",
-            Call::Webhook => "handle_webhook",
-            Call::Poll => "poll",
-            Call::OnEvent => "on_event",
-        }
+label_values! {
+    /// Which plugin export a call went to.
+    pub enum Call {
+        Describe => "describe",
+        Webhook => "handle_webhook",
+        Poll => "poll",
+        OnEvent => "on_event",
     }
 }
 
-/// Why a plugin call gave no answer.
-#[derive(Debug, Clone, Copy)]
-pub enum CallFailure {
-    Trap,
-    Timeout,
-    /// A trap because the call went over its host memory budget.
-    MemoryBudget,
-    /// No instance: the host's instance pool was exhausted (503).
-    PoolExhausted,
+label_values! {
+    /// Why a plugin call gave no answer.
+    pub enum CallFailure {
+        Trap => "trap",
+        Timeout => "timeout",
+        /// A trap because the call went over its host memory budget.
+        MemoryBudget => "memory_budget",
+        /// No instance: the host's instance pool was exhausted (503).
+        PoolExhausted => "pool_exhausted",
+    }
 }
 
-/// Why the host refused the events a plugin call returned (none of them stored).
-#[derive(Debug, Clone, Copy)]
-pub enum Refusal {
-    /// An event's kind is outside the manifest's `emits`.
-    UndeclaredKind,
+label_values! {
+    /// Why the host refused the events a plugin call returned (none of them stored).
+    pub enum Refusal {
+        /// An event's kind is outside the manifest's `emits`.
+        UndeclaredKind => "undeclared_kind",
+    }
 }
 
-/// What became of a reload of one plugin file.
-#[derive(Debug, Clone, Copy)]
-pub enum Reload {
-    Loaded,
-    Failed,
-    Unloaded,
+label_values! {
+    /// What became of a reload of one plugin file.
+    pub enum Reload {
+        Loaded => "loaded",
+        Failed => "failed",
+        Unloaded => "unloaded",
+    }
 }
 
-/// Why a plugin's outbound HTTP request was refused (see `outbound`).
-#[derive(Debug, Clone, Copy)]
-pub enum OutboundRefusal {
-    /// Its host and port (and scheme) are not in `allowed_hosts`.
-    NotAllowed,
-    /// Its host is allowed, but every address it resolved to is not public and not
-    /// listed itself.
-    AddressProhibited,
+label_values! {
+    /// Why a plugin's outbound HTTP request was refused (see `outbound`).
+    pub enum OutboundRefusal {
+        /// Its host and port (and scheme) are not in `allowed_hosts`.
+        NotAllowed => "not_allowed",
+        /// Its host is allowed, but every address it resolved to is not public and not
+        /// listed itself.
+        AddressProhibited => "address_prohibited",
+    }
 }
 
-/// What became of one delivery attempt to a handler plugin.
-#[derive(Debug, Clone, Copy)]
-pub enum Delivery {
-    Delivered,
-    /// Failed and will be retried.
-    Failed,
-    /// Failed for the last time: dead-lettered.
-    Dead,
+label_values! {
+    /// What became of one delivery attempt to a handler plugin.
+    pub enum Delivery {
+        Delivered => "delivered",
+        /// Failed and will be retried.
+        Failed => "failed",
+        /// Failed for the last time: dead-lettered.
+        Dead => "dead",
+    }
 }
 
 impl Default for Metrics {
@@ -302,19 +319,7 @@ impl Metrics {
     }
 
     pub fn call_failed(&self, plugin: &str, call: Call, failure: CallFailure) {
-        let reason = match failure {
-            CallFailure::Trap => "trap",
-            CallFailure::Timeout => "timeout",
-            CallFailure::MemoryBudget => "memory_budget",
-            CallFailure::PoolExhausted => "pool_exhausted",
-        };
-        self.call_failures
-            .get_or_create(&FailureLabels {
-                plugin: plugin.to_string(),
-                call: call.label(),
-                reason,
-            })
-            .inc();
+        self.count_failure(&self.call_failures, plugin, call, failure.label());
     }
 
     /// One poll of `plugin` ended: `ok` when it answered with an outcome, not an
@@ -325,48 +330,24 @@ impl Metrics {
     }
 
     pub fn reloaded(&self, plugin: &str, reload: Reload) {
-        let outcome = match reload {
-            Reload::Loaded => "loaded",
-            Reload::Failed => "failed",
-            Reload::Unloaded => "unloaded",
-        };
-        self.count(&self.reloads, plugin, outcome);
+        self.count(&self.reloads, plugin, reload.label());
     }
 
     pub fn delivery_finished(&self, plugin: &str, delivery: Delivery) {
-        let outcome = match delivery {
-            Delivery::Delivered => "delivered",
-            Delivery::Failed => "failed",
-            Delivery::Dead => "dead",
-        };
-        self.count(&self.deliveries, plugin, outcome);
+        self.count(&self.deliveries, plugin, delivery.label());
     }
 
     pub fn outbound_refused(&self, plugin: &str, refusal: OutboundRefusal) {
-        let reason = match refusal {
-            OutboundRefusal::NotAllowed => "not_allowed",
-            OutboundRefusal::AddressProhibited => "address_prohibited",
+        let labels = ReasonLabels {
+            plugin: plugin.to_string(),
+            reason: refusal.label(),
         };
-        self.outbound_refused
-            .get_or_create(&ReasonLabels {
-                plugin: plugin.to_string(),
-                reason,
-            })
-            .inc();
+        self.outbound_refused.get_or_create(&labels).inc();
     }
 
     /// The host refused every event of one `call` of `plugin`.
     pub fn events_refused(&self, plugin: &str, call: Call, refusal: Refusal) {
-        let reason = match refusal {
-            Refusal::UndeclaredKind => "undeclared_kind",
-        };
-        self.events_refused
-            .get_or_create(&FailureLabels {
-                plugin: plugin.to_string(),
-                call: call.label(),
-                reason,
-            })
-            .inc();
+        self.count_failure(&self.events_refused, plugin, call, refusal.label());
     }
 
     /// The connection counters of one listener, named by its config key.
@@ -383,6 +364,21 @@ impl Metrics {
             closed_evicted: closed("evicted"),
             closed_send_timeout: closed("send_timeout"),
         }
+    }
+
+    fn count_failure(
+        &self,
+        family: &Family<FailureLabels, Counter>,
+        plugin: &str,
+        call: Call,
+        reason: &'static str,
+    ) {
+        let labels = FailureLabels {
+            plugin: plugin.to_string(),
+            call: call.label(),
+            reason,
+        };
+        family.get_or_create(&labels).inc();
     }
 
     fn count(&self, family: &Family<OutcomeLabels, Counter>, plugin: &str, outcome: &'static str) {

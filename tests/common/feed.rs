@@ -97,6 +97,13 @@ impl Feed {
     }
 
     /// `[plugins.feed]` polling this feed every `interval`.
+    /// A host with the `feed` example plugin polling this feed every `interval`.
+    pub fn host_spec(&self, interval: &str) -> super::HostSpec {
+        super::HostSpec::default()
+            .example_plugin("feed")
+            .config(&self.config(interval, ""))
+    }
+
     pub fn config(&self, interval: &str, extra: &str) -> String {
         format!(
             "[plugins.feed]\npoll_interval = \"{interval}\"\nallowed_hosts = [\"{}\"]\nconfig = {{ url = \"{}\" }}\n{extra}",

@@ -38,6 +38,26 @@ pub fn test_plugin(name: &str) -> PathBuf {
     )
 }
 
+/// The `event_id` of each event in `listing`, an answer of `/api/events`, in its order.
+pub fn event_ids(listing: &serde_json::Value) -> Vec<&str> {
+    let events = listing["events"].as_array().unwrap();
+    events
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect()
+}
+
+/// The entry of plugin `id` in `listing`, an answer of `/api/plugins`.
+pub fn plugin_in(listing: &serde_json::Value, id: &str) -> Option<serde_json::Value> {
+    let plugins = listing["plugins"].as_array().unwrap();
+    plugins.iter().find(|p| p["id"] == id).cloned()
+}
+
+/// The bytes of the `versioned` test plugin's build `version` (`"v1"` or `"v2"`).
+pub fn versioned_plugin(version: &str) -> Vec<u8> {
+    std::fs::read(test_plugin(&format!("versioned-{version}"))).unwrap()
+}
+
 fn existing(path: PathBuf) -> PathBuf {
     assert!(
         path.is_file(),
@@ -66,7 +86,8 @@ pub struct HostSpec {
     pub plugins: Vec<(String, PathBuf)>,
     /// Raw files to put in the plugins directory, such as broken plugins.
     pub raw_files: Vec<(String, Vec<u8>)>,
-    /// Config file text; `listen`, `plugins_dir` and `data_dir` come from the command line.
+    /// Config file text (`config` adds to it); `listen`, `plugins_dir` and
+    /// `data_dir` come from the command line.
     pub config: String,
     pub env: Vec<(String, String)>,
     /// Extra `serve` arguments, such as `--listen 0.0.0.0:0` (the default is
@@ -85,14 +106,44 @@ impl HostSpec {
         self
     }
 
+    /// The test plugin `name` (`tests/plugins`), served under its own name.
+    pub fn test_plugin(self, name: &str) -> Self {
+        self.plugin(name, test_plugin(name))
+    }
+
+    /// The example plugin `id` (`plugins/`), served under its own name.
+    pub fn example_plugin(self, id: &str) -> Self {
+        self.plugin(id, example_plugin(id))
+    }
+
+    /// The `versioned-v1` test plugin, served as `app` (deploys replace it with
+    /// `versioned-v2`; each answers with its version).
+    pub fn versioned_app(self) -> Self {
+        self.plugin("app", test_plugin("versioned-v1"))
+    }
+
+    /// Adds `text` to the end of the config file.
     pub fn config(mut self, text: &str) -> Self {
-        self.config = text.to_string();
+        self.config.push_str(text);
         self
+    }
+
+    /// `admin_token`, read from the environment as an operator would set it; put
+    /// before the config's tables, where a top-level key must stand.
+    pub fn admin_token(mut self, token: &str) -> Self {
+        self.config
+            .insert_str(0, "admin_token = \"${TEST_ADMIN_TOKEN}\"\n");
+        self.env("TEST_ADMIN_TOKEN", token)
     }
 
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.to_string(), value.to_string()));
         self
+    }
+
+    /// `--listen <address>` instead of the default `--listen 127.0.0.1:0`.
+    pub fn listen(self, address: &str) -> Self {
+        self.arg("--listen").arg(address)
     }
 
     pub fn arg(mut self, arg: &str) -> Self {
@@ -190,19 +241,57 @@ impl Host {
         format!("{}{path}", self.base_url)
     }
 
+    /// GETs `path` from this host's main listener.
+    pub fn get(&self, path: &str) -> reqwest::blocking::Response {
+        client().get(self.url(path)).send().unwrap()
+    }
+
+    /// POSTs to `path` on this host's main listener, with no body.
+    pub fn post(&self, path: &str) -> reqwest::blocking::Response {
+        client().post(self.url(path)).send().unwrap()
+    }
+
     /// GETs `path` from this host's main listener and parses the answer as JSON.
     pub fn get_json(&self, path: &str) -> serde_json::Value {
-        client().get(self.url(path)).send().unwrap().json().unwrap()
+        self.get(path).json().unwrap()
+    }
+
+    /// The entry of plugin `id` in `/api/plugins`, if it is loaded.
+    pub fn plugin_listing(&self, id: &str) -> Option<serde_json::Value> {
+        plugin_in(&self.get_json("/api/plugins"), id)
+    }
+
+    /// The body of a 2xx answer to a POST to `/hooks/{id}`; `None` for any other
+    /// answer or none.
+    pub fn hook_answer(&self, id: &str) -> Option<String> {
+        let response = client()
+            .post(self.url(&format!("/hooks/{id}")))
+            .send()
+            .ok()?;
+        let ok = response.status().is_success();
+        ok.then(|| response.text().unwrap())
+    }
+
+    /// The first line of the host's log that contains `needle`; panics with the log
+    /// when there is none.
+    pub fn log_line(&self, needle: &str) -> String {
+        let log = self.log();
+        match log.lines().find(|line| line.contains(needle)) {
+            Some(line) => line.to_string(),
+            None => panic!("no line with {needle:?} in the host's log:\n{log}"),
+        }
+    }
+
+    /// GETs `path` from this host's main listener, which must answer 200.
+    pub fn get_ok(&self, path: &str) -> reqwest::blocking::Response {
+        let response = self.get(path);
+        assert_eq!(response.status(), 200, "GET {path}");
+        response
     }
 
     /// The host's Prometheus metrics, as text.
     pub fn metrics(&self) -> String {
-        client()
-            .get(self.url("/metrics"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap()
+        self.get_ok("/metrics").text().unwrap()
     }
 
     /// Polls `check` until it returns `Some`; panics with the host's log if that
@@ -319,6 +408,20 @@ pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
+        .unwrap()
+}
+
+/// POSTs `token` to the dashboard's `/login` form with `client` (one that does
+/// not follow redirects shows the login's 303 and cookie).
+pub fn post_login(
+    host: &Host,
+    client: &reqwest::blocking::Client,
+    token: &str,
+) -> reqwest::blocking::Response {
+    client
+        .post(host.url("/login"))
+        .form(&[("token", token)])
+        .send()
         .unwrap()
 }
 

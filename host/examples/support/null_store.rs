@@ -62,15 +62,14 @@ impl PollBook for NullStore {
     async fn poll_cursor(&self, _: &str) -> Result<Option<SavedCursor>> {
         Ok(None)
     }
+    // One node and no memory: it holds every lease, always with the first token.
     async fn keep_poll_leases(
         &self,
-        node: &str,
+        _: &str,
         plugins: &[String],
         now: UnixMs,
         ttl: Duration,
     ) -> Result<Vec<PollLease>> {
-        // One node and no memory: it holds every lease, always with the first token.
-        let _ = node;
         let expires_at = now + ttl.as_millis() as UnixMs;
         Ok(plugins
             .iter()

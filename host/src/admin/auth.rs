@@ -494,13 +494,7 @@ fn secure_attribute(headers: &HeaderMap) -> &'static str {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(*name, HeaderValue::from_str(value).unwrap());
-        }
-        map
-    }
+    use crate::http::test_headers as headers;
 
     #[test]
     fn the_token_is_compared_by_digest() {

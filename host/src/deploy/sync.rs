@@ -307,6 +307,18 @@ mod tests {
         })
     }
 
+    /// A fleet's store with `app` deployed as `versioned-v1`, a node that started
+    /// after that deploy and has synced once, and the bytes of `versioned-v1` and
+    /// `versioned-v2`.
+    async fn fleet_with_app_v1() -> (Arc<MemoryComponents>, Node, Vec<u8>, Vec<u8>) {
+        let store = Arc::new(MemoryComponents::default());
+        let (v1, v2) = (test_plugin("versioned-v1"), test_plugin("versioned-v2"));
+        store.deploy("app", v1.clone(), 1).await.unwrap();
+        let mut node = node(&store);
+        node.sync.sync_once().await;
+        (store, node, v1, v2)
+    }
+
     /// A node: its own plugins directory and registry, syncing from `store`.
     struct Node {
         sync: DeploySync,
@@ -366,13 +378,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn nodes_follow_deploys_and_keep_serving_when_one_does_not_load() {
-        let store = Arc::new(MemoryComponents::default());
-        let (v1, v2) = (test_plugin("versioned-v1"), test_plugin("versioned-v2"));
-        store.deploy("app", v1.clone(), 1).await.unwrap();
-
         // A node that starts later gets the fleet's version before serving.
-        let mut node = node(&store);
-        node.sync.sync_once().await;
+        let (store, mut node, v1, v2) = fleet_with_app_v1().await;
         assert_eq!(node.running("app"), Some(content_sha256(&v1)));
         assert_eq!(node.file("app"), v1);
 
@@ -449,11 +456,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn an_unreachable_store_changes_nothing_and_the_next_round_catches_up() {
-        let store = Arc::new(MemoryComponents::default());
-        let (v1, v2) = (test_plugin("versioned-v1"), test_plugin("versioned-v2"));
-        store.deploy("app", v1.clone(), 1).await.unwrap();
-        let mut node = node(&store);
-        node.sync.sync_once().await;
+        let (store, mut node, v1, v2) = fleet_with_app_v1().await;
         assert_eq!(node.running("app"), Some(content_sha256(&v1)));
 
         store.deploy("app", v2.clone(), 2).await.unwrap();

@@ -20,8 +20,9 @@ use crate::config::Config;
 use crate::live::{Change, LiveFeed};
 use crate::metrics::{Delivery, Metrics};
 use crate::outage::Outage;
-use crate::plugins::bindings::{Event, PluginError, StoredEvent};
+use crate::plugins::bindings::{Event, StoredEvent};
 use crate::plugins::loaded::{CallError, DEFAULT_CALL_TIMEOUT};
+use crate::plugins::plugin_error;
 use crate::plugins::registry::Registry;
 use crate::store::{now_ms, AfterFailure, ClaimedDelivery, DeliveryQueue, DeliveryState};
 
@@ -206,7 +207,7 @@ impl Dispatcher {
                 };
                 match plugin.on_event(event).await {
                     Ok(Ok(())) => Ok(()),
-                    Ok(Err(error)) => Err(describe_plugin_error(&error)),
+                    Ok(Err(error)) => Err(plugin_error::describe(&error)),
                     Err(error) if error.is_capacity() => {
                         return self.put_back(&delivery, &error).await;
                     }
@@ -298,15 +299,6 @@ impl Dispatcher {
             // The lease runs out and the delivery comes again, that attempt counted.
             tracing::error!("{error:#}");
         }
-    }
-}
-
-fn describe_plugin_error(error: &PluginError) -> String {
-    match error {
-        PluginError::Unauthorized(m) => format!("unauthorized: {m}"),
-        PluginError::BadRequest(m) => format!("bad request: {m}"),
-        PluginError::Unavailable(m) => format!("unavailable: {m}"),
-        PluginError::Internal(m) => format!("internal: {m}"),
     }
 }
 

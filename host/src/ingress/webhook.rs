@@ -12,10 +12,9 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
 use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -32,6 +31,7 @@ use crate::plugins::bindings::{PluginError, WebhookRequest};
 use crate::plugins::id::is_valid_plugin_id;
 use crate::plugins::loaded::LoadedPlugin;
 use crate::plugins::outcome::{check_webhook, Accepted};
+use crate::plugins::plugin_error;
 use crate::plugins::registry::Registry;
 use crate::store::{now_ms, RawRequest};
 
@@ -58,25 +58,19 @@ pub fn routes<S: Clone + Send + Sync + 'static>(webhooks: Webhooks) -> Router<S>
 async fn webhook_at_root(
     State(state): State<Webhooks>,
     id: Result<Path<String>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let Path(id) = id.map_err(path_rejection)?;
-    webhook(state, id, String::new(), method, uri, headers, body).await
+    webhook(state, id, String::new(), request).await
 }
 
 async fn webhook_below_root(
     State(state): State<Webhooks>,
     path: Result<Path<(String, String)>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let Path((id, rest)) = path.map_err(path_rejection)?;
-    webhook(state, id, rest, method, uri, headers, body).await
+    webhook(state, id, rest, request).await
 }
 
 /// A path axum cannot decode (percent-encoded bytes that are not UTF-8): the
@@ -93,17 +87,14 @@ async fn webhook(
     state: Webhooks,
     id: String,
     rest: String,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let plugin = is_valid_plugin_id(&id)
         .then(|| state.registry.get(&id))
         .flatten()
         .ok_or_else(|| ApiError::not_found(format!("no plugin is loaded at /hooks/{id}")))?;
     let started = std::time::Instant::now();
-    let response = receive_webhook(&state, &plugin, rest, method, uri, headers, body).await;
+    let response = receive_webhook(&state, &plugin, rest, request).await;
     let status = match &response {
         Ok(response) => response.status(),
         Err(error) => error.status,
@@ -119,14 +110,13 @@ async fn receive_webhook(
     state: &Webhooks,
     plugin: &LoadedPlugin,
     rest: String,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, &headers, state.max_body_bytes).await?;
+    let (head, body) = request.into_parts();
+    let body = read_body(body, &head.headers, state.max_body_bytes).await?;
 
-    let headers = headers
+    let headers = head
+        .headers
         .iter()
         .map(|(name, value)| {
             (
@@ -137,9 +127,9 @@ async fn receive_webhook(
         .collect();
     // One request goes to the plugin and into the store, so neither sees them.
     let request = WebhookRequest {
-        method: method.as_str().to_string(),
+        method: head.method.as_str().to_string(),
         path: format!("/{rest}"),
-        query: uri.query().unwrap_or_default().to_string(),
+        query: head.uri.query().unwrap_or_default().to_string(),
         headers: without_admin_credentials(headers, &state.admin),
         body: body.to_vec(),
     };
@@ -196,26 +186,24 @@ pub async fn call_webhook(
 fn plugin_error_response(plugin: &LoadedPlugin, error: PluginError) -> ApiError {
     let id = plugin.id();
     let version = &plugin.manifest.version;
-    match error {
+    let refused = plugin_error::describe(&error);
+    let answer = match error {
         PluginError::Unauthorized(message) => {
-            tracing::warn!(plugin = id, version, "rejected as unauthorized: {message}");
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
         }
         PluginError::BadRequest(message) => {
-            tracing::warn!(plugin = id, version, "rejected as a bad request: {message}");
             ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
         }
-        PluginError::Unavailable(message) => {
-            tracing::warn!(plugin = id, version, "unavailable: {message}");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the plugin is temporarily unavailable",
-            )
-            .with_retry_after(30)
+        PluginError::Unavailable(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the plugin is temporarily unavailable",
+        )
+        .with_retry_after(30),
+        PluginError::Internal(_) => {
+            return ApiError::internal(&format!("plugin {id} {version} failed: {refused}"));
         }
-        PluginError::Internal(message) => {
-            ApiError::internal(&format!("plugin {id} {version} failed: {message}"))
-        }
-    }
+    };
+    tracing::warn!(plugin = id, version, "webhook refused: {refused}");
+    answer
 }

@@ -1,4 +1,4 @@
-//! `PluginState`: what one call into a plugin owns (its WASI context, resource table,
+//! `CallState`: what one call into a plugin owns (its WASI context, resource table,
 //! limits and host memory budget), and the host side of the plugin's imports
 //! (`config`, `log`, `crypto`; `state` delegates to `imports::state`).
 //! A fresh one is built for every call, so nothing leaks from one call to the next.
@@ -37,7 +37,7 @@ pub struct PluginIdentity {
 }
 
 /// The wasmtime store data of one call.
-pub struct PluginState {
+pub struct CallState {
     identity: Arc<PluginIdentity>,
     wasi: WasiCtx,
     http: WasiHttpCtx,
@@ -54,7 +54,7 @@ pub struct PluginState {
     staged_state: Charge,
 }
 
-impl PluginState {
+impl CallState {
     /// `budget` is the call's host memory budget (`limits::HOST_MEMORY_BUDGET`).
     /// `metrics` is where this call's refused outbound requests are counted.
     pub fn new(
@@ -160,7 +160,7 @@ impl PluginState {
     }
 }
 
-impl WasiView for PluginState {
+impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
@@ -169,7 +169,7 @@ impl WasiView for PluginState {
     }
 }
 
-impl WasiHttpView for PluginState {
+impl WasiHttpView for CallState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
             ctx: &mut self.http,
@@ -179,15 +179,15 @@ impl WasiHttpView for PluginState {
     }
 }
 
-impl types::Host for PluginState {}
+impl types::Host for CallState {}
 
-impl config::Host for PluginState {
+impl config::Host for CallState {
     fn get(&mut self, key: String) -> Option<String> {
         self.identity.config.get(&key).cloned()
     }
 }
 
-impl log::Host for PluginState {
+impl log::Host for CallState {
     fn log(&mut self, level: log::Level, message: String) {
         if !self.log_budget.spend(message.len()) {
             return;
@@ -206,7 +206,7 @@ impl log::Host for PluginState {
 
 // Writes that a poll stages are held in host memory until the poll ends, so each
 // is charged; one that takes the call over its budget traps it.
-impl state::Host for PluginState {
+impl state::Host for CallState {
     async fn get(
         &mut self,
         key: String,
@@ -231,7 +231,7 @@ impl state::Host for PluginState {
     }
 }
 
-impl crypto::Host for PluginState {
+impl crypto::Host for CallState {
     fn hmac_sha256(&mut self, key: Vec<u8>, data: Vec<u8>) -> Vec<u8> {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&key).expect("HMAC accepts keys of any length");
@@ -252,8 +252,8 @@ impl crypto::Host for PluginState {
 mod tests {
     use super::*;
 
-    fn state() -> PluginState {
-        PluginState::new(
+    fn state() -> CallState {
+        CallState::new(
             Arc::new(PluginIdentity {
                 id: "t".into(),
                 version: "1".into(),

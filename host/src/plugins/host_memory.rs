@@ -27,7 +27,7 @@
 //! - stdout and stderr: `imports::guest_output` keeps at most one 4 KiB line per stream,
 //!   newline or not, and `max_log_bytes` bounds what reaches the log;
 //! - `state` in webhooks and `on-event`: written through, nothing is kept;
-//! - sockets, files, environment: not granted (`PluginState::new`).
+//! - sockets, files, environment: not granted (`CallState::new`).
 //!
 //! Counting is a few atomic operations per charged resource, never per byte, and
 //! nothing at all on calls that create none.

@@ -20,7 +20,7 @@ use crate::plugins::bindings::{
     Event, Manifest, Plugin, PluginError, PluginPre, PollOutcome, StoredEvent, WebhookOutcome,
     WebhookRequest, GUEST_EXPORT_V0_1_0,
 };
-use crate::plugins::call_state::{PluginIdentity, PluginState};
+use crate::plugins::call_state::{CallState, PluginIdentity};
 use crate::plugins::host_memory::{BudgetExceeded, HostMemoryBudget};
 use crate::plugins::imports::state::{KeyValue, Mode};
 use crate::plugins::limits::{self, PluginLimits, QUEUE_WAIT};
@@ -30,6 +30,11 @@ use crate::store::StateChange;
 
 /// How long one call may run when `[plugins.<id>] timeout` does not say.
 pub const DEFAULT_CALL_TIMEOUT: Duration = limits::DEFAULT_TIMEOUT;
+
+/// What the closure given to `LoadedPlugin::call` returns: the guest call, running
+/// against the instance and store it borrows.
+type CallFuture<'a, R> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = wasmtime::Result<R>> + Send + 'a>>;
 
 /// A plugin that compiled, linked and described itself; ready to take calls.
 pub struct LoadedPlugin {
@@ -48,7 +53,7 @@ pub struct LoadedPlugin {
     /// call holds its permit until its instance is dropped.
     slots: tokio::sync::Semaphore,
     runtime: Runtime,
-    pre: PluginPre<PluginState>,
+    pre: PluginPre<CallState>,
 }
 
 /// Why a call produced no answer from the plugin that the host can use. A
@@ -282,12 +287,7 @@ impl LoadedPlugin {
     /// timeout, with `state` writes going straight to the store.
     async fn call<R, F>(&self, kind: Call, f: F) -> Result<R, CallError>
     where
-        F: for<'a> FnOnce(
-            &'a Plugin,
-            &'a mut Store<PluginState>,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = wasmtime::Result<R>> + Send + 'a>,
-        >,
+        F: for<'a> FnOnce(&'a Plugin, &'a mut Store<CallState>) -> CallFuture<'a, R>,
     {
         self.call_in(kind, Mode::WriteThrough, f)
             .await
@@ -297,12 +297,7 @@ impl LoadedPlugin {
     /// As `call`, with `state` in `mode`; returns the call's `state` view as well.
     async fn call_in<R, F>(&self, kind: Call, mode: Mode, f: F) -> Result<(R, KeyValue), CallError>
     where
-        F: for<'a> FnOnce(
-            &'a Plugin,
-            &'a mut Store<PluginState>,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = wasmtime::Result<R>> + Send + 'a>,
-        >,
+        F: for<'a> FnOnce(&'a Plugin, &'a mut Store<CallState>) -> CallFuture<'a, R>,
     {
         let busy = || CallError::Busy {
             plugin: self.identity.id.clone(),
@@ -325,7 +320,7 @@ impl LoadedPlugin {
                 HostMemoryBudget::new(self.identity.id.clone(), limits::HOST_MEMORY_BUDGET);
             let mut store = Store::new(
                 &self.runtime.engine,
-                PluginState::new(
+                CallState::new(
                     self.identity.clone(),
                     &self.limits,
                     kv,

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod loaded;
 pub mod outbound;
 pub mod outcome;
+pub mod plugin_error;
 pub mod registry;
 pub mod runtime;
 pub mod subscriptions;

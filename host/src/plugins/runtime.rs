@@ -12,7 +12,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 use crate::metrics::Metrics;
 use crate::plugins::artifact_cache::{ArtifactCache, Source};
 use crate::plugins::bindings::Plugin;
-use crate::plugins::call_state::PluginState;
+use crate::plugins::call_state::CallState;
 use crate::plugins::http_budget;
 use crate::plugins::limits;
 use crate::store::StateStore;
@@ -26,7 +26,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 #[derive(Clone)]
 pub struct Runtime {
     pub engine: Engine,
-    pub linker: Arc<Linker<PluginState>>,
+    pub linker: Arc<Linker<CallState>>,
     /// Compiled components kept between loads; `None` compiles every time.
     cache: Option<Arc<ArtifactCache>>,
     /// Where plugins' `state` lives; `None` (as in `hookhost check`) answers every
@@ -45,7 +45,7 @@ impl Runtime {
             .context("creating the wasmtime engine")?;
         let mut linker = Linker::new(&engine);
         // Components from Python, JS, C and Go import wasi:* even when they use none
-        // of it; they must find it, with nothing granted (see PluginState::new).
+        // of it; they must find it, with nothing granted (see CallState::new).
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
@@ -102,7 +102,7 @@ fn engine_config() -> Config {
     // instances and JS needs ~7,700 table elements.
     // The slot sizes are the ceilings of the per-plugin `memory` and
     // `table_elements` (checked at config load); each plugin's own, lower limit is
-    // enforced per store by `PluginState`'s `StoreLimits`.
+    // enforced per store by `CallState`'s `StoreLimits`.
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(limits::POOL_COMPONENT_INSTANCES as u32)
         .total_core_instances(1500)

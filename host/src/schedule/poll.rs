@@ -8,6 +8,7 @@ use crate::ingest::{Arrival, Ingest, IngestError};
 use crate::plugins::bindings::PluginError;
 use crate::plugins::loaded::{CallError, LoadedPlugin};
 use crate::plugins::outcome::check_poll;
+use crate::plugins::plugin_error;
 use crate::store::{now_ms, Persisted, PollBook};
 
 /// A poll whose outcome was saved.
@@ -161,15 +162,10 @@ pub async fn poll_once(
 }
 
 fn plugin_failure(id: &str, version: &str, error: PluginError) -> PollFailure {
-    let (what, message) = match &error {
-        PluginError::Unavailable(m) => ("unavailable", m),
-        PluginError::Internal(m) => ("internal", m),
-        PluginError::BadRequest(m) => ("bad-request", m),
-        PluginError::Unauthorized(m) => ("unauthorized", m),
-    };
-    tracing::warn!(plugin = id, version, "poll failed: {what}: {message}");
+    let message = plugin_error::describe(&error);
+    tracing::warn!(plugin = id, version, "poll failed: {message}");
     PollFailure::Plugin {
-        message: format!("{what}: {message}"),
+        message,
         unavailable: matches!(error, PluginError::Unavailable(_)),
     }
 }

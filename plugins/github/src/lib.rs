@@ -13,16 +13,11 @@ struct Github;
 
 impl Plugin for Github {
     fn describe() -> Manifest {
-        manifest!(
-            "GitHub",
-            "GitHub webhooks verified with X-Hub-Signature-256",
-        )
-        .emits(["github.*"])
+        manifest!("GitHub").emits(["github.*"])
     }
 
     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
-        let secret = config::required("secret")?;
-        verify_signature(&request, secret.as_bytes())?;
+        verify_signature(&request)?;
 
         let event = request
             .header("x-github-event")
@@ -58,8 +53,10 @@ impl Plugin for Github {
     }
 }
 
-/// Checks `X-Hub-Signature-256: sha256=<hex>` against the body, in constant time.
-fn verify_signature(request: &WebhookRequest, secret: &[u8]) -> Result<(), PluginError> {
+/// Checks `X-Hub-Signature-256: sha256=<hex>` against the body under config
+/// `secret`, in constant time.
+fn verify_signature(request: &WebhookRequest) -> Result<(), PluginError> {
+    let secret = config::required("secret")?;
     let signature = request
         .header("x-hub-signature-256")
         .ok_or_else(|| PluginError::Unauthorized("missing X-Hub-Signature-256 header".into()))?;
@@ -67,7 +64,7 @@ fn verify_signature(request: &WebhookRequest, secret: &[u8]) -> Result<(), Plugi
         .strip_prefix("sha256=")
         .and_then(from_hex)
         .ok_or_else(|| PluginError::Unauthorized("malformed X-Hub-Signature-256 header".into()))?;
-    if hmac_sha256_matches(secret, &request.body, &claimed) {
+    if hmac_sha256_matches(secret.as_bytes(), &request.body, &claimed) {
         Ok(())
     } else {
         Err(PluginError::Unauthorized("signature does not match".into()))

@@ -13,11 +13,7 @@ struct Standard;
 
 impl Plugin for Standard {
     fn describe() -> Manifest {
-        manifest!(
-            "Standard Webhooks (Rust)",
-            "Standard Webhooks receiver (webhook-signature v1)",
-        )
-        .emits(["standard.webhook"])
+        manifest!("Standard Webhooks (Rust)").emits(["standard.webhook"])
     }
 
     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {

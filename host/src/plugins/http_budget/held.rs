@@ -71,20 +71,15 @@ pub(super) enum Kind {
 
 impl Kind {
     pub(super) fn is_live(self, table: &ResourceTable, rep: u32) -> bool {
+        fn holds<T: 'static>(table: &ResourceTable, rep: u32) -> bool {
+            table.get(&Resource::<T>::new_borrow(rep)).is_ok()
+        }
         match self {
-            Kind::Fields => table.get(&Resource::<FieldMap>::new_borrow(rep)).is_ok(),
-            Kind::OutgoingRequest => table
-                .get(&Resource::<HostOutgoingRequest>::new_borrow(rep))
-                .is_ok(),
-            Kind::OutgoingResponse => table
-                .get(&Resource::<HostOutgoingResponse>::new_borrow(rep))
-                .is_ok(),
-            Kind::IncomingResponse => table
-                .get(&Resource::<HostIncomingResponse>::new_borrow(rep))
-                .is_ok(),
-            Kind::FutureTrailers => table
-                .get(&Resource::<HostFutureTrailers>::new_borrow(rep))
-                .is_ok(),
+            Kind::Fields => holds::<FieldMap>(table, rep),
+            Kind::OutgoingRequest => holds::<HostOutgoingRequest>(table, rep),
+            Kind::OutgoingResponse => holds::<HostOutgoingResponse>(table, rep),
+            Kind::IncomingResponse => holds::<HostIncomingResponse>(table, rep),
+            Kind::FutureTrailers => holds::<HostFutureTrailers>(table, rep),
         }
     }
 }

@@ -36,12 +36,10 @@ use wasmtime_wasi_http::p2::bindings::http::types::{
     self as wasi_types, ErrorCode, HeaderError, Method,
 };
 use wasmtime_wasi_http::p2::body::{HostFutureTrailers, HostIncomingBody, HostOutgoingBody};
-use wasmtime_wasi_http::p2::types::{
-    HostFutureIncomingResponse, HostIncomingResponse, HostOutgoingRequest, HostOutgoingResponse,
-};
-use wasmtime_wasi_http::{FieldMap, RequestOptions, WasiHttpView};
+use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostOutgoingRequest};
+use wasmtime_wasi_http::{FieldMap, RequestOptions, WasiHttpCtxView, WasiHttpView};
 
-use crate::plugins::call_state::PluginState;
+use crate::plugins::call_state::CallState;
 use crate::plugins::limits;
 
 pub mod held;
@@ -55,7 +53,7 @@ const OUTGOING_HANDLER: &str = "wasi:http/outgoing-handler@0.2.12";
 
 /// Links the wrappers over wasmtime-wasi-http's functions of the same names;
 /// call after `add_only_http_to_linker_async`.
-pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     let linked = link(linker);
     linker.allow_shadowing(false);
     linked
@@ -65,13 +63,13 @@ pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
 /// did not link that function (an upgrade renamed it, say), rather than adding one
 /// that nothing calls and leaving the original unbudgeted.
 fn wrap<F, Params, Return>(
-    linker: &mut Linker<PluginState>,
+    linker: &mut Linker<CallState>,
     instance: &str,
     name: &str,
     func: F,
 ) -> wasmtime::Result<()>
 where
-    F: Fn(StoreContextMut<'_, PluginState>, Params) -> wasmtime::Result<Return>
+    F: Fn(StoreContextMut<'_, CallState>, Params) -> wasmtime::Result<Return>
         + Send
         + Sync
         + 'static,
@@ -81,7 +79,7 @@ where
     linker.allow_shadowing(false);
     let probe = linker
         .instance(instance)?
-        .func_wrap(name, |_: StoreContextMut<'_, PluginState>, (): ()| Ok(()));
+        .func_wrap(name, |_: StoreContextMut<'_, CallState>, (): ()| Ok(()));
     if probe.is_ok() {
         bail!("wasmtime-wasi-http links no `{name}` in `{instance}` for the host memory budget to wrap");
     }
@@ -89,7 +87,7 @@ where
     linker.instance(instance)?.func_wrap(name, func)
 }
 
-fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     wrap(linker, TYPES, "[constructor]fields", |mut store, (): ()| {
         let (mut http, held) = store.data_mut().http_and_held();
         let fields = wasi_types::HostFields::new(&mut http)?;
@@ -116,52 +114,29 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    wrap(
+    wrap_new_fields(
         linker,
-        TYPES,
         "[method]fields.clone",
-        |mut store, (fields,): (Resource<FieldMap>,)| {
-            let (mut http, held) = store.data_mut().http_and_held();
-            let copy = wasi_types::HostFields::clone(&mut http, fields)?;
-            held.hold_fields(http.table, &copy, "a copy of fields")?;
-            Ok((copy,))
-        },
+        "a copy of fields",
+        |http, fields| wasi_types::HostFields::clone(http, fields),
     )?;
-
-    wrap(
+    wrap_new_fields(
         linker,
-        TYPES,
         "[method]outgoing-request.headers",
-        |mut store, (request,): (Resource<HostOutgoingRequest>,)| {
-            let (mut http, held) = store.data_mut().http_and_held();
-            let headers = wasi_types::HostOutgoingRequest::headers(&mut http, request)?;
-            held.hold_fields(http.table, &headers, "a request's headers")?;
-            Ok((headers,))
-        },
+        "a request's headers",
+        |http, request| wasi_types::HostOutgoingRequest::headers(http, request),
     )?;
-
-    wrap(
+    wrap_new_fields(
         linker,
-        TYPES,
         "[method]outgoing-response.headers",
-        |mut store, (response,): (Resource<HostOutgoingResponse>,)| {
-            let (mut http, held) = store.data_mut().http_and_held();
-            let headers = wasi_types::HostOutgoingResponse::headers(&mut http, response)?;
-            held.hold_fields(http.table, &headers, "a response's headers")?;
-            Ok((headers,))
-        },
+        "a response's headers",
+        |http, response| wasi_types::HostOutgoingResponse::headers(http, response),
     )?;
-
-    wrap(
+    wrap_new_fields(
         linker,
-        TYPES,
         "[method]incoming-response.headers",
-        |mut store, (response,): (Resource<HostIncomingResponse>,)| {
-            let (mut http, held) = store.data_mut().http_and_held();
-            let headers = wasi_types::HostIncomingResponse::headers(&mut http, response)?;
-            held.hold_fields(http.table, &headers, "a response's headers")?;
-            Ok((headers,))
-        },
+        "a response's headers",
+        |http, response| wasi_types::HostIncomingResponse::headers(http, response),
     )?;
 
     wrap(
@@ -217,155 +192,63 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    wrap(
+    wrap_constructor(
         linker,
-        TYPES,
         "[constructor]outgoing-request",
-        |mut store, (headers,): (Resource<FieldMap>,)| {
-            let (mut http, held) = store.data_mut().http_and_held();
-            let headers_cost = fields_cost(content_size(http.table.get(&headers)?));
-            let request = wasi_types::HostOutgoingRequest::new(&mut http, headers)?;
-            held.hold(
-                http.table,
-                request.rep(),
-                Kind::OutgoingRequest,
-                &[(Part::Entry, ENTRY_COST), (Part::Headers, headers_cost)],
-                "a new outgoing-request",
-            )?;
-            Ok((request,))
-        },
+        Kind::OutgoingRequest,
+        "a new outgoing-request",
+        |http, headers| wasi_types::HostOutgoingRequest::new(http, headers),
     )?;
-
-    wrap(
+    wrap_body(
         linker,
-        TYPES,
         "[method]outgoing-request.body",
-        |mut store, (request,): (Resource<HostOutgoingRequest>,)| {
-            let (mut http, held) = store.data_mut().http_and_held();
-            let rep = request.rep();
-            let body = wasi_types::HostOutgoingRequest::body(&mut http, request)?;
-            if body.is_ok() {
-                held.set_part(
-                    http.table,
-                    rep,
-                    Part::Body,
-                    BODY_COST,
-                    "an outgoing-request's body",
-                )?;
-            }
-            Ok((body,))
-        },
+        "an outgoing-request's body",
+        |http, request| wasi_types::HostOutgoingRequest::body(http, request),
     )?;
-
-    wrap(
+    wrap_setter(
         linker,
-        TYPES,
         "[method]outgoing-request.set-method",
-        |mut store, (request, method): (Resource<HostOutgoingRequest>, Method)| {
-            let (mut http, held) = store.data_mut().http_and_held();
-            let rep = request.rep();
-            let bytes = match &method {
-                Method::Other(name) => name.len(),
-                _ => 0,
-            };
-            let set = wasi_types::HostOutgoingRequest::set_method(&mut http, request, method)?;
-            if set.is_ok() {
-                held.set_part(
-                    http.table,
-                    rep,
-                    Part::Method,
-                    bytes,
-                    "an outgoing-request's method",
-                )?;
-            }
-            Ok((set,))
+        Part::Method,
+        "an outgoing-request's method",
+        |method: &Method| match method {
+            Method::Other(name) => name.len(),
+            _ => 0,
         },
+        |http, request, method| wasi_types::HostOutgoingRequest::set_method(http, request, method),
     )?;
-
-    wrap(
+    wrap_setter(
         linker,
-        TYPES,
         "[method]outgoing-request.set-authority",
-        |mut store, (request, authority): (Resource<HostOutgoingRequest>, Option<String>)| {
-            let (mut http, held) = store.data_mut().http_and_held();
-            let rep = request.rep();
-            let bytes = authority.as_ref().map_or(0, String::len);
-            let set =
-                wasi_types::HostOutgoingRequest::set_authority(&mut http, request, authority)?;
-            if set.is_ok() {
-                held.set_part(
-                    http.table,
-                    rep,
-                    Part::Authority,
-                    bytes,
-                    "an outgoing-request's authority",
-                )?;
-            }
-            Ok((set,))
+        Part::Authority,
+        "an outgoing-request's authority",
+        |authority: &Option<String>| authority.as_ref().map_or(0, String::len),
+        |http, request, authority| {
+            wasi_types::HostOutgoingRequest::set_authority(http, request, authority)
         },
     )?;
-
-    wrap(
+    wrap_setter(
         linker,
-        TYPES,
         "[method]outgoing-request.set-path-with-query",
-        |mut store, (request, path): (Resource<HostOutgoingRequest>, Option<String>)| {
-            let (mut http, held) = store.data_mut().http_and_held();
-            let rep = request.rep();
-            let bytes = path.as_ref().map_or(0, String::len);
-            let set =
-                wasi_types::HostOutgoingRequest::set_path_with_query(&mut http, request, path)?;
-            if set.is_ok() {
-                held.set_part(
-                    http.table,
-                    rep,
-                    Part::Path,
-                    bytes,
-                    "an outgoing-request's path",
-                )?;
-            }
-            Ok((set,))
+        Part::Path,
+        "an outgoing-request's path",
+        |path: &Option<String>| path.as_ref().map_or(0, String::len),
+        |http, request, path| {
+            wasi_types::HostOutgoingRequest::set_path_with_query(http, request, path)
         },
     )?;
 
-    wrap(
+    wrap_constructor(
         linker,
-        TYPES,
         "[constructor]outgoing-response",
-        |mut store, (headers,): (Resource<FieldMap>,)| {
-            let (mut http, held) = store.data_mut().http_and_held();
-            let headers_cost = fields_cost(content_size(http.table.get(&headers)?));
-            let response = wasi_types::HostOutgoingResponse::new(&mut http, headers)?;
-            held.hold(
-                http.table,
-                response.rep(),
-                Kind::OutgoingResponse,
-                &[(Part::Entry, ENTRY_COST), (Part::Headers, headers_cost)],
-                "a new outgoing-response",
-            )?;
-            Ok((response,))
-        },
+        Kind::OutgoingResponse,
+        "a new outgoing-response",
+        |http, headers| wasi_types::HostOutgoingResponse::new(http, headers),
     )?;
-
-    wrap(
+    wrap_body(
         linker,
-        TYPES,
         "[method]outgoing-response.body",
-        |mut store, (response,): (Resource<HostOutgoingResponse>,)| {
-            let (mut http, held) = store.data_mut().http_and_held();
-            let rep = response.rep();
-            let body = wasi_types::HostOutgoingResponse::body(&mut http, response)?;
-            if body.is_ok() {
-                held.set_part(
-                    http.table,
-                    rep,
-                    Part::Body,
-                    BODY_COST,
-                    "an outgoing-response's body",
-                )?;
-            }
-            Ok((body,))
-        },
+        "an outgoing-response's body",
+        |http, response| wasi_types::HostOutgoingResponse::body(http, response),
     )?;
 
     // Trailers move into the body's owner, whose body charge counts them at up
@@ -418,6 +301,126 @@ fn link(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
+/// Wraps a function that makes a new `fields` from a `from` resource (a copy, or a
+/// view of a request's or response's headers), charging it as `what`.
+fn wrap_new_fields<From: 'static>(
+    linker: &mut Linker<CallState>,
+    name: &str,
+    what: &'static str,
+    make: impl Fn(&mut WasiHttpCtxView<'_>, Resource<From>) -> wasmtime::Result<Resource<FieldMap>>
+        + Send
+        + Sync
+        + 'static,
+) -> wasmtime::Result<()> {
+    wrap(
+        linker,
+        TYPES,
+        name,
+        move |mut store, (from,): (Resource<From>,)| {
+            let (mut http, held) = store.data_mut().http_and_held();
+            let fields = make(&mut http, from)?;
+            held.hold_fields(http.table, &fields, what)?;
+            Ok((fields,))
+        },
+    )
+}
+
+/// Wraps the constructor of a request or response (`kind`), which takes in a
+/// `fields` for its headers: the new resource pays for its entry and those headers.
+fn wrap_constructor<Made: 'static>(
+    linker: &mut Linker<CallState>,
+    name: &str,
+    kind: Kind,
+    what: &'static str,
+    new: impl Fn(&mut WasiHttpCtxView<'_>, Resource<FieldMap>) -> wasmtime::Result<Resource<Made>>
+        + Send
+        + Sync
+        + 'static,
+) -> wasmtime::Result<()> {
+    wrap(
+        linker,
+        TYPES,
+        name,
+        move |mut store, (headers,): (Resource<FieldMap>,)| {
+            let (mut http, held) = store.data_mut().http_and_held();
+            let headers_cost = fields_cost(content_size(http.table.get(&headers)?));
+            let made = new(&mut http, headers)?;
+            held.hold(
+                http.table,
+                made.rep(),
+                kind,
+                &[(Part::Entry, ENTRY_COST), (Part::Headers, headers_cost)],
+                what,
+            )?;
+            Ok((made,))
+        },
+    )
+}
+
+/// Wraps the `body` method of a request or response: once it hands out the body,
+/// its owner pays for the body's buffer.
+fn wrap_body<Owner: 'static>(
+    linker: &mut Linker<CallState>,
+    name: &str,
+    what: &'static str,
+    open: impl Fn(
+            &mut WasiHttpCtxView<'_>,
+            Resource<Owner>,
+        ) -> wasmtime::Result<Result<Resource<HostOutgoingBody>, ()>>
+        + Send
+        + Sync
+        + 'static,
+) -> wasmtime::Result<()> {
+    wrap(
+        linker,
+        TYPES,
+        name,
+        move |mut store, (owner,): (Resource<Owner>,)| {
+            let (mut http, held) = store.data_mut().http_and_held();
+            let rep = owner.rep();
+            let body = open(&mut http, owner)?;
+            if body.is_ok() {
+                held.set_part(http.table, rep, Part::Body, BODY_COST, what)?;
+            }
+            Ok((body,))
+        },
+    )
+}
+
+/// Wraps a setter of an outgoing request's string `part`: once the value is set,
+/// the request pays its `bytes`, charged as `what`.
+fn wrap_setter<Value: Lift + Send + Sync + 'static>(
+    linker: &mut Linker<CallState>,
+    name: &str,
+    part: Part,
+    what: &'static str,
+    bytes: fn(&Value) -> usize,
+    set: impl Fn(
+            &mut WasiHttpCtxView<'_>,
+            Resource<HostOutgoingRequest>,
+            Value,
+        ) -> wasmtime::Result<Result<(), ()>>
+        + Send
+        + Sync
+        + 'static,
+) -> wasmtime::Result<()> {
+    wrap(
+        linker,
+        TYPES,
+        name,
+        move |mut store, (request, value): (Resource<HostOutgoingRequest>, Value)| {
+            let (mut http, held) = store.data_mut().http_and_held();
+            let rep = request.rep();
+            let size = bytes(&value);
+            let set = set(&mut http, request, value)?;
+            if set.is_ok() {
+                held.set_part(http.table, rep, part, size, what)?;
+            }
+            Ok((set,))
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,11 +428,11 @@ mod tests {
     #[test]
     fn every_wrapper_replaces_a_function_wasmtime_wasi_http_links() {
         let engine = wasmtime::Engine::default();
-        let mut linker = Linker::<PluginState>::new(&engine);
+        let mut linker = Linker::<CallState>::new(&engine);
         let error = add_to_linker(&mut linker).unwrap_err();
         assert!(error.to_string().contains("links no `"), "{error}");
 
-        let mut linker = Linker::<PluginState>::new(&engine);
+        let mut linker = Linker::<CallState>::new(&engine);
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
         add_to_linker(&mut linker).unwrap();
         // Shadowing is off again for whatever is linked next.

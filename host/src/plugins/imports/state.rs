@@ -6,7 +6,7 @@
 //! returns) or stages its writes (`poll`: they are saved with the poll's events and
 //! cursor in one transaction, see `store::PollRecord`, and dropped if the poll fails).
 //! Staged writes are held in host memory until then; `staged_bytes` says how much,
-//! for the call's host memory budget (`PluginState` charges it).
+//! for the call's host memory budget (`CallState` charges it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

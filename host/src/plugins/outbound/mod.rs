@@ -13,7 +13,7 @@
 //! - `connect`: TCP to a checked address, TLS, HTTP/1.
 //!
 //! Nothing else in the host opens connections for a plugin: WASI sockets and name
-//! lookups are off (`PluginState::new`), and wasmtime-wasi-http is built without its
+//! lookups are off (`CallState::new`), and wasmtime-wasi-http is built without its
 //! `default-send-request`, so every outgoing request comes through `send_request`
 //! below.
 

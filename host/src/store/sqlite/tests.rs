@@ -6,35 +6,27 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::{Commit, SqliteStore, SCHEMA_VERSION};
-use crate::store::{
-    DeliveryQueue, EventLog, EventStore, IngestRecord, NewEvent, RawRequest, UnixMs,
-};
+use crate::store::{DeliveryQueue, EventLog, EventStore, IngestRecord, NewEvent, UnixMs};
 
 fn store(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(&dir.path().join("events.sqlite3"), Commit::Grouped).unwrap()
 }
 
+/// An ingest of events `event_ids`, each queued for `subscribers`; these tests look
+/// at nothing else of it.
 fn record(event_ids: &[&str], subscribers: &[&str], at: UnixMs) -> IngestRecord {
+    let event = |id: &&str| NewEvent {
+        event_id: id.to_string(),
+        kind: "test.event".into(),
+        subject: None,
+        payload: "{}".into(),
+        subscribers: subscribers.iter().map(|s| s.to_string()).collect(),
+    };
     IngestRecord {
-        plugin: "github".into(),
+        plugin: "test".into(),
         received_at: at,
-        request: Some(RawRequest {
-            method: "POST".into(),
-            path: "/".into(),
-            query: "a=1".into(),
-            headers: vec![("x-github-event".into(), "push".into())],
-            body: b"{\"raw\":true}".to_vec(),
-        }),
-        events: event_ids
-            .iter()
-            .map(|id| NewEvent {
-                event_id: id.to_string(),
-                kind: "github.push".into(),
-                subject: Some("acme/widgets".into()),
-                payload: "{}".into(),
-                subscribers: subscribers.iter().map(|s| s.to_string()).collect(),
-            })
-            .collect(),
+        request: None,
+        events: event_ids.iter().map(event).collect(),
     }
 }
 

@@ -10,7 +10,8 @@
 //!
 //! impl Plugin for Acme {
 //!     fn describe() -> Manifest {
-//!         hookhost_sdk::manifest!("Acme", "Acme webhooks").emits(["acme.*"])
+//!         // The description is Cargo.toml's `description`.
+//!         hookhost_sdk::manifest!("Acme").emits(["acme.*"])
 //!     }
 //!
 //!     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
@@ -72,11 +73,20 @@ pub use bindings::hookhost::plugin::types::{
 pub use bindings::hookhost::plugin::{crypto, log, state};
 pub use plugin::{Plugin, PluginName};
 
-/// A [`Manifest`] named `name`, described by `description`, whose version is the
-/// calling crate's (`CARGO_PKG_VERSION`, so Cargo.toml is the one place to bump
-/// it); chain `.emits(...)`, `.polls_every(...)`, `.subscribes_to(...)`.
+/// A [`Manifest`] named `name`, whose version is the calling crate's
+/// (`CARGO_PKG_VERSION`, so Cargo.toml is the one place to bump it) and whose
+/// description is its Cargo.toml `description` (`CARGO_PKG_DESCRIPTION`), or
+/// `description` when given; chain `.emits(...)`, `.polls_every(...)`,
+/// `.subscribes_to(...)`.
 #[macro_export]
 macro_rules! manifest {
+    ($name:expr $(,)?) => {
+        $crate::Manifest::new(
+            $name,
+            env!("CARGO_PKG_VERSION"),
+            env!("CARGO_PKG_DESCRIPTION"),
+        )
+    };
     ($name:expr, $description:expr $(,)?) => {
         $crate::Manifest::new($name, env!("CARGO_PKG_VERSION"), $description)
     };
