@@ -87,6 +87,17 @@ CREATE TABLE deployments (
     deployed_at BIGINT NOT NULL
 );
 "#,
+    // 2: fenced delivery claims, and which node can poll which plugin (for
+    // spreading poll leases over the nodes).
+    r#"
+ALTER TABLE deliveries ADD COLUMN claim_token BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE poll_wants (
+    plugin TEXT NOT NULL,
+    node TEXT NOT NULL,
+    seen_until BIGINT NOT NULL,
+    PRIMARY KEY (plugin, node)
+);
+"#,
 ];
 
 /// The schema version this hookhost reads and writes.

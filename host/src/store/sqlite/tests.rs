@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use super::{Commit, SqliteStore, SCHEMA_VERSION};
 use crate::store::{
-    DeliveryQueue, EventLog, EventStore, IngestRecord, NewEvent, RawRequest, UnixMs,
+    Clock, DeliveryQueue, EventLog, EventStore, IngestRecord, NewEvent, RawRequest, UnixMs,
 };
 
 fn store(dir: &tempfile::TempDir) -> SqliteStore {
@@ -48,7 +48,12 @@ async fn leases_of_a_previous_run_are_released_on_open() {
             .await
             .unwrap();
         let claimed = store
-            .claim_due(100, Duration::from_secs(3600), 10)
+            .claim_due(
+                &["notify".to_string()],
+                Clock::At(100),
+                Duration::from_secs(3600),
+                10,
+            )
             .await
             .unwrap();
         assert_eq!(claimed.len(), 1);
@@ -56,7 +61,7 @@ async fn leases_of_a_previous_run_are_released_on_open() {
     let store = store(&dir);
     assert_eq!(
         store
-            .claim_due(101, Duration::ZERO, 10)
+            .claim_due(&["notify".to_string()], Clock::At(101), Duration::ZERO, 10)
             .await
             .unwrap()
             .len(),
