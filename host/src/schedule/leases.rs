@@ -196,11 +196,9 @@ impl LeaseKeeper {
     /// One round; returns whether there were polling plugins to keep.
     async fn round(&self, outage: &mut Outage, had_plugins: bool) -> bool {
         let plugins = polling_plugins(&self.registry);
-        if plugins.is_empty() {
+        if plugins.is_empty() && !had_plugins {
             self.held.replace(Vec::new(), now_ms());
-            if !had_plugins {
-                return false;
-            }
+            return false;
         }
         let started = now_ms();
         let kept = tokio::time::timeout(
@@ -220,23 +218,29 @@ impl LeaseKeeper {
                 leases
             }
             Err(error) => {
-                // The held leases stay as they were and lapse at their expiry.
-                // Asked again next round (a removed plugin's lease included).
+                // The held leases stay as they were and lapse at their expiry;
+                // the next round asks again (a removed plugin's release included).
                 outage.failed(&error);
                 return true;
             }
         };
-        if plugins.is_empty() {
-            return false;
-        }
         let leases = by_node_clock(leases, started);
         let (taken, lost) = self.held.replace(leases, now_ms());
+        let (released, lost): (Vec<String>, Vec<String>) =
+            lost.into_iter().partition(|id| !plugins.contains(id));
+        if !released.is_empty() {
+            tracing::info!(
+                node = %self.node,
+                plugins = %summary(&released),
+                "poll leases released: the plugins are no longer loaded here"
+            );
+        }
         if !lost.is_empty() {
             tracing::warn!(
                 node = %self.node,
                 plugins = %summary(&lost),
-                "poll leases no longer held (handed over to a node holding fewer, of a plugin \
-                 removed here, or renewed too late)"
+                "poll leases no longer held (handed over to a node holding fewer, or \
+                 renewed too late)"
             );
         }
         if !taken.is_empty() {
@@ -244,7 +248,7 @@ impl LeaseKeeper {
             // The timer task outlives the keeper unless the host is shutting down.
             let _ = self.taken.send(taken);
         }
-        true
+        !plugins.is_empty()
     }
 }
 
