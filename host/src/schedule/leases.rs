@@ -43,8 +43,8 @@ use crate::store::{now_ms, Clock, PollBook, PollLease, UnixMs};
 pub const KEEP_EVERY: Duration = Duration::from_secs(3);
 /// How long a lease lasts after the round that renewed it.
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
-/// A lease counts as lost this long before it runs out, for clocks that differ
-/// a little between nodes.
+/// A lease counts as lost this long before it runs out by this node's count,
+/// for a clock that runs a little slower here than the database's.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(1);
 /// The longest a round may take; a slower store counts as failing.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(5);

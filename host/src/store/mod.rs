@@ -20,7 +20,11 @@
 //! Nothing here imports the rest of the host. Delivery claiming works the same on
 //! both backends: a claim sets a lease (`claimed_until`) instead of taking a lock,
 //! which PostgreSQL takes with `SELECT ... FOR UPDATE SKIP LOCKED`, and a claimant
-//! that dies simply lets its lease run out.
+//! that dies simply lets its lease run out. Each claim also gets a fencing token
+//! (`claim_token`), and completing or failing a delivery changes it only under
+//! the token of its current claim, so a claimant that outlived its lease cannot
+//! undo what the next one did. Leases run out by the database's clock
+//! (`Clock::Database`), never a node's.
 
 pub mod backend;
 pub mod components;
