@@ -73,6 +73,9 @@ impl DeliveryQueue for FailingStore {
     async fn retry(&self, _: i64, _: UnixMs) -> Result<Option<DeliveryRow>> {
         down()
     }
+    async fn put_back(&self, _: i64, _: u32, _: UnixMs, _: UnixMs) -> Result<()> {
+        down()
+    }
 }
 
 #[async_trait::async_trait]

@@ -2,16 +2,24 @@
 //! sending one request after another for D seconds, then requests/s and latency
 //! percentiles. Every request is a GitHub `push` delivery signed with the secret
 //! (`X-Hub-Signature-256`), with a fresh `X-GitHub-Delivery` id, so a receiver that
-//! deduplicates by delivery stores every one.
+//! deduplicates by delivery stores every one. With `--scheme standard` the same body is
+//! sent as a Standard Webhooks message instead (`webhook-id`, `webhook-timestamp`,
+//! `webhook-signature`; the secret is `whsec_` + base64 of the key), signed per request.
 //!
 //!     cargo run --release --example loadgen -- URL [URL...] [--connections 32] [--seconds 10]
-//!         [--warmup 2] [--secret S] [--label NAME]
+//!         [--warmup 2] [--secret S] [--scheme github|standard] [--pid PID]... [--label NAME]
 //!
 //! With several URLs (the nodes of a fleet) the connections are spread over them in
 //! turn, as a round-robin load balancer would.
 //!
-//! Prints one human line and one `RESULT` line (tab-separated) for scripts. Non-2xx
-//! answers are counted as errors and excluded from the latency figures.
+//! With `--pid`, the server's own CPU time (user + system of every thread, from
+//! `/proc/PID/stat`) across the measured window is divided by the requests it
+//! answered: the figure that does not depend on how much of the machine the load
+//! generator took. Several `--pid`s (a fleet) are summed.
+//!
+//! Prints one human line and one `RESULT` line (tab-separated: label, req/s, p50 ms,
+//! p99 ms, errors, server CPU us per request or `-`) for scripts. Non-2xx answers are
+//! counted as errors and excluded from the latency figures.
 //!
 //! One HTTP/1.1 connection per worker on a current-thread runtime (raw hyper, no
 //! pooling layer), so the generator costs the machine as little as it can: on a
@@ -22,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use base64::Engine;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
@@ -34,7 +43,15 @@ struct Options {
     seconds: f64,
     warmup: f64,
     secret: String,
+    scheme: Scheme,
+    pids: Vec<u32>,
     label: String,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Scheme {
+    GitHub,
+    Standard,
 }
 
 fn options() -> Result<Options> {
@@ -45,6 +62,8 @@ fn options() -> Result<Options> {
         seconds: 10.0,
         warmup: 2.0,
         secret: "bench-secret".into(),
+        scheme: Scheme::GitHub,
+        pids: Vec::new(),
         label: String::new(),
     };
     while let Some(arg) = args.next() {
@@ -55,12 +74,20 @@ fn options() -> Result<Options> {
             "--warmup" => options.warmup = value("--warmup")?.parse()?,
             "--secret" => options.secret = value("--secret")?,
             "--label" => options.label = value("--label")?,
+            "--scheme" => {
+                options.scheme = match value("--scheme")?.as_str() {
+                    "github" => Scheme::GitHub,
+                    "standard" => Scheme::Standard,
+                    other => bail!("--scheme is github or standard, not {other:?}"),
+                }
+            }
+            "--pid" => options.pids.push(value("--pid")?.parse().context("--pid")?),
             url if !url.starts_with("--") => options.urls.push(url.into()),
             other => bail!("unexpected argument {other:?}; see the module docs for usage"),
         }
     }
     if options.urls.is_empty() {
-        bail!("usage: loadgen URL [URL...] [--connections N] [--seconds D] [--warmup W] [--secret S] [--label NAME]");
+        bail!("usage: loadgen URL [URL...] [--connections N] [--seconds D] [--warmup W] [--secret S] [--scheme github|standard] [--pid PID]... [--label NAME]");
     }
     if options.label.is_empty() {
         options.label = options.urls.join(" ");
@@ -92,6 +119,89 @@ fn push_body() -> Bytes {
     Bytes::from(body.to_string())
 }
 
+/// The headers that sign one delivery, by scheme.
+enum Signer {
+    /// `X-Hub-Signature-256` covers the body only, so one signature serves every request.
+    GitHub { signature: String },
+    /// Standard Webhooks sign `{id}.{timestamp}.{body}`: one signature per request.
+    Standard { key: Vec<u8> },
+}
+
+impl Signer {
+    fn new(scheme: Scheme, secret: &str, body: &[u8]) -> Result<Self> {
+        Ok(match scheme {
+            Scheme::GitHub => {
+                let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())?;
+                mac.update(body);
+                let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+                Signer::GitHub { signature }
+            }
+            Scheme::Standard => {
+                let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+                let key = base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .context("a Standard Webhooks secret is `whsec_` + base64")?;
+                Signer::Standard { key }
+            }
+        })
+    }
+
+    fn headers(&self, delivery: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+        match self {
+            Signer::GitHub { signature } => vec![
+                ("x-github-event", "push".into()),
+                ("x-github-delivery", delivery.into()),
+                ("x-hub-signature-256", signature.clone()),
+            ],
+            Signer::Standard { key } => {
+                let timestamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs()
+                    .to_string();
+                let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+                mac.update(format!("{delivery}.{timestamp}.").as_bytes());
+                mac.update(body);
+                let signature =
+                    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+                vec![
+                    ("webhook-id", delivery.into()),
+                    ("webhook-timestamp", timestamp),
+                    ("webhook-signature", format!("v1,{signature}")),
+                ]
+            }
+        }
+    }
+}
+
+/// User plus system CPU seconds of every thread of the given processes, summed; `None`
+/// without pids. `/proc/PID/stat` counts in USER_HZ ticks, 100 per second on Linux.
+fn server_cpu_seconds(pids: &[u32]) -> Result<Option<f64>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    let mut ticks = 0u64;
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .with_context(|| format!("reading /proc/{pid}/stat (is the server running?)"))?;
+        // The command name (field 2) may hold spaces: count fields after its `)`.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        // utime and stime are fields 14 and 15, i.e. 12th and 13th after the name.
+        let field = |i: usize| -> Result<u64> {
+            fields
+                .get(i)
+                .with_context(|| format!("/proc/{pid}/stat is short"))?
+                .parse()
+                .with_context(|| format!("parsing /proc/{pid}/stat"))
+        };
+        ticks += field(11)? + field(12)?;
+    }
+    Ok(Some(ticks as f64 / 100.0))
+}
+
 /// What one worker measured.
 #[derive(Default)]
 struct Tally {
@@ -115,9 +225,7 @@ async fn main() -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let body = push_body();
-    let mut mac = Hmac::<Sha256>::new_from_slice(options.secret.as_bytes()).unwrap();
-    mac.update(&body);
-    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let signer = Arc::new(Signer::new(options.scheme, &options.secret, &body)?);
     // Delivery ids unique across runs against the same store.
     let run = format!(
         "{:x}",
@@ -132,12 +240,8 @@ async fn main() -> Result<()> {
         let workers: Vec<_> = (0..options.connections)
             .map(|worker| {
                 let (uri, authority) = targets[worker % targets.len()].clone();
-                let (body, signature, run, sequence) = (
-                    body.clone(),
-                    signature.clone(),
-                    run.clone(),
-                    sequence.clone(),
-                );
+                let (body, signer, run, sequence) =
+                    (body.clone(), signer.clone(), run.clone(), sequence.clone());
                 tokio::spawn(async move {
                     let stream = tokio::net::TcpStream::connect(authority.as_str())
                         .await
@@ -149,13 +253,13 @@ async fn main() -> Result<()> {
                     let mut tally = Tally::default();
                     while Instant::now() < until {
                         let n = sequence.fetch_add(1, Ordering::Relaxed);
-                        let request = hyper::Request::post(uri.clone())
+                        let mut request = hyper::Request::post(uri.clone())
                             .header("host", authority.as_str())
-                            .header("content-type", "application/json")
-                            .header("x-github-event", "push")
-                            .header("x-github-delivery", format!("bench-{run}-{n}"))
-                            .header("x-hub-signature-256", &signature)
-                            .body(Full::new(body.clone()))?;
+                            .header("content-type", "application/json");
+                        for (name, value) in signer.headers(&format!("bench-{run}-{n}"), &body) {
+                            request = request.header(name, value);
+                        }
+                        let request = request.body(Full::new(body.clone()))?;
                         let started = Instant::now();
                         let response = sender.send_request(request).await?;
                         let ok = response.status().is_success();
@@ -185,9 +289,11 @@ async fn main() -> Result<()> {
     if options.warmup > 0.0 {
         measure(options.warmup).await?;
     }
+    let cpu_before = server_cpu_seconds(&options.pids)?;
     let started = Instant::now();
     let mut tally = measure(options.seconds).await?;
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_after = server_cpu_seconds(&options.pids)?;
     tally.latencies_us.sort_unstable();
     let ok = tally.latencies_us.len();
     let percentile = |p: f64| -> f64 {
@@ -199,13 +305,20 @@ async fn main() -> Result<()> {
     };
     let rate = ok as f64 / elapsed;
     let (p50, p99, max) = (percentile(0.50), percentile(0.99), percentile(1.0));
+    let answered = ok as u64 + tally.errors;
+    let cpu_us = match (cpu_before, cpu_after) {
+        (Some(before), Some(after)) if answered > 0 => {
+            format!("{:.0}", (after - before) * 1e6 / answered as f64)
+        }
+        _ => "-".to_string(),
+    };
     println!(
         "{}: {rate:.0} req/s ({ok} ok, {} errors in {elapsed:.1} s, {} connections), \
-         latency p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms",
+         latency p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms, server CPU {cpu_us} us/request",
         options.label, tally.errors, options.connections
     );
     println!(
-        "RESULT\t{}\t{rate:.0}\t{p50:.2}\t{p99:.2}\t{}",
+        "RESULT\t{}\t{rate:.0}\t{p50:.2}\t{p99:.2}\t{}\t{cpu_us}",
         options.label, tally.errors
     );
     if ok == 0 {

@@ -186,6 +186,7 @@ impl Host {
         let stores = store::backend::open(
             config.database.as_deref(),
             &config.data_dir.join(STORE_FILE),
+            config.write_queue,
         )
         .await?;
         Host::with_stores(config, stores).await
@@ -227,7 +228,9 @@ impl Host {
                 None
             }
         };
-        // The fleet's versions first, so that a new node never serves stale files.
+        deploy::reload::remove_stale_deploy_files(&config.plugins_dir);
+        // The fleet's versions first, so that a new node never serves stale files
+        // nor a plugin the fleet undeployed.
         let mut deploy_sync = components
             .clone()
             .map(|components| DeploySync::new(components, reloader.clone()));

@@ -26,8 +26,8 @@
 //!   polls what (`leases`).
 //! - `dispatch`: delivers stored events to subscribed plugins, with retries.
 //! - `deploy`: `watcher` (plugins-directory events), `reload` (loads, swaps, and
-//!   writes deployed components into the plugins directory), `sync` (a fleet's
-//!   deploys onto this node).
+//!   writes deployed components into the plugins directory, removes undeployed
+//!   ones), `sync` (a fleet's deploys, undeploys and rollbacks onto this node).
 //! - `plugins`: `runtime` (the engine, linker, epoch ticker), `bindings` (types
 //!   generated from `wit/`, per WIT version), `loaded` (one loaded component; a
 //!   fresh instance per call), `call_state` (wasmtime's per-call store data),
@@ -44,7 +44,7 @@
 //!   `store::sql`, over `store::sqlite` (the embedded backend) and
 //!   `store::postgres` (the one a fleet shares), which hold only what differs
 //!   (`store::backend` picks one); `store::components` holds a fleet's deployed
-//!   components.
+//!   components (current, tombstones, the last versions kept for rollback).
 //!
 //! Data flows one way: a webhook goes `ingress::webhook` -> `plugins` call ->
 //! `plugins::outcome` -> `ingest` -> `store` (committed) -> response; a poll goes
@@ -52,8 +52,8 @@
 //! (events + cursor in one commit); a delivery goes `store` queue -> `dispatch` ->
 //! handler plugin -> `store`; a reload goes plugins dir -> `deploy::watcher` ->
 //! `deploy::reload` -> `plugins::registry` (whose changes re-time `schedule`); a
-//! deploy goes `admin::deploy` -> (shared `ComponentStore` ->) `deploy::reload`,
-//! and `deploy::sync` on every node. `ingest`, `admin::events`, `dispatch` and
+//! deploy, undeploy or rollback goes `admin::deploy` -> (shared `ComponentStore`
+//! ->) `deploy::reload`, and `deploy::sync` on every node. `ingest`, `admin::events`, `dispatch` and
 //! `deploy::reload` publish what changed to `live`, which only `admin::stream`
 //! reads.
 

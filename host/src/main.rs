@@ -1,6 +1,6 @@
 //! The `hookhost` command line: parses arguments and hands over to the library
 //! (`serve`), to `check` (validate a component), to `new` (scaffold a plugin), or to
-//! `cli` (`events`, `plugins`, `deploy`: ask a running host).
+//! `cli` (`events`, `plugins`, `deploy`, `undeploy`: ask a running host).
 
 mod check;
 mod cli;
@@ -107,14 +107,29 @@ enum Command {
         command: cli::PluginsCommand,
     },
     /// Deploy a component to a running host: it is checked as hot reload checks it
-    /// and becomes the plugin's current version (on every node of a fleet).
+    /// and becomes the plugin's current version (on every node of a fleet). With
+    /// `--rollback ID` instead of a file, undo plugin ID's last deploy.
     #[command(after_help = cli::EXIT_CODES)]
     Deploy {
         /// The compiled plugin, such as plugins/github.wasm.
-        file: PathBuf,
+        #[arg(required_unless_present = "rollback")]
+        file: Option<PathBuf>,
         /// The plugin id to deploy it as; defaults to the file name without `.wasm`.
         #[arg(long)]
         id: Option<String>,
+        /// Make the version of plugin ID before its last deploy current again, on
+        /// every node (needs a fleet on PostgreSQL, which keeps the last 5 versions).
+        #[arg(long, value_name = "ID", conflicts_with_all = ["file", "id"])]
+        rollback: Option<String>,
+        #[command(flatten)]
+        remote: cli::Remote,
+    },
+    /// Undeploy a plugin from a running host: its file is deleted and it is
+    /// unloaded (on every node of a fleet, including nodes that start later).
+    #[command(after_help = cli::EXIT_CODES)]
+    Undeploy {
+        /// The plugin id, such as github.
+        id: String,
         #[command(flatten)]
         remote: cli::Remote,
     },
@@ -158,7 +173,17 @@ fn main() -> Result<()> {
         }
         Command::Events { remote, command } => exit_on_error(cli::events(&remote, command)),
         Command::Plugins { remote, command } => exit_on_error(cli::plugins(&remote, command)),
-        Command::Deploy { file, id, remote } => exit_on_error(cli::deploy(&remote, &file, id)),
+        Command::Deploy {
+            file,
+            id,
+            rollback,
+            remote,
+        } => exit_on_error(match (rollback, file) {
+            (Some(rollback), _) => cli::rollback(&remote, &rollback),
+            (None, Some(file)) => cli::deploy(&remote, &file, id),
+            (None, None) => unreachable!("clap requires FILE without --rollback"),
+        }),
+        Command::Undeploy { id, remote } => exit_on_error(cli::undeploy(&remote, &id)),
     }
 }
 

@@ -126,6 +126,8 @@ pub enum CallFailure {
     Timeout,
     /// A trap because the call went over its host memory budget.
     MemoryBudget,
+    /// No instance: the host's instance pool was exhausted (503).
+    PoolExhausted,
 }
 
 /// Why the host refused the events a plugin call returned (none of them stored).
@@ -201,7 +203,7 @@ impl Default for Metrics {
         );
         registry.register(
             "plugin_call_failures",
-            "Plugin calls that trapped (reason trap, or memory_budget when over the host memory budget) or ran past their deadline",
+            "Plugin calls that trapped (reason trap, or memory_budget when over the host memory budget), ran past their deadline, or got no instance (pool_exhausted)",
             metrics.call_failures.clone(),
         );
         registry.register(
@@ -304,6 +306,7 @@ impl Metrics {
             CallFailure::Trap => "trap",
             CallFailure::Timeout => "timeout",
             CallFailure::MemoryBudget => "memory_budget",
+            CallFailure::PoolExhausted => "pool_exhausted",
         };
         self.call_failures
             .get_or_create(&FailureLabels {

@@ -59,6 +59,9 @@ impl DeliveryQueue for NullStore {
     async fn retry(&self, _: i64, _: UnixMs) -> Result<Option<DeliveryRow>> {
         Ok(None)
     }
+    async fn put_back(&self, _: i64, _: u32, _: UnixMs, _: UnixMs) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]

@@ -6,7 +6,8 @@
 //! next_poll_at}` with 503 (plugin said `unavailable`, the store failed, or, with
 //! several nodes, `lease_lost`: another node took the poll lease over during the
 //! poll), 502 (another plugin error), 504 (timeout) or 500 (trap, malformed
-//! outcome). 404: no such plugin; 409: the plugin does not poll (a conflict with the
+//! outcome). A 503 for want of capacity (`busy`, `pool_exhausted`) or for the store
+//! (`storage`, `lease_lost`) says when to retry (`Retry-After`). 404: no such plugin; 409: the plugin does not poll (a conflict with the
 //! plugin's manifest, not a malformed request).
 //!
 //! The poll runs under this node's poll lease when it holds it; on another node
@@ -14,14 +15,14 @@
 //! poll was saved since this one read the cursor.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::http::call_failure::call_failure_status;
-use crate::http::error::ApiError;
+use crate::http::call_failure::{call_failure_status, BUSY_RETRY_AFTER};
+use crate::http::error::{ApiError, STORAGE_RETRY_AFTER};
 use crate::schedule::poll::PollFailure;
 use crate::schedule::{PollNowError, Scheduler};
 
@@ -49,15 +50,33 @@ async fn poll_now(State(scheduler): State<Scheduler>, Path(id): Path<String>) ->
             body["next_poll_at"] = json!(next_poll_at);
             Json(body).into_response()
         }
-        Err(failure) => (
-            status(&failure),
-            Json(json!({
-                "error": failure.code(),
-                "message": failure.summary(),
-                "next_poll_at": next_poll_at,
-            })),
-        )
-            .into_response(),
+        Err(failure) => {
+            let mut response = (
+                status(&failure),
+                Json(json!({
+                    "error": failure.code(),
+                    "message": failure.summary(),
+                    "next_poll_at": next_poll_at,
+                })),
+            )
+                .into_response();
+            if let Some(seconds) = retry_after(&failure) {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            response
+        }
+    }
+}
+
+/// When a failed poll may be asked for again: after a capacity or store failure,
+/// which clear by themselves.
+fn retry_after(failure: &PollFailure) -> Option<u32> {
+    match failure {
+        PollFailure::Call(error) if error.is_capacity() => Some(BUSY_RETRY_AFTER),
+        PollFailure::Storage(_) | PollFailure::LeaseLost(_) => Some(STORAGE_RETRY_AFTER),
+        _ => None,
     }
 }
 

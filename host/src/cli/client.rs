@@ -13,7 +13,7 @@ pub enum CliError {
     /// unexpected: exit code 1.
     #[error("{0:#}")]
     Host(anyhow::Error),
-    /// 404: no such event (exit code 3).
+    /// 404: no such event or plugin (exit code 3).
     #[error("{0}")]
     NotFound(String),
     /// 401 or 403: the admin token is missing or wrong (exit code 4).
@@ -62,6 +62,10 @@ impl AdminClient {
 
     pub fn post(&self, path: &str) -> Result<Value, CliError> {
         self.send(self.http.post(self.url(path)), "POST", path)
+    }
+
+    pub fn delete(&self, path: &str) -> Result<Value, CliError> {
+        self.send(self.http.delete(self.url(path)), "DELETE", path)
     }
 
     /// Sends `body` as the request body. The host compiles what it is sent before

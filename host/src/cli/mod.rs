@@ -1,4 +1,5 @@
-//! `hookhost events ...`, `hookhost plugins ...` and `hookhost deploy`: commands that
+//! `hookhost events ...`, `hookhost plugins ...`, `hookhost deploy` and
+//! `hookhost undeploy`: commands that
 //! talk to a running host's admin API and print tables for people or JSON for scripts.
 
 mod client;
@@ -18,7 +19,7 @@ Exit codes:
   0  success
   1  the host could not be reached, or answered with an error
   2  usage error (bad arguments)
-  3  not found (no such event)
+  3  not found (no such event or plugin)
   4  unauthorized (missing or wrong admin token)";
 
 /// Where the host is and how to talk to it.
@@ -215,6 +216,43 @@ pub fn deploy(remote: &Remote, file: &Path, id: Option<String>) -> Result<(), Cl
         table::cell(&answer["sha256"])
     );
     Ok(())
+}
+
+/// `hookhost deploy --rollback ID`: `POST /api/plugins/{id}/rollback`.
+pub fn rollback(remote: &Remote, id: &str) -> Result<(), CliError> {
+    let id = checked_id(id)?;
+    let client = AdminClient::new(&remote.url, remote.token.clone())?;
+    let answer = client.post(&format!("/api/plugins/{id}/rollback"))?;
+    if remote.json {
+        return print_json(&answer);
+    }
+    println!(
+        "rolled back {} to {} {} (sha256 {})",
+        table::cell(&answer["id"]),
+        table::cell(&answer["name"]),
+        table::cell(&answer["version"]),
+        table::cell(&answer["sha256"])
+    );
+    Ok(())
+}
+
+/// `hookhost undeploy ID`: `DELETE /api/plugins/{id}`.
+pub fn undeploy(remote: &Remote, id: &str) -> Result<(), CliError> {
+    let id = checked_id(id)?;
+    let client = AdminClient::new(&remote.url, remote.token.clone())?;
+    let answer = client.delete(&format!("/api/plugins/{id}"))?;
+    if remote.json {
+        return print_json(&answer);
+    }
+    println!("undeployed {id}");
+    Ok(())
+}
+
+fn checked_id(id: &str) -> Result<&str, CliError> {
+    if !hookhost::plugins::id::is_valid_plugin_id(id) {
+        return Err(CliError::Usage(hookhost::plugins::id::not_a_plugin_id(id)));
+    }
+    Ok(id)
 }
 
 fn items<'a>(answer: &'a Value, field: &str) -> Result<&'a Vec<Value>, CliError> {

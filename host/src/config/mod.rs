@@ -37,6 +37,10 @@ pub struct Config {
     /// Connections one listener holds open at most; at the cap new ones wait and
     /// the connection idle longest is closed (`connections`).
     pub max_connections: usize,
+    /// Writes waiting for the event store at most (`write_queue`); while the disk
+    /// or database stalls, more are answered 503 with `Retry-After` instead of
+    /// being held in memory.
+    pub write_queue: usize,
     /// Stored events older than this are purged in the background.
     pub retention: Duration,
     /// After SIGTERM/SIGINT, how long requests and deliveries in flight may take to
@@ -68,6 +72,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// `max_body_bytes` body, stays around a GiB with the default body limit. The
 /// process's open-file limit must allow it (plus ~100 for the store and plugins).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub use crate::store::DEFAULT_WRITE_QUEUE;
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where the admin token comes from when the file sets no `admin_token`; the CLI's
@@ -84,6 +89,7 @@ struct ConfigFile {
     data_dir: Option<PathBuf>,
     max_body_bytes: Option<usize>,
     max_connections: Option<usize>,
+    write_queue: Option<usize>,
     retention: Option<String>,
     shutdown_timeout: Option<String>,
     admin_token: Option<String>,
@@ -180,6 +186,13 @@ impl Config {
             bail!(
                 "config `max_connections` must be at least 1 (it caps the connections the \
                  listener holds open; the default is {DEFAULT_MAX_CONNECTIONS})"
+            );
+        }
+        let write_queue = file.write_queue.unwrap_or(DEFAULT_WRITE_QUEUE);
+        if write_queue == 0 {
+            bail!(
+                "config `write_queue` must be at least 1 (it caps the writes waiting for \
+                 the event store; the default is {DEFAULT_WRITE_QUEUE})"
             );
         }
         let retention = match file.retention {
@@ -317,6 +330,7 @@ impl Config {
             data_dir,
             max_body_bytes,
             max_connections,
+            write_queue,
             retention,
             shutdown_timeout,
             plugins,

@@ -143,6 +143,17 @@ fn max_connections_defaults_and_refuses_zero() {
 }
 
 #[test]
+fn write_queue_defaults_and_refuses_zero() {
+    assert_eq!(parse("").unwrap().write_queue, DEFAULT_WRITE_QUEUE);
+    assert_eq!(parse("write_queue = 8").unwrap().write_queue, 8);
+    let error = parse("write_queue = 0").unwrap_err();
+    assert!(
+        format!("{error:#}").contains("`write_queue` must be at least 1"),
+        "{error:#}"
+    );
+}
+
+#[test]
 fn unknown_keys_are_rejected() {
     assert!(parse("lisen = \"127.0.0.1:1\"").is_err());
 }

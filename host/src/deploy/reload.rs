@@ -158,6 +158,48 @@ impl Reloader {
         Ok(installed)
     }
 
+    /// Undeploys `id` on this node: deletes `<plugins_dir>/<id>.wasm` and unloads
+    /// the plugin (calls in flight finish on it), under the same lock as every
+    /// swap, so a reload that read the file before cannot bring it back. `true`
+    /// when there was something to remove (a loaded plugin, a load failure, or
+    /// the file). When the file cannot be deleted nothing changes.
+    pub async fn remove(&self, id: &str) -> Result<bool> {
+        let removed = {
+            let _swapping = self.swapping.lock().await;
+            let path = self.plugin_path(id);
+            let had_file = match tokio::fs::remove_file(&path).await {
+                Ok(()) => true,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
+                Err(error) => {
+                    return Err(
+                        anyhow::Error::new(error).context(format!("deleting {}", path.display()))
+                    )
+                }
+            };
+            let was_known = self.registry.remove(id);
+            if was_known || had_file {
+                tracing::info!(
+                    plugin = id,
+                    "plugin undeployed: file deleted, plugin unloaded"
+                );
+                self.runtime.metrics.reloaded(id, Reload::Unloaded);
+            }
+            was_known || had_file
+        };
+        if removed {
+            self.live.publish(Change::Plugin { id: id.to_string() });
+        }
+        Ok(removed)
+    }
+
+    /// Whether `id` is anything on this node: loaded, failed to load, or a file
+    /// in the plugins directory.
+    pub fn is_present(&self, id: &str) -> bool {
+        self.registry.get(id).is_some()
+            || self.registry.has_failure(id)
+            || self.plugin_path(id).exists()
+    }
+
     /// Records that a version of `id` could not be made current (it does not load,
     /// or its file could not be written); the version serving keeps serving.
     pub fn record_failure(&self, id: &str, error: anyhow::Error) {
@@ -260,6 +302,49 @@ fn temp_file_name(id: &str) -> String {
     format!(".{id}.wasm.deploy-{:016x}", fastrand::u64(..))
 }
 
+/// Whether `name` is one of `write_plugin_file`'s temporary names.
+fn is_temp_file_name(name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|rest| rest.split_once(".wasm.deploy-"))
+        .is_some_and(|(id, _)| is_valid_plugin_id(id))
+}
+
+/// Deletes the temporary files of deploys that a crash interrupted
+/// (`.<id>.wasm.deploy-*` in `dir`), logging each, and returns their names. Run
+/// at start, before anything deploys: a deploy of this host in progress would
+/// otherwise lose its file. A file that cannot be deleted is logged and left.
+pub fn remove_stale_deploy_files(dir: &Path) -> Vec<String> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // `load_all` reports a missing or unreadable plugins directory.
+        Err(_) => return Vec::new(),
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if !is_temp_file_name(&name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => {
+                tracing::warn!(
+                    file = %entry.path().display(),
+                    "removed the temporary file of a deploy interrupted by a crash"
+                );
+                removed.push(name);
+            }
+            Err(error) => tracing::warn!(
+                file = %entry.path().display(),
+                "could not remove the temporary file of an interrupted deploy: {error}"
+            ),
+        }
+    }
+    removed.sort();
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +377,42 @@ mod tests {
             .map(|(id, _)| id)
             .collect();
         assert_eq!(ids, ["app"]);
+    }
+
+    #[test]
+    fn only_deploy_temporary_files_are_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = temp_file_name("app");
+        for name in [
+            stale.as_str(),
+            ".other.wasm.deploy-1",
+            "app.wasm",
+            ".app.wasm.swp",
+            ".Bad.wasm.deploy-1",
+            "notes.wasm.deploy-1",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        // A directory with a temporary name is not something a deploy wrote.
+        std::fs::create_dir(dir.path().join(".dir.wasm.deploy-1")).unwrap();
+        let mut expected = vec![stale.clone(), ".other.wasm.deploy-1".to_string()];
+        expected.sort();
+        assert_eq!(remove_stale_deploy_files(dir.path()), expected);
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                ".Bad.wasm.deploy-1",
+                ".app.wasm.swp",
+                ".dir.wasm.deploy-1",
+                "app.wasm",
+                "notes.wasm.deploy-1"
+            ]
+        );
     }
 
     #[test]

@@ -9,6 +9,13 @@
 //! plugin's load error, the old version keeps serving, and it is not fetched again
 //! until a different component is deployed. When the store cannot be reached the
 //! node keeps serving what it has, says so once, and tries again next tick.
+//!
+//! A plugin the fleet undeployed (a tombstone) is unloaded and its file deleted on
+//! every node, including one that was down at the time and starts later with the
+//! file still in its folder: the store, not a node's folder, says what a fleet
+//! runs, so a copy left on one node never brings the plugin back on that node
+//! alone. (A file copied into a node's folder by hand after an undeploy is deleted
+//! too; `hookhost deploy` brings the plugin back on every node.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +28,7 @@ use crate::deploy::reload::Reloader;
 use crate::outage::Outage;
 use crate::plugins::id::is_valid_plugin_id;
 use crate::plugins::loaded::content_sha256;
-use crate::store::components::{ComponentStore, DeployedComponent};
+use crate::store::components::{ComponentStore, DeployedComponent, Deployment};
 
 /// How often a node asks the store what is deployed; a deploy reaches every node
 /// within about this long (plus the time to fetch and load it).
@@ -85,10 +92,29 @@ impl DeploySync {
             .deployed()
             .await
             .context("listing deployed components")?;
-        for component in deployed {
-            self.sync_plugin(component).await?;
+        for deployment in deployed {
+            match deployment {
+                Deployment::Current(component) => self.sync_plugin(component).await?,
+                Deployment::Removed { plugin, .. } => self.remove_plugin(&plugin).await,
+            }
         }
         Ok(())
+    }
+
+    /// Applies a tombstone: `plugin` is unloaded and its file deleted, if this
+    /// node still has either.
+    async fn remove_plugin(&mut self, plugin: &str) {
+        self.refused.remove(plugin);
+        if !is_valid_plugin_id(plugin) || !self.reloader.is_present(plugin) {
+            return;
+        }
+        if let Err(error) = self.reloader.remove(plugin).await {
+            // The disk, most likely; tried again next round.
+            self.reloader.record_failure(
+                plugin,
+                error.context(format!("removing {plugin}, which the fleet undeployed")),
+            );
+        }
     }
 
     async fn sync_plugin(&mut self, deployed: DeployedComponent) -> Result<()> {
@@ -200,7 +226,7 @@ mod tests {
     /// database does.
     #[derive(Default)]
     struct MemoryComponents {
-        deployments: Mutex<BTreeMap<String, DeployedComponent>>,
+        deployments: Mutex<BTreeMap<String, Deployment>>,
         components: Mutex<HashMap<String, Vec<u8>>>,
         down: AtomicBool,
         fetches: AtomicUsize,
@@ -237,11 +263,27 @@ mod tests {
             self.deployments
                 .lock()
                 .unwrap()
-                .insert(plugin.to_string(), deployed.clone());
+                .insert(plugin.to_string(), Deployment::Current(deployed.clone()));
             Ok(deployed)
         }
 
-        async fn deployed(&self) -> Result<Vec<DeployedComponent>> {
+        async fn undeploy(&self, plugin: &str, _present_here: bool, now: UnixMs) -> Result<bool> {
+            self.reachable()?;
+            self.deployments.lock().unwrap().insert(
+                plugin.to_string(),
+                Deployment::Removed {
+                    plugin: plugin.to_string(),
+                    removed_at: now,
+                },
+            );
+            Ok(true)
+        }
+
+        async fn rollback(&self, _plugin: &str, _now: UnixMs) -> Result<Option<DeployedComponent>> {
+            unimplemented!("the PostgreSQL store's rollback is tested in tests/fleet_deploy.rs")
+        }
+
+        async fn deployed(&self) -> Result<Vec<Deployment>> {
             self.reachable()?;
             Ok(self.deployments.lock().unwrap().values().cloned().collect())
         }
@@ -373,6 +415,36 @@ mod tests {
         node.sync.sync_once().await;
         assert_eq!(node.running("app"), Some(content_sha256(&v1)));
         assert_eq!(node.failure("app"), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_undeployed_plugin_is_removed_and_a_stale_file_does_not_bring_it_back() {
+        let store = Arc::new(MemoryComponents::default());
+        let v1 = test_plugin("versioned-v1");
+        store.deploy("app", v1.clone(), 1).await.unwrap();
+        let mut node = node(&store);
+        node.sync.sync_once().await;
+        assert_eq!(node.running("app"), Some(content_sha256(&v1)));
+
+        store.undeploy("app", true, 2).await.unwrap();
+        node.sync.sync_once().await;
+        assert_eq!(node.running("app"), None);
+        assert_eq!(node.failure("app"), None);
+        assert!(!node.plugins_dir.join("app.wasm").exists());
+
+        // A copy that reappears in the folder (a node restored from a backup) is
+        // removed again rather than served by this node alone.
+        std::fs::write(node.plugins_dir.join("app.wasm"), &v1).unwrap();
+        node.sync.reloader.reload("app").await;
+        assert_eq!(node.running("app"), Some(content_sha256(&v1)));
+        node.sync.sync_once().await;
+        assert_eq!(node.running("app"), None);
+        assert!(!node.plugins_dir.join("app.wasm").exists());
+
+        // Deployed again, it runs again.
+        store.deploy("app", v1.clone(), 3).await.unwrap();
+        node.sync.sync_once().await;
+        assert_eq!(node.running("app"), Some(content_sha256(&v1)));
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -14,6 +14,9 @@
 //! this node's. Every outcome is recorded under the claim's fencing token: a node
 //! that was paused past its lease, while another node claimed the delivery again,
 //! finds its outcome refused (`Settled::Stale`), and drops and logs it.
+//!
+//! A call refused for want of capacity (no slot or instance free) never reached the
+//! handler: the delivery is put back with that attempt uncounted (`put_back`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,9 +31,11 @@ use crate::live::{Change, LiveFeed};
 use crate::metrics::{Delivery, Metrics};
 use crate::outage::Outage;
 use crate::plugins::bindings::{Event, PluginError, StoredEvent};
-use crate::plugins::loaded::DEFAULT_CALL_TIMEOUT;
+use crate::plugins::loaded::{CallError, DEFAULT_CALL_TIMEOUT};
 use crate::plugins::registry::Registry;
-use crate::store::{AfterFailure, ClaimedDelivery, Clock, DeliveryQueue, DeliveryState, Settled};
+use crate::store::{
+    now_ms, AfterFailure, ClaimedDelivery, Clock, DeliveryQueue, DeliveryState, Settled,
+};
 
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(5);
@@ -50,6 +55,9 @@ const IDLE: Duration = Duration::from_secs(5);
 const LEASE_MARGIN: Duration = Duration::from_secs(15);
 /// How long the loop waits after the store failed before it asks again.
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// How long a delivery put back for want of capacity waits at least (plus as much
+/// again at random, so that deliveries put back together do not return together).
+const CAPACITY_PAUSE: Duration = Duration::from_secs(1);
 
 /// How one plugin's failed deliveries are retried.
 #[derive(Debug, Clone, Copy)]
@@ -223,6 +231,9 @@ impl Dispatcher {
                 match plugin.on_event(event).await {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(error)) => Err(describe_plugin_error(&error)),
+                    Err(error) if error.is_capacity() => {
+                        return self.put_back(&delivery, &error).await;
+                    }
                     Err(error) => Err(error.to_string()),
                 }
             }
@@ -299,6 +310,29 @@ impl Dispatcher {
             ),
             // The lease runs out and the delivery is tried again: at least once.
             Err(error) => tracing::error!("{error:#}"),
+        }
+    }
+
+    /// The handler never ran: its slots or the host's instance pool were all in
+    /// use. Such a refusal says nothing about the delivery, so it costs no
+    /// attempt; the delivery is due again shortly.
+    async fn put_back(&self, delivery: &ClaimedDelivery, error: &CallError) {
+        let pause = CAPACITY_PAUSE.as_millis() as u64;
+        let at = now_ms() + pause + fastrand::u64(0..=pause);
+        tracing::warn!(
+            plugin = %delivery.plugin,
+            delivery = delivery.id,
+            event = delivery.event.id,
+            attempt = delivery.attempt,
+            "delivery put back without spending an attempt: {error}"
+        );
+        if let Err(error) = self
+            .store
+            .put_back(delivery.id, delivery.attempt, at, now_ms())
+            .await
+        {
+            // The lease runs out and the delivery comes again, that attempt counted.
+            tracing::error!("{error:#}");
         }
     }
 }

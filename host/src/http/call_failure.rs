@@ -1,6 +1,6 @@
 //! The HTTP answer to a plugin call that did not return: it ran out of time,
-//! trapped, emitted a kind its manifest does not declare, or found every instance
-//! busy. One mapping for the webhook route, replays and manual polls. What a plugin
+//! trapped, emitted a kind its manifest does not declare, found every slot of the
+//! plugin busy, or found the host's instance pool exhausted. One mapping for the webhook route, replays and manual polls. What a plugin
 //! did return, its own `plugin-error`, is each route's business: a provider and an
 //! operator asking for a poll are told different things (`ingress::webhook`,
 //! `admin::poll`).
@@ -10,8 +10,9 @@ use axum::http::StatusCode;
 use crate::http::error::ApiError;
 use crate::plugins::loaded::CallError;
 
-/// Seconds a caller should wait after every instance of a plugin was busy.
-const BUSY_RETRY_AFTER: u32 = 1;
+/// Seconds a caller should wait after every slot of a plugin, or every instance
+/// of the host, was busy.
+pub const BUSY_RETRY_AFTER: u32 = 1;
 
 /// The status for a call that did not return.
 pub fn call_failure_status(error: &CallError) -> StatusCode {
@@ -22,7 +23,7 @@ pub fn call_failure_status(error: &CallError) -> StatusCode {
         CallError::Trap { .. } | CallError::UndeclaredKind { .. } => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
-        CallError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        CallError::Busy { .. } | CallError::PoolExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -41,6 +42,15 @@ pub fn call_failure(error: &CallError) -> ApiError {
                 status,
                 "busy",
                 "the plugin is handling as many requests as it may; retry shortly",
+            )
+            .with_retry_after(BUSY_RETRY_AFTER)
+        }
+        CallError::PoolExhausted { .. } => {
+            tracing::warn!("{error}");
+            ApiError::new(
+                status,
+                "busy",
+                "the host is running as many plugin calls as it can; retry shortly",
             )
             .with_retry_after(BUSY_RETRY_AFTER)
         }

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
-use wasmtime::{Store, UpdateDeadline};
+use wasmtime::{PoolConcurrencyLimitError, Store, UpdateDeadline};
 
 use crate::config::PluginConfig;
 use crate::metrics::{Call, CallFailure, Refusal};
@@ -83,6 +83,27 @@ pub enum CallError {
         version: String,
         limit: usize,
     },
+    /// The host's instance pool (shared by every plugin) had no room for this
+    /// call's instance: the host is at capacity, the call itself did nothing
+    /// wrong and may succeed shortly (503, and no attempt spent on a delivery).
+    #[error("plugin {plugin} {version} got no instance: the host's instance pool is exhausted ({reason})")]
+    PoolExhausted {
+        plugin: Arc<str>,
+        version: String,
+        reason: String,
+    },
+}
+
+impl CallError {
+    /// Whether the call was refused for want of capacity (a slot or an
+    /// instance) before the plugin ran: retrying later may succeed, and a
+    /// delivery refused so has not been attempted.
+    pub fn is_capacity(&self) -> bool {
+        matches!(
+            self,
+            CallError::Busy { .. } | CallError::PoolExhausted { .. }
+        )
+    }
 }
 
 impl LoadedPlugin {
@@ -329,6 +350,15 @@ impl LoadedPlugin {
         let _in_use = metrics.call_started(self.id(), kind);
         match tokio::time::timeout(timeout, run).await {
             Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) if pool_exhausted(&error).is_some() => {
+                let reason = pool_exhausted(&error).unwrap_or_default();
+                metrics.call_failed(self.id(), kind, CallFailure::PoolExhausted);
+                Err(CallError::PoolExhausted {
+                    plugin: self.identity.id.clone(),
+                    version: self.identity.version.clone(),
+                    reason,
+                })
+            }
             Ok(Err(trap)) => {
                 let failure = if trap.is::<BudgetExceeded>() {
                     CallFailure::MemoryBudget
@@ -352,6 +382,15 @@ impl LoadedPlugin {
             }
         }
     }
+}
+
+/// What of the pooling allocator ran out, when that is why `error` happened
+/// (`runtime::engine_config` sizes the pool): an instance, memory, table or
+/// stack for the call could not be had while other calls hold them.
+fn pool_exhausted(error: &wasmtime::Error) -> Option<String> {
+    error
+        .downcast_ref::<PoolConcurrencyLimitError>()
+        .map(|limit| limit.to_string())
 }
 
 /// The longest piece of a plugin's own text (a kind, its `emits`) an error quotes:

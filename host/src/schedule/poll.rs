@@ -66,6 +66,7 @@ impl PollFailure {
             PollFailure::Call(CallError::Timeout { .. }) => "timeout",
             PollFailure::Call(CallError::Trap { .. }) => "trap",
             PollFailure::Call(CallError::Busy { .. }) => "busy",
+            PollFailure::Call(CallError::PoolExhausted { .. }) => "pool_exhausted",
             PollFailure::Call(CallError::UndeclaredKind { .. }) => "undeclared_kind",
             PollFailure::Invalid { .. } => "invalid_outcome",
             PollFailure::Storage(_) => "storage",

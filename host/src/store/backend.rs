@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use super::components::ComponentStore;
-use super::postgres::PostgresStore;
+use super::postgres::{PostgresOptions, PostgresStore};
 use super::sqlite::{Commit, SqliteStore};
 use super::EventStore;
 
@@ -21,12 +21,20 @@ pub struct Stores {
 
 /// Opens PostgreSQL at `database` when given (an error, naming the setting without
 /// its passwords, when it does not parse or cannot be reached), else SQLite at
-/// `sqlite_path`.
-pub async fn open(database: Option<&str>, sqlite_path: &Path) -> Result<Stores> {
+/// `sqlite_path`; either with at most `write_queue` writes waiting.
+pub async fn open(
+    database: Option<&str>,
+    sqlite_path: &Path,
+    write_queue: usize,
+) -> Result<Stores> {
     match database {
         Some(url) => {
+            let options = PostgresOptions {
+                write_queue,
+                ..PostgresOptions::default()
+            };
             let store = Arc::new(
-                PostgresStore::open(url)
+                PostgresStore::open_with(url, options)
                     .await
                     .context("opening the PostgreSQL event store")?,
             );
@@ -41,7 +49,7 @@ pub async fn open(database: Option<&str>, sqlite_path: &Path) -> Result<Stores> 
             })
         }
         None => {
-            let store = SqliteStore::open(sqlite_path, Commit::Grouped)
+            let store = SqliteStore::open_with(sqlite_path, Commit::Grouped, write_queue)
                 .with_context(|| format!("opening the event store {}", sqlite_path.display()))?;
             Ok(Stores {
                 events: Arc::new(store),

@@ -33,6 +33,8 @@ pub mod postgres;
 pub mod sql;
 pub mod sqlite;
 
+pub use sql::group::DEFAULT_WRITE_QUEUE;
+
 use std::time::Duration;
 
 use anyhow::Result;
@@ -375,6 +377,12 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     /// Puts a delivery back in the queue, due now, with a fresh attempt count.
     /// `None` when there is no such delivery.
     async fn retry(&self, delivery: i64, now: UnixMs) -> Result<Option<DeliveryRow>>;
+
+    /// Gives back a delivery claimed as attempt `attempt` whose handler never
+    /// ran (no slot or instance was free), uncounting that attempt and making
+    /// it due at `at`. Changes nothing unless the delivery is still pending at
+    /// that attempt (a later claim owns it).
+    async fn put_back(&self, delivery: i64, attempt: u32, at: UnixMs, now: UnixMs) -> Result<()>;
 }
 
 /// Where polling stands: each plugin's cursor, which node polls it (the leases),

@@ -32,7 +32,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use deadpool_postgres::{Object, Pool};
 use tokio::sync::{mpsc, Mutex};
 
-use crate::store::sql::group::{self, Job};
+use crate::store::sql::group::{self, Job, Refused, DEFAULT_WRITE_QUEUE};
 use crate::store::sql::impls::SqlBackend;
 use crate::store::sql::reads::{self, Found, Read};
 use crate::store::sql::writes::{Write, Written};
@@ -50,6 +50,8 @@ pub struct PostgresOptions {
     pub writers: usize,
     /// Connections in the pool (writers, reads and deploys together).
     pub max_connections: usize,
+    /// Writes waiting for a writer at most; more are refused as unavailable.
+    pub write_queue: usize,
 }
 
 impl Default for PostgresOptions {
@@ -57,6 +59,7 @@ impl Default for PostgresOptions {
         PostgresOptions {
             writers: 4,
             max_connections: 16,
+            write_queue: DEFAULT_WRITE_QUEUE,
         }
     }
 }
@@ -64,8 +67,9 @@ impl Default for PostgresOptions {
 pub struct PostgresStore {
     pool: Pool,
     /// To the writer tasks (the receiving end is shared by them); the only way
-    /// anything is written except deploys, which carry whole components.
-    jobs: mpsc::UnboundedSender<Job>,
+    /// anything is written except deploys, which carry whole components. Bounded:
+    /// a write that finds it full is refused as unavailable.
+    jobs: mpsc::Sender<Job>,
     /// Set by `close`; later writes are refused as on SQLite.
     closed: AtomicBool,
     /// The URL without its passwords, for messages.
@@ -105,7 +109,7 @@ impl PostgresStore {
             .with_context(|| format!("asking PostgreSQL at {shown_url} whether TLS is in use"))?
             .get::<_, bool>(0);
         drop(client);
-        let (jobs, queue) = mpsc::unbounded_channel();
+        let (jobs, queue) = mpsc::channel(options.write_queue.max(1));
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..options.writers.max(1) {
             tokio::spawn(writer::run(pool.clone(), queue.clone()));
@@ -165,12 +169,26 @@ impl SqlBackend for PostgresStore {
         if self.closed.load(Ordering::Acquire) {
             bail!("the event store is closed");
         }
-        group::submit(write, |job| self.jobs.send(job).is_ok()).await
+        group::submit(write, |job| {
+            self.jobs.try_send(job).map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => Refused::Full,
+                mpsc::error::TrySendError::Closed(_) => Refused::Stopped,
+            })
+        })
+        .await
     }
 
     async fn read(&self, read: Read) -> Result<Found> {
         self.with_client(|client| async move { reads::run(&PgConn(&client), read).await })
             .await
+            .map_err(|error| {
+                // A connection lost in the middle of the read.
+                if writer::is_try_later(&error) && !crate::store::is_unavailable(&error) {
+                    error.context(Unavailable)
+                } else {
+                    error
+                }
+            })
     }
 }
 

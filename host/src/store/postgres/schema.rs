@@ -87,7 +87,25 @@ CREATE TABLE deployments (
     deployed_at BIGINT NOT NULL
 );
 "#,
-    // 2: fenced delivery claims, and which node can poll which plugin (for
+    // 2: undeploy and rollback. A NULL `deployments.sha256` is a tombstone: the
+    // plugin was undeployed, and no node runs it. `deployment_history` holds each
+    // plugin's recent deploys and undeploys, newest last, for rollback; it starts
+    // with what is deployed now, and components no deployment refers to (every
+    // component ever deployed was kept until now) are deleted.
+    r#"
+ALTER TABLE deployments ALTER COLUMN sha256 DROP NOT NULL;
+CREATE TABLE deployment_history (
+    id BIGSERIAL PRIMARY KEY,
+    plugin TEXT NOT NULL,
+    sha256 TEXT REFERENCES components(sha256),
+    deployed_at BIGINT NOT NULL
+);
+CREATE INDEX deployment_history_plugin ON deployment_history(plugin, id);
+INSERT INTO deployment_history (plugin, sha256, deployed_at)
+    SELECT plugin, sha256, deployed_at FROM deployments ORDER BY deployed_at;
+DELETE FROM components c WHERE NOT EXISTS (SELECT 1 FROM deployments d WHERE d.sha256 = c.sha256);
+"#,
+    // 3: fenced delivery claims, and which node can poll which plugin (for
     // spreading poll leases over the nodes).
     r#"
 ALTER TABLE deliveries ADD COLUMN claim_token BIGINT NOT NULL DEFAULT 0;

@@ -18,7 +18,7 @@ use tokio_postgres::error::SqlState;
 
 use super::conn::PgConn;
 use super::pool::GROUP_TIMEOUT;
-use crate::store::sql::group::{self, Job, MAX_GROUP};
+use crate::store::sql::group::{self, GroupFailure, Job, MAX_GROUP};
 use crate::store::sql::writes::{self, Write, Written};
 
 /// How often a write that lost a deadlock (or a serialization conflict) with a
@@ -26,9 +26,9 @@ use crate::store::sql::writes::{self, Write, Written};
 /// fails (see `commit_group`).
 const CONFLICT_RETRIES: u32 = 5;
 
-/// The receiving end of the job queue, shared by the writer tasks: whichever is
-/// idle takes the next group.
-pub type Queue = Arc<Mutex<mpsc::UnboundedReceiver<Job>>>;
+/// The receiving end of the (bounded) job queue, shared by the writer tasks:
+/// whichever is idle takes the next group.
+pub type Queue = Arc<Mutex<mpsc::Receiver<Job>>>;
 
 /// One writer task: runs until every sender of the queue is gone (the store was
 /// dropped).
@@ -48,24 +48,33 @@ pub async fn run(pool: Pool, queue: Queue) {
 
 async fn next_group(queue: &Queue) -> Option<Vec<Job>> {
     let mut queue = queue.lock().await;
-    let first = queue.recv().await?;
-    let mut group = vec![first];
-    while group.len() < MAX_GROUP {
-        match queue.try_recv() {
-            Ok(job) => group.push(job),
-            Err(_) => break,
+    loop {
+        let first = queue.recv().await?;
+        let mut group = Vec::new();
+        group.extend(group::still_wanted(&first).then_some(first));
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.extend(group::still_wanted(&job).then_some(job)),
+                Err(_) => break,
+            }
+        }
+        if !group.is_empty() {
+            return Some(group);
         }
     }
-    Some(group)
 }
 
 async fn run_group(pool: &Pool, group: Vec<Job>) {
     let mut client = match pool.get().await {
         Ok(client) => client,
         Err(error) => {
-            let error = format!("connecting to PostgreSQL: {error}");
-            tracing::error!("event store: {error}");
-            group::answer(group, Vec::new(), Err(error));
+            let message = format!("connecting to PostgreSQL: {error}");
+            tracing::error!("event store: {message}");
+            let failure = GroupFailure {
+                message,
+                try_later: true,
+            };
+            group::answer(group, Vec::new(), Err(failure));
             return;
         }
     };
@@ -77,18 +86,27 @@ async fn run_group(pool: &Pool, group: Vec<Job>) {
     .await;
     let commit = match committed {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(format!("{error:#}")),
+        Ok(Err(error)) => Err(GroupFailure {
+            try_later: is_try_later(&error),
+            message: format!("{error:#}"),
+        }),
         Err(_) => {
             // The connection may be in the middle of anything; closing it makes the
             // server roll the transaction back.
             drop(Object::take(client));
-            Err(format!(
-                "the transaction took longer than {GROUP_TIMEOUT:?} and was abandoned"
-            ))
+            Err(GroupFailure {
+                message: format!(
+                    "the transaction took longer than {GROUP_TIMEOUT:?} and was abandoned"
+                ),
+                try_later: true,
+            })
         }
     };
-    if let Err(error) = &commit {
-        tracing::error!("event store: committing a group of writes: {error}");
+    if let Err(failure) = &commit {
+        tracing::error!(
+            "event store: committing a group of writes: {}",
+            failure.message
+        );
     }
     group::answer(group, finished, commit);
 }
@@ -192,6 +210,27 @@ async fn commit_alone(client: &mut Object, write: &Write) -> Result<Result<Writt
             outcome => return Ok(outcome),
         }
     }
+}
+
+/// Whether `error` means "try later": the connection was lost or broke (an I/O
+/// error, a closed socket), or the server said it cannot take the
+/// work now (class 08 connection exception, class 53 insufficient resources such
+/// as a full disk, 57P01-57P03 shutting down or starting, a statement timeout).
+pub fn is_try_later(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        let Some(error) = cause.downcast_ref::<tokio_postgres::Error>() else {
+            return false;
+        };
+        let Some(code) = error.code() else {
+            return error.is_closed()
+                || std::error::Error::source(error)
+                    .is_some_and(|source| source.is::<std::io::Error>());
+        };
+        let code = code.code();
+        code.starts_with("08")
+            || code.starts_with("53")
+            || matches!(code, "57P01" | "57P02" | "57P03" | "57014")
+    })
 }
 
 fn lost_a_conflict(error: &anyhow::Error) -> bool {

@@ -152,6 +152,19 @@ impl<B: SqlBackend> DeliveryQueue for B {
         expect!(written, Written::Settled, writes::unexpected)
     }
 
+    async fn put_back(&self, delivery: i64, attempt: u32, at: UnixMs, now: UnixMs) -> Result<()> {
+        let write = Write::PutBack {
+            delivery,
+            attempt,
+            at,
+            now,
+        };
+        self.write(write)
+            .await
+            .with_context(|| format!("putting delivery {delivery} back unattempted"))?;
+        Ok(())
+    }
+
     async fn retry(&self, delivery: i64, now: UnixMs) -> Result<Option<DeliveryRow>> {
         let written = self
             .write(Write::Retry { delivery, now })

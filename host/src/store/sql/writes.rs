@@ -44,6 +44,14 @@ pub enum Write {
         delivery: i64,
         now: UnixMs,
     },
+    /// A claim given back without its attempt counted (see
+    /// `DeliveryQueue::put_back`).
+    PutBack {
+        delivery: i64,
+        attempt: u32,
+        at: UnixMs,
+        now: UnixMs,
+    },
     Purge {
         cutoff: UnixMs,
     },
@@ -99,6 +107,10 @@ const RETRY: &str = concat!(
      RETURNING ",
     delivery_columns!()
 );
+
+const PUT_BACK: &str = "UPDATE deliveries SET attempts = attempts - 1, next_at = $3,
+         claimed_until = NULL, updated_at = $4
+     WHERE id = $1 AND attempts = $2 AND state = 'pending' AND claimed_until IS NOT NULL";
 
 const PURGE_EVENTS: &str = "DELETE FROM events WHERE received_at < $1";
 const PURGE_REQUESTS: &str = "DELETE FROM requests WHERE received_at < $1";
@@ -165,6 +177,21 @@ pub async fn apply<C: Sql>(conn: &C, write: &Write) -> Result<Written> {
         Write::Retry { delivery, now } => {
             let params = [(*delivery).into(), (*now).into()];
             Written::Delivery(query_opt(conn, RETRY, &params, delivery_from_row).await?)
+        }
+        Write::PutBack {
+            delivery,
+            attempt,
+            at,
+            now,
+        } => {
+            let params = [
+                (*delivery).into(),
+                i64::from(*attempt).into(),
+                (*at).into(),
+                (*now).into(),
+            ];
+            conn.execute(PUT_BACK, &params).await?;
+            Written::Done
         }
         Write::Purge { cutoff } => {
             let cutoff = Param::from(*cutoff);

@@ -8,6 +8,7 @@
 
 mod conn;
 mod schema;
+mod try_later;
 mod writer;
 
 use std::path::Path;
@@ -18,7 +19,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::sql::conn::run_now;
-use crate::store::sql::group;
+use crate::store::sql::group::{self, Refused};
 use crate::store::sql::impls::SqlBackend;
 use crate::store::sql::reads::{self, Found, Read};
 use crate::store::sql::writes::{Write, Written};
@@ -31,7 +32,8 @@ pub use writer::Commit;
 
 pub struct SqliteStore {
     /// To the writer thread, which is the only receiver and the only writer.
-    jobs: mpsc::UnboundedSender<Message>,
+    /// Bounded: a write that finds it full is refused as unavailable.
+    jobs: mpsc::Sender<Message>,
     /// Read-only queries; a mutex because a connection is not `Sync`, and reads are
     /// short.
     reader: Arc<Mutex<Connection>>,
@@ -40,12 +42,18 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store at `path` and starts its writer thread.
+    /// Opens (creating if needed) the store at `path` and starts its writer thread,
+    /// with the default `write_queue`.
+    pub fn open(path: &Path, commit: Commit) -> Result<SqliteStore> {
+        Self::open_with(path, commit, group::DEFAULT_WRITE_QUEUE)
+    }
+
+    /// `open`, with at most `write_queue` writes waiting for the writer thread.
     ///
     /// This process owns the file alone, so any lease left by a previous run was
     /// held by a process that is gone: leases are released at once, and deliveries
     /// that were in flight at a crash are due again immediately.
-    pub fn open(path: &Path, commit: Commit) -> Result<SqliteStore> {
+    pub fn open_with(path: &Path, commit: Commit, write_queue: usize) -> Result<SqliteStore> {
         // The lock is what makes "this process owns the file alone" true: a second
         // host on the same data directory would otherwise release our leases and
         // deliver events twice. The OS drops it when the process dies, even by kill -9.
@@ -64,7 +72,7 @@ impl SqliteStore {
         schema::release_previous_run(&writer)?;
         let reader = open_connection(path)?;
         Ok(SqliteStore {
-            jobs: writer::spawn(writer, commit)?,
+            jobs: writer::spawn(writer, commit, write_queue)?,
             reader: Arc::new(Mutex::new(reader)),
             _lock: lock,
         })
@@ -93,7 +101,15 @@ fn open_connection(path: &Path) -> Result<Connection> {
 
 impl SqlBackend for SqliteStore {
     async fn write(&self, write: Write) -> Result<Written> {
-        group::submit(write, |job| self.jobs.send(Message::Write(job)).is_ok()).await
+        group::submit(write, |job| {
+            self.jobs
+                .try_send(Message::Write(job))
+                .map_err(|error| match error {
+                    mpsc::error::TrySendError::Full(_) => Refused::Full,
+                    mpsc::error::TrySendError::Closed(_) => Refused::Stopped,
+                })
+        })
+        .await
     }
 
     async fn read(&self, read: Read) -> Result<Found> {
@@ -102,7 +118,7 @@ impl SqlBackend for SqliteStore {
             // A panic in a query leaves the connection usable; SQLite keeps no
             // half-done state for a read.
             let conn = reader.lock().unwrap_or_else(|e| e.into_inner());
-            run_now(reads::run(&SqliteConn(&conn), read))?
+            run_now(reads::run(&SqliteConn(&conn), read))?.map_err(try_later::mark)
         })
         .await
         .context("event store read task panicked")?
@@ -120,8 +136,11 @@ impl EventStore for SqliteStore {
 
     async fn close(&self) -> Result<()> {
         let (reply, answer) = oneshot::channel();
+        // Waits for room: closing comes after the last write was answered, so
+        // the queue is draining.
         self.jobs
             .send(Message::Close(reply))
+            .await
             .map_err(|_| anyhow!("the event store's writer thread has stopped"))?;
         answer
             .await

@@ -115,3 +115,56 @@ async fn a_store_from_a_newer_schema_is_refused() {
     let error = SqliteStore::open(&path, Commit::Grouped).err().unwrap();
     assert!(format!("{error:#}").contains("newer"), "{error:#}");
 }
+
+#[tokio::test]
+async fn a_put_back_delivery_is_due_again_with_its_attempt_uncounted_unless_claimed_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    store
+        .persist_ingest(record(&["a"], &["notify"], 100))
+        .await
+        .unwrap();
+    let lease = Duration::from_secs(60);
+    let claimed = store
+        .claim_due(&["notify".to_string()], Clock::At(100), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].attempt, 1);
+    store.put_back(claimed[0].id, 1, 500, 101).await.unwrap();
+    assert!(store
+        .claim_due(&["notify".to_string()], Clock::At(499), lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let again = store
+        .claim_due(&["notify".to_string()], Clock::At(500), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(again[0].attempt, 1, "the put-back attempt was not counted");
+
+    // A put-back of an older claim changes nothing: attempt 1 is not this claim.
+    store.put_back(again[0].id, 2, 600, 501).await.unwrap();
+    assert!(store
+        .claim_due(&["notify".to_string()], Clock::At(600), lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_write_that_finds_the_database_locked_past_the_busy_timeout_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let other = Connection::open(dir.path().join("events.sqlite3")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let error = store
+        .persist_ingest(record(&["a"], &[], 100))
+        .await
+        .unwrap_err();
+    assert!(crate::store::is_unavailable(&error), "{error:#}");
+    other.execute_batch("ROLLBACK").unwrap();
+    store
+        .persist_ingest(record(&["a"], &[], 100))
+        .await
+        .unwrap();
+}

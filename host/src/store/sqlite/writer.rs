@@ -8,8 +8,9 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::conn::SqliteConn;
+use super::try_later;
 use crate::store::sql::conn::run_now;
-use crate::store::sql::group::{self, Job, MAX_GROUP};
+use crate::store::sql::group::{self, GroupFailure, Job, MAX_GROUP};
 use crate::store::sql::writes::{self, Written};
 
 /// What the writer thread is asked to do.
@@ -28,9 +29,13 @@ pub enum Commit {
 }
 
 /// Starts the writer thread on `conn`; it runs until every sender is gone or it
-/// is asked to close.
-pub fn spawn(mut conn: Connection, commit: Commit) -> Result<mpsc::UnboundedSender<Message>> {
-    let (jobs, mut queue) = mpsc::unbounded_channel::<Message>();
+/// is asked to close. The queue holds at most `write_queue` messages.
+pub fn spawn(
+    mut conn: Connection,
+    commit: Commit,
+    write_queue: usize,
+) -> Result<mpsc::Sender<Message>> {
+    let (jobs, mut queue) = mpsc::channel::<Message>(write_queue.max(1));
     std::thread::Builder::new()
         .name("event-store-writer".into())
         .spawn(move || {
@@ -38,12 +43,14 @@ pub fn spawn(mut conn: Connection, commit: Commit) -> Result<mpsc::UnboundedSend
                 let mut group = Vec::new();
                 let mut close = None;
                 match first {
-                    Message::Write(job) => group.push(job),
+                    Message::Write(job) => group.extend(group::still_wanted(&job).then_some(job)),
                     Message::Close(reply) => close = Some(reply),
                 }
                 while close.is_none() && commit == Commit::Grouped && group.len() < MAX_GROUP {
                     match queue.try_recv() {
-                        Ok(Message::Write(job)) => group.push(job),
+                        Ok(Message::Write(job)) => {
+                            group.extend(group::still_wanted(&job).then_some(job))
+                        }
                         Ok(Message::Close(reply)) => close = Some(reply),
                         Err(_) => break,
                     }
@@ -69,20 +76,33 @@ fn run_group(conn: &mut Connection, group: Vec<Job>) {
         Ok(tx) => tx,
         Err(error) => {
             // Nothing was written, and nothing is acknowledged: each caller
-            // reports a storage failure (503 for a webhook).
+            // reports a storage failure (503 for a webhook; for every route when
+            // the database is busy past the busy timeout or the disk failed).
             tracing::error!("event store: beginning a transaction: {error}");
-            let error = format!("beginning a transaction: {error}");
-            group::answer(group, Vec::new(), Err(error));
+            let failure = GroupFailure {
+                try_later: try_later::is_try_later(&error),
+                message: format!("beginning a transaction: {error}"),
+            };
+            group::answer(group, Vec::new(), Err(failure));
             return;
         }
     };
     let mut outcomes = Vec::with_capacity(group.len());
     for job in &group {
-        outcomes.push(run_in_savepoint(&mut tx, job));
+        outcomes.push(run_in_savepoint(&mut tx, job).map_err(try_later::mark));
     }
-    let commit = tx.commit().map_err(|error| error.to_string());
-    if let Err(error) = &commit {
-        tracing::error!("event store: commit failed: {error}");
+    // After a full disk or an I/O error SQLite may have rolled the whole
+    // transaction back by itself; the commit then fails with a plain "no
+    // transaction is active", which is still the disk's doing.
+    let job_hit_the_disk = outcomes
+        .iter()
+        .any(|outcome| outcome.as_ref().is_err_and(crate::store::is_unavailable));
+    let commit = tx.commit().map_err(|error| GroupFailure {
+        try_later: job_hit_the_disk || try_later::is_try_later(&error),
+        message: error.to_string(),
+    });
+    if let Err(failure) = &commit {
+        tracing::error!("event store: commit failed: {}", failure.message);
     }
     group::answer(group, outcomes, commit);
 }
