@@ -13,9 +13,10 @@ use common::test_plugin;
 use hookhost::config::Config;
 use hookhost::store::backend::Stores;
 use hookhost::store::{
-    AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryQueue, DeliveryRow, EventFilter,
+    AfterFailure, ClaimedDelivery, Clock, DeliveryFilter, DeliveryQueue, DeliveryRow, EventFilter,
     EventLog, EventStore, IngestRecord, Persisted, PollBook, PollLease, PollRecord, RawRequest,
-    SavedCursor, StateChange, StateRefused, StateStore, StoredEventRow, Unavailable, UnixMs,
+    SavedCursor, Settled, StateChange, StateRefused, StateStore, StoredEventRow, Unavailable,
+    UnixMs,
 };
 use hookhost::Host;
 
@@ -48,16 +49,25 @@ impl DeliveryQueue for FailingStore {
     async fn list_deliveries(&self, _: DeliveryFilter) -> Result<Vec<DeliveryRow>> {
         down()
     }
-    async fn claim_due(&self, _: UnixMs, _: Duration, _: u32) -> Result<Vec<ClaimedDelivery>> {
+    async fn claim_due(
+        &self,
+        _: &[String],
+        _: Clock,
+        _: Duration,
+        _: u32,
+    ) -> Result<Vec<ClaimedDelivery>> {
         down()
     }
     async fn next_due(&self) -> Result<Option<UnixMs>> {
         down()
     }
-    async fn complete(&self, _: i64, _: UnixMs) -> Result<()> {
+    async fn due_in(&self, _: &[String], _: Clock) -> Result<Option<Duration>> {
         down()
     }
-    async fn fail(&self, _: i64, _: String, _: AfterFailure, _: UnixMs) -> Result<()> {
+    async fn complete(&self, _: i64, _: u64, _: Clock) -> Result<Settled> {
+        down()
+    }
+    async fn fail(&self, _: i64, _: u64, _: String, _: AfterFailure, _: Clock) -> Result<Settled> {
         down()
     }
     async fn retry(&self, _: i64, _: UnixMs) -> Result<Option<DeliveryRow>> {
@@ -80,7 +90,7 @@ impl PollBook for FailingStore {
         &self,
         _: &str,
         _: &[String],
-        _: UnixMs,
+        _: Clock,
         _: Duration,
     ) -> Result<Vec<PollLease>> {
         down()

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use hookhost::store::postgres::{PostgresStore, SCHEMA_VERSION};
 use hookhost::store::sqlite::{Commit, SqliteStore};
 use hookhost::store::{
-    AfterFailure, DeliveryFilter, DeliveryQueue, DeliveryState, EventFilter, EventLog, EventStore,
-    IngestRecord, NewEvent, Persisted, PollBook, PollRecord, RawRequest, SavedCursor, StateChange,
-    StateRefused, UnixMs, STATE_MAX_KEYS,
+    AfterFailure, Clock, DeliveryFilter, DeliveryQueue, DeliveryState, EventFilter, EventLog,
+    EventStore, IngestRecord, NewEvent, Persisted, PollBook, PollLease, PollRecord, RawRequest,
+    SavedCursor, Settled, StateChange, StateRefused, UnixMs, STATE_MAX_KEYS,
 };
 
 use common::postgres::Postgres;
@@ -60,6 +60,8 @@ conformance!(
     purging_removes_old_events_with_their_requests_and_deliveries,
     a_poll_saves_events_cursor_and_state_together_or_not_at_all,
     a_poll_lease_changes_hands_only_when_it_runs_out_and_fences_the_old_holder,
+    a_claim_takes_only_deliveries_of_the_given_handlers_by_the_chosen_clock,
+    poll_leases_are_spread_over_the_nodes_and_released_when_a_plugin_goes,
     state_is_per_plugin_and_a_refused_batch_changes_nothing,
     a_failing_write_does_not_fail_the_writes_committed_with_it,
     a_closed_store_refuses_writes,
@@ -114,6 +116,12 @@ fn all(limit: u32) -> EventFilter {
         limit,
         ..EventFilter::default()
     }
+}
+
+/// The handler plugins the cases' claims are for: the subscriber of `record`'s
+/// events.
+fn handlers() -> Vec<String> {
+    vec!["notify".to_string()]
 }
 
 fn all_deliveries() -> DeliveryFilter {
@@ -348,20 +356,51 @@ mod cases {
             .unwrap();
         assert_eq!(store.next_due().await.unwrap(), Some(100));
         let lease = Duration::from_millis(1000);
-        let claimed = store.claim_due(100, lease, 10).await.unwrap();
+        let claimed = store
+            .claim_due(&handlers(), 100.into(), lease, 10)
+            .await
+            .unwrap();
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].attempt, 1);
         assert_eq!(claimed[0].plugin, "notify");
         assert_eq!(claimed[0].event.event_id, "a");
         assert_eq!(store.next_due().await.unwrap(), Some(1100));
-        assert!(store.claim_due(500, lease, 10).await.unwrap().is_empty());
-        let again = store.claim_due(1100, lease, 10).await.unwrap();
-        assert_eq!(again[0].attempt, 2);
-        store
-            .fail(again[0].id, "boom".into(), AfterFailure::Dead, 1200)
+        assert!(store
+            .claim_due(&handlers(), 500.into(), lease, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        let again = store
+            .claim_due(&handlers(), 1100.into(), lease, 10)
             .await
             .unwrap();
-        assert!(store.claim_due(99_999, lease, 10).await.unwrap().is_empty());
+        assert_eq!(again[0].attempt, 2);
+        let stale = store
+            .fail(
+                again[0].id,
+                claimed[0].lease,
+                "late".into(),
+                AfterFailure::Dead,
+                1150.into(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(stale, Settled::Stale);
+        store
+            .fail(
+                again[0].id,
+                again[0].lease,
+                "boom".into(),
+                AfterFailure::Dead,
+                1200.into(),
+            )
+            .await
+            .unwrap();
+        assert!(store
+            .claim_due(&handlers(), 99_999.into(), lease, 10)
+            .await
+            .unwrap()
+            .is_empty());
         let dead = store
             .list_deliveries(DeliveryFilter {
                 state: Some(DeliveryState::Dead),
@@ -379,9 +418,23 @@ mod cases {
         assert_eq!(retried.next_attempt_at, 2000);
         assert_eq!(retried.last_error.as_deref(), Some("boom"));
         assert!(store.retry(i64::MAX, 2000).await.unwrap().is_none());
-        let third = store.claim_due(2000, lease, 10).await.unwrap();
+        let third = store
+            .claim_due(&handlers(), 2000.into(), lease, 10)
+            .await
+            .unwrap();
         assert_eq!(third[0].attempt, 1);
-        store.complete(third[0].id, 2001).await.unwrap();
+        // The claim before the retry is fenced off too.
+        assert_eq!(
+            store
+                .complete(third[0].id, again[0].lease, 2001.into())
+                .await
+                .unwrap(),
+            Settled::Stale
+        );
+        store
+            .complete(third[0].id, third[0].lease, 2001.into())
+            .await
+            .unwrap();
         assert_eq!(store.next_due().await.unwrap(), None);
         let done = store.list_deliveries(all_deliveries()).await.unwrap();
         assert_eq!(done[0].state, DeliveryState::Delivered);
@@ -396,21 +449,35 @@ mod cases {
             .unwrap();
         let lease = Duration::from_secs(60);
         // The limit bounds one claim; the rest stay due.
-        let first = store.claim_due(100, lease, 2).await.unwrap();
+        let first = store
+            .claim_due(&handlers(), 100.into(), lease, 2)
+            .await
+            .unwrap();
         assert_eq!(first.len(), 2);
-        let rest = store.claim_due(100, lease, 10).await.unwrap();
+        let rest = store
+            .claim_due(&handlers(), 100.into(), lease, 10)
+            .await
+            .unwrap();
         assert_eq!(rest.len(), 1);
         store
             .fail(
                 first[0].id,
+                first[0].lease,
                 "later".into(),
-                AfterFailure::RetryAt(5000),
-                200,
+                AfterFailure::RetryIn(Duration::from_millis(4800)),
+                200.into(),
             )
             .await
             .unwrap();
-        assert!(store.claim_due(4999, lease, 10).await.unwrap().is_empty());
-        let retried = store.claim_due(5000, lease, 10).await.unwrap();
+        assert!(store
+            .claim_due(&handlers(), 4999.into(), lease, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        let retried = store
+            .claim_due(&handlers(), 5000.into(), lease, 10)
+            .await
+            .unwrap();
         assert_eq!(retried.len(), 1);
         assert_eq!(retried[0].id, first[0].id);
         assert_eq!(retried[0].attempt, 2);
@@ -521,31 +588,34 @@ mod cases {
     ) {
         let plugins = vec!["feed".to_string()];
         let ttl = Duration::from_millis(1000);
-        let a = store.keep_poll_leases("a", &plugins, 0, ttl).await.unwrap();
+        let a = store
+            .keep_poll_leases("a", &plugins, 0.into(), ttl)
+            .await
+            .unwrap();
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].plugin, "feed");
         assert_eq!(a[0].expires_at, 1000);
         assert!(store
-            .keep_poll_leases("b", &plugins, 500, ttl)
+            .keep_poll_leases("b", &plugins, 500.into(), ttl)
             .await
             .unwrap()
             .is_empty());
         // Renewing keeps the token, so a's poll in flight stays valid.
         let renewed = store
-            .keep_poll_leases("a", &plugins, 900, ttl)
+            .keep_poll_leases("a", &plugins, 900.into(), ttl)
             .await
             .unwrap();
         assert_eq!(renewed[0].token, a[0].token);
         assert_eq!(renewed[0].expires_at, 1900);
         // a stops renewing (paused); b takes over once the lease ran out.
         let b = store
-            .keep_poll_leases("b", &plugins, 1900, ttl)
+            .keep_poll_leases("b", &plugins, 1900.into(), ttl)
             .await
             .unwrap();
         assert!(b[0].token > a[0].token);
         // a comes back: the lease is b's now.
         assert!(store
-            .keep_poll_leases("a", &plugins, 2000, ttl)
+            .keep_poll_leases("a", &plugins, 2000.into(), ttl)
             .await
             .unwrap()
             .is_empty());
@@ -585,10 +655,123 @@ mod cases {
         // Released at shutdown, the lease is free at once.
         store.release_poll_leases("b").await.unwrap();
         let c = store
-            .keep_poll_leases("c", &plugins, 2000, ttl)
+            .keep_poll_leases("c", &plugins, 2000.into(), ttl)
             .await
             .unwrap();
         assert!(c[0].token > b[0].token);
+    }
+
+    pub async fn a_claim_takes_only_deliveries_of_the_given_handlers_by_the_chosen_clock(
+        store: Arc<dyn EventStore>,
+    ) {
+        store
+            .persist_ingest(record(&["a"], &["notify", "audit"], 100))
+            .await
+            .unwrap();
+        let lease = Duration::from_secs(3600);
+        // A node without `audit` loaded leaves its delivery alone.
+        let claimed = store
+            .claim_due(&handlers(), 100.into(), lease, 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].plugin, "notify");
+        assert!(store
+            .claim_due(&["other".to_string()], 100.into(), lease, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        let audit = vec!["audit".to_string()];
+        assert_eq!(
+            store.due_in(&audit, 40.into()).await.unwrap(),
+            Some(Duration::from_millis(60))
+        );
+        assert_eq!(
+            store
+                .due_in(&["other".to_string()], 40.into())
+                .await
+                .unwrap(),
+            None
+        );
+        // By the database's clock (now, far past 100) it is due, and once claimed
+        // it is leased for an hour by that clock, whatever the caller's says.
+        let by_database = store
+            .claim_due(&audit, Clock::Database, lease, 10)
+            .await
+            .unwrap();
+        assert_eq!(by_database.len(), 1);
+        assert_eq!(by_database[0].plugin, "audit");
+        assert!(by_database[0].lease > 0);
+        assert!(store
+            .claim_due(&audit, Clock::Database, lease, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        let wait = store
+            .due_in(&audit, Clock::Database)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(wait > Duration::from_secs(3000), "{wait:?}");
+        assert_eq!(
+            store
+                .complete(by_database[0].id, by_database[0].lease, Clock::Database)
+                .await
+                .unwrap(),
+            Settled::Recorded
+        );
+    }
+
+    pub async fn poll_leases_are_spread_over_the_nodes_and_released_when_a_plugin_goes(
+        store: Arc<dyn EventStore>,
+    ) {
+        let plugins: Vec<String> = (1..=4).map(|n| format!("p{n}")).collect();
+        let ttl = Duration::from_millis(1000);
+        let names = |leases: Vec<PollLease>| -> Vec<String> {
+            leases.into_iter().map(|lease| lease.plugin).collect()
+        };
+        // Alone, a takes every lease.
+        let a = store
+            .keep_poll_leases("a", &plugins, 0.into(), ttl)
+            .await
+            .unwrap();
+        assert_eq!(names(a), plugins);
+        // b joins: everything is held, so it gets nothing yet...
+        let b = store
+            .keep_poll_leases("b", &plugins, 100.into(), ttl)
+            .await
+            .unwrap();
+        assert!(b.is_empty());
+        // ...a hands over what b should hold, and keeps its share...
+        let a = store
+            .keep_poll_leases("a", &plugins, 200.into(), ttl)
+            .await
+            .unwrap();
+        assert_eq!(names(a), ["p3", "p4"]);
+        // ...which b takes at its next round.
+        let b = store
+            .keep_poll_leases("b", &plugins, 300.into(), ttl)
+            .await
+            .unwrap();
+        assert_eq!(names(b), ["p1", "p2"]);
+        // p4 is removed from a: its lease is released, and b takes it at once.
+        let a = store
+            .keep_poll_leases("a", &plugins[..3], 400.into(), ttl)
+            .await
+            .unwrap();
+        assert_eq!(names(a), ["p3"]);
+        let b = store
+            .keep_poll_leases("b", &plugins, 500.into(), ttl)
+            .await
+            .unwrap();
+        assert_eq!(names(b), ["p1", "p2", "p4"]);
+        // b stops (releases at shutdown): a, the only node left, takes what it can poll.
+        store.release_poll_leases("b").await.unwrap();
+        let a = store
+            .keep_poll_leases("a", &plugins[..3], 600.into(), ttl)
+            .await
+            .unwrap();
+        assert_eq!(names(a), ["p1", "p2", "p3"]);
     }
 
     pub async fn state_is_per_plugin_and_a_refused_batch_changes_nothing(
@@ -785,7 +968,7 @@ async fn two_nodes_claiming_at_once_never_get_the_same_delivery() {
         let mut claimed = Vec::new();
         loop {
             let batch = node
-                .claim_due(1000, Duration::from_secs(60), 7)
+                .claim_due(&handlers(), 1000.into(), Duration::from_secs(60), 7)
                 .await
                 .unwrap();
             if batch.is_empty() {
@@ -816,30 +999,38 @@ async fn a_node_starting_leaves_the_claims_and_leases_of_running_nodes_alone() {
     a.persist_ingest(record(&["x"], &["notify"], 100))
         .await
         .unwrap();
-    let claimed = a.claim_due(100, Duration::from_secs(60), 10).await.unwrap();
+    let claimed = a
+        .claim_due(&handlers(), 100.into(), Duration::from_secs(60), 10)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     let plugins = vec!["feed".to_string()];
     let lease = a
-        .keep_poll_leases("a", &plugins, 100, Duration::from_secs(60))
+        .keep_poll_leases("a", &plugins, 100.into(), Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(lease.len(), 1);
 
     let b = open(&url).await;
     assert!(b
-        .claim_due(200, Duration::from_secs(60), 10)
+        .claim_due(&handlers(), 200.into(), Duration::from_secs(60), 10)
         .await
         .unwrap()
         .is_empty());
     assert!(b
-        .keep_poll_leases("b", &plugins, 200, Duration::from_secs(60))
+        .keep_poll_leases("b", &plugins, 200.into(), Duration::from_secs(60))
         .await
         .unwrap()
         .is_empty());
     // Node a dies: once its claim runs out, b completes the delivery.
     drop(a);
     let taken = b
-        .claim_due(100 + 60_000, Duration::from_secs(60), 10)
+        .claim_due(
+            &handlers(),
+            (100 + 60_000).into(),
+            Duration::from_secs(60),
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(taken.len(), 1);

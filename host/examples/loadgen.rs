@@ -162,8 +162,8 @@ impl Signer {
                 let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
                 mac.update(format!("{delivery}.{timestamp}.").as_bytes());
                 mac.update(body);
-                let signature = base64::engine::general_purpose::STANDARD
-                    .encode(mac.finalize().into_bytes());
+                let signature =
+                    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
                 vec![
                     ("webhook-id", delivery.into()),
                     ("webhook-timestamp", timestamp),
@@ -240,12 +240,8 @@ async fn main() -> Result<()> {
         let workers: Vec<_> = (0..options.connections)
             .map(|worker| {
                 let (uri, authority) = targets[worker % targets.len()].clone();
-                let (body, signer, run, sequence) = (
-                    body.clone(),
-                    signer.clone(),
-                    run.clone(),
-                    sequence.clone(),
-                );
+                let (body, signer, run, sequence) =
+                    (body.clone(), signer.clone(), run.clone(), sequence.clone());
                 tokio::spawn(async move {
                     let stream = tokio::net::TcpStream::connect(authority.as_str())
                         .await

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 use hookhost::store::{
-    AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryQueue, DeliveryRow, EventFilter,
-    EventLog, EventStore, IngestRecord, Persisted, PollBook, PollLease, PollRecord, RawRequest,
-    SavedCursor, StateChange, StateRefused, StateStore, StoredEventRow, UnixMs,
+    now_ms, AfterFailure, ClaimedDelivery, Clock, DeliveryFilter, DeliveryQueue, DeliveryRow,
+    EventFilter, EventLog, EventStore, IngestRecord, Persisted, PollBook, PollLease, PollRecord,
+    RawRequest, SavedCursor, Settled, StateChange, StateRefused, StateStore, StoredEventRow,
+    UnixMs,
 };
 
 /// Persistence off: acknowledges everything and keeps nothing.
@@ -34,17 +35,26 @@ impl DeliveryQueue for NullStore {
     async fn list_deliveries(&self, _: DeliveryFilter) -> Result<Vec<DeliveryRow>> {
         Ok(vec![])
     }
-    async fn claim_due(&self, _: UnixMs, _: Duration, _: u32) -> Result<Vec<ClaimedDelivery>> {
+    async fn claim_due(
+        &self,
+        _: &[String],
+        _: Clock,
+        _: Duration,
+        _: u32,
+    ) -> Result<Vec<ClaimedDelivery>> {
         Ok(vec![])
     }
     async fn next_due(&self) -> Result<Option<UnixMs>> {
         Ok(None)
     }
-    async fn complete(&self, _: i64, _: UnixMs) -> Result<()> {
-        Ok(())
+    async fn due_in(&self, _: &[String], _: Clock) -> Result<Option<Duration>> {
+        Ok(None)
     }
-    async fn fail(&self, _: i64, _: String, _: AfterFailure, _: UnixMs) -> Result<()> {
-        Ok(())
+    async fn complete(&self, _: i64, _: u64, _: Clock) -> Result<Settled> {
+        Ok(Settled::Recorded)
+    }
+    async fn fail(&self, _: i64, _: u64, _: String, _: AfterFailure, _: Clock) -> Result<Settled> {
+        Ok(Settled::Recorded)
     }
     async fn retry(&self, _: i64, _: UnixMs) -> Result<Option<DeliveryRow>> {
         Ok(None)
@@ -67,9 +77,13 @@ impl PollBook for NullStore {
         &self,
         _: &str,
         plugins: &[String],
-        now: UnixMs,
+        now: Clock,
         ttl: Duration,
     ) -> Result<Vec<PollLease>> {
+        let now = match now {
+            Clock::At(at) => at,
+            Clock::Database => now_ms(),
+        };
         let expires_at = now + ttl.as_millis() as UnixMs;
         Ok(plugins
             .iter()

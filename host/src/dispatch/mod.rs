@@ -5,6 +5,16 @@
 //!
 //! Delivery is at least once: an attempt is counted when it is claimed, so a crash
 //! during a call shows up as an attempt, and the delivery comes again after restart.
+//!
+//! Several nodes may share the queue (PostgreSQL). A node claims only deliveries
+//! of the handler plugins it has loaded, so a node without a handler (a rolling
+//! deploy, a plugin removed on one node) leaves them to the nodes that have it
+//! instead of spending their attempts. Whether a delivery is due and whether a
+//! claim ran out are decided by the database's clock (`Clock::Database`), never
+//! this node's. Every outcome is recorded under the claim's fencing token: a node
+//! that was paused past its lease, while another node claimed the delivery again,
+//! finds its outcome refused (`Settled::Stale`), and drops and logs it.
+//!
 //! A call refused for want of capacity (no slot or instance free) never reached the
 //! handler: the delivery is put back with that attempt uncounted (`put_back`).
 
@@ -24,7 +34,9 @@ use crate::plugins::bindings::{Event, StoredEvent};
 use crate::plugins::loaded::{CallError, DEFAULT_CALL_TIMEOUT};
 use crate::plugins::plugin_error;
 use crate::plugins::registry::Registry;
-use crate::store::{now_ms, AfterFailure, ClaimedDelivery, DeliveryQueue, DeliveryState};
+use crate::store::{
+    now_ms, AfterFailure, ClaimedDelivery, Clock, DeliveryQueue, DeliveryState, Settled,
+};
 
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(5);
@@ -129,9 +141,10 @@ impl Dispatcher {
                 in_flight.join_next().await;
                 continue;
             }
+            let handlers = this.handlers();
             match this
                 .store
-                .claim_due(now_ms(), this.lease, room as u32)
+                .claim_due(&handlers, Clock::Database, this.lease, room as u32)
                 .await
             {
                 Ok(claimed) if !claimed.is_empty() => {
@@ -154,8 +167,8 @@ impl Dispatcher {
                     continue;
                 }
             }
-            let wait = match this.store.next_due().await {
-                Ok(Some(at)) => Duration::from_millis(at.saturating_sub(now_ms())).min(IDLE),
+            let wait = match this.store.due_in(&handlers, Clock::Database).await {
+                Ok(Some(wait)) => wait.min(IDLE),
                 Ok(None) => IDLE,
                 Err(error) => {
                     outage.failed(&error);
@@ -176,6 +189,17 @@ impl Dispatcher {
             );
         }
         while in_flight.join_next().await.is_some() {}
+    }
+
+    /// The plugins loaded here, whose deliveries this node may claim. A plugin
+    /// loaded later is noticed at the next claim (within `IDLE`).
+    fn handlers(&self) -> Vec<String> {
+        self.registry
+            .snapshot()
+            .into_iter()
+            .filter(|(_, entry)| entry.current.is_some())
+            .map(|(id, _)| id)
+            .collect()
     }
 
     async fn deliver(self: Arc<Self>, delivery: ClaimedDelivery) {
@@ -215,7 +239,6 @@ impl Dispatcher {
                 }
             }
         };
-        let now = now_ms();
         let (recorded, new_state) = match outcome {
             Ok(()) => {
                 tracing::info!(
@@ -228,7 +251,9 @@ impl Dispatcher {
                 self.metrics
                     .delivery_finished(&plugin_id, Delivery::Delivered);
                 (
-                    self.store.complete(delivery.id, now).await,
+                    self.store
+                        .complete(delivery.id, delivery.lease, Clock::Database)
+                        .await,
                     DeliveryState::Delivered,
                 )
             }
@@ -256,24 +281,35 @@ impl Dispatcher {
                         "delivery failed, will retry: {error}"
                     );
                     self.metrics.delivery_finished(&plugin_id, Delivery::Failed);
-                    AfterFailure::RetryAt(now + delay.as_millis() as u64)
+                    AfterFailure::RetryIn(delay)
                 };
                 let new_state = match after {
                     AfterFailure::Dead => DeliveryState::Dead,
-                    AfterFailure::RetryAt(_) => DeliveryState::Pending,
+                    AfterFailure::RetryIn(_) => DeliveryState::Pending,
                 };
-                (
-                    self.store.fail(delivery.id, error, after, now).await,
-                    new_state,
-                )
+                let recorded = self
+                    .store
+                    .fail(delivery.id, delivery.lease, error, after, Clock::Database)
+                    .await;
+                (recorded, new_state)
             }
         };
-        // The lease runs out and the delivery is tried again: at least once.
         match recorded {
-            Ok(()) => self.live.publish(Change::Delivery {
+            Ok(Settled::Recorded) => self.live.publish(Change::Delivery {
                 id: delivery.id.to_string(),
                 state: new_state.as_str(),
             }),
+            // Another claim owns the delivery now; its outcome is the one that counts.
+            Ok(Settled::Stale) => tracing::warn!(
+                plugin = %plugin_id,
+                delivery = delivery.id,
+                attempt = delivery.attempt,
+                lease = delivery.lease,
+                outcome = new_state.as_str(),
+                "stale delivery outcome dropped: the claim ran out and the delivery was \
+                 claimed again (or retried) since"
+            ),
+            // The lease runs out and the delivery is tried again: at least once.
             Err(error) => tracing::error!("{error:#}"),
         }
     }

@@ -4,11 +4,20 @@
 //! free or expired ones every `KEEP_EVERY`, in one store call for all plugins, and
 //! `HeldLeases` is its answer, which the scheduler asks before every poll.
 //!
-//! Why this is safe with nodes that pause, die or start together:
-//! - A lease lasts `LEASE_TTL` from the round that renewed it. This node stops
-//!   treating it as held `EXPIRY_MARGIN` before that (by its own clock), so a
+//! The store spreads the leases over the live nodes (each takes at most its
+//! share while other nodes that can poll the same plugins are alive: see
+//! `store::sql::poll_share`), and a round releases the leases of plugins no
+//! longer loaded here, so that another node takes them over at once.
+//!
+//! Why this is safe with nodes that pause, die, start together or whose clocks
+//! differ:
+//! - Whether a lease ran out, and when a renewed one runs out, is decided by the
+//!   database's clock. This node counts a lease as held until `LEASE_TTL` after
+//!   the round that renewed it started, less `EXPIRY_MARGIN`, by its own clock
+//!   (the store's expiry, by the database's clock, is later than that), so a
 //!   node that was paused, or whose rounds fail, stops polling on its own; another
-//!   node can take the lease only once it has run out in the store.
+//!   node can take the lease only once it has run out in the store. A node
+//!   whose clock is off by any amount takes no lease early.
 //! - Whatever a node believes, the store has the last word: a poll's save carries
 //!   the token it ran under and is refused once the lease has changed hands, so a
 //!   poll that outlived its lease can never write over the new holder's cursor.
@@ -28,14 +37,14 @@ use tokio::sync::{mpsc, Notify};
 use crate::node::NodeId;
 use crate::outage::Outage;
 use crate::plugins::registry::Registry;
-use crate::store::{now_ms, PollBook, PollLease, UnixMs};
+use crate::store::{now_ms, Clock, PollBook, PollLease, UnixMs};
 
 /// How often the keeper renews and takes leases.
 pub const KEEP_EVERY: Duration = Duration::from_secs(3);
 /// How long a lease lasts after the round that renewed it.
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
-/// A lease counts as lost this long before it runs out, for clocks that differ
-/// a little between nodes.
+/// A lease counts as lost this long before it runs out by this node's count,
+/// for a clock that runs a little slower here than the database's.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(1);
 /// The longest a round may take; a slower store counts as failing.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -146,12 +155,30 @@ pub struct LeaseKeeper {
     pub keep_now: Arc<Notify>,
 }
 
+/// `leases` as a round that started at `started` (by this node's clock) returned
+/// them: each counts as held until `LEASE_TTL` after that, by this node's clock.
+/// The store's expiry (by the database's clock) is no earlier, since the round
+/// renewed it after it started.
+fn by_node_clock(leases: Vec<PollLease>, started: UnixMs) -> Vec<PollLease> {
+    let expires_at = started.saturating_add(LEASE_TTL.as_millis() as UnixMs);
+    leases
+        .into_iter()
+        .map(|lease| PollLease {
+            expires_at,
+            ..lease
+        })
+        .collect()
+}
+
 impl LeaseKeeper {
     /// Runs rounds (the first at once) until `stop` resolves. A round in flight
     /// then finishes first, so that nothing renews a lease after the caller
     /// released them.
     pub async fn run(self, stop: impl Future<Output = ()>) {
         let mut outage = Outage::new("renewing poll leases");
+        // Whether the last round had polling plugins: a round after the last one
+        // went away still asks the store, to release their leases.
+        let mut had_plugins = false;
         let mut ticks = tokio::time::interval(KEEP_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(stop);
@@ -162,22 +189,22 @@ impl LeaseKeeper {
                 _ = ticks.tick() => {}
                 _ = self.keep_now.notified() => {}
             }
-            self.round(&mut outage).await;
+            had_plugins = self.round(&mut outage, had_plugins).await;
         }
     }
 
-    async fn round(&self, outage: &mut Outage) {
+    /// One round; returns whether there were polling plugins to keep.
+    async fn round(&self, outage: &mut Outage, had_plugins: bool) -> bool {
         let plugins = polling_plugins(&self.registry);
-        if plugins.is_empty() {
-            // Nothing to hold; a lease of a plugin removed here runs out by itself.
+        if plugins.is_empty() && !had_plugins {
             self.held.replace(Vec::new(), now_ms());
-            return;
+            return false;
         }
-        let now = now_ms();
+        let started = now_ms();
         let kept = tokio::time::timeout(
             ROUND_TIMEOUT,
             self.store
-                .keep_poll_leases(self.node.as_str(), &plugins, now, LEASE_TTL),
+                .keep_poll_leases(self.node.as_str(), &plugins, Clock::Database, LEASE_TTL),
         )
         .await
         .unwrap_or_else(|_| {
@@ -191,17 +218,29 @@ impl LeaseKeeper {
                 leases
             }
             Err(error) => {
-                // The held leases stay as they were and lapse at their expiry.
+                // The held leases stay as they were and lapse at their expiry;
+                // the next round asks again (a removed plugin's release included).
                 outage.failed(&error);
-                return;
+                return true;
             }
         };
+        let leases = by_node_clock(leases, started);
         let (taken, lost) = self.held.replace(leases, now_ms());
+        let (released, lost): (Vec<String>, Vec<String>) =
+            lost.into_iter().partition(|id| !plugins.contains(id));
+        if !released.is_empty() {
+            tracing::info!(
+                node = %self.node,
+                plugins = %summary(&released),
+                "poll leases released: the plugins are no longer loaded here"
+            );
+        }
         if !lost.is_empty() {
             tracing::warn!(
                 node = %self.node,
                 plugins = %summary(&lost),
-                "poll leases lost to another node (this node was too slow to renew them)"
+                "poll leases no longer held (handed over to a node holding fewer, or \
+                 renewed too late)"
             );
         }
         if !taken.is_empty() {
@@ -209,6 +248,7 @@ impl LeaseKeeper {
             // The timer task outlives the keeper unless the host is shutting down.
             let _ = self.taken.send(taken);
         }
+        !plugins.is_empty()
     }
 }
 
@@ -281,6 +321,20 @@ mod tests {
         assert!(taken.is_empty());
         // c had lapsed already, so only b is news.
         assert_eq!(lost, ["b"]);
+    }
+
+    #[test]
+    fn a_lease_counts_as_held_from_the_round_start_by_this_nodes_clock() {
+        // The database's clock is an hour behind this node's.
+        let renewed = vec![lease("feed", 4, 1_000 + 10_000)];
+        let started = 3_600_000;
+        let held = by_node_clock(renewed, started);
+        assert_eq!(held[0].token, 4);
+        assert_eq!(
+            held[0].expires_at,
+            started + LEASE_TTL.as_millis() as UnixMs
+        );
+        assert!(usable(&held[0], started + 1));
     }
 
     #[test]

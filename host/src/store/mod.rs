@@ -20,7 +20,11 @@
 //! Nothing here imports the rest of the host. Delivery claiming works the same on
 //! both backends: a claim sets a lease (`claimed_until`) instead of taking a lock,
 //! which PostgreSQL takes with `SELECT ... FOR UPDATE SKIP LOCKED`, and a claimant
-//! that dies simply lets its lease run out.
+//! that dies simply lets its lease run out. Each claim also gets a fencing token
+//! (`claim_token`), and completing or failing a delivery changes it only under
+//! the token of its current claim, so a claimant that outlived its lease cannot
+//! undo what the next one did. Leases run out by the database's clock
+//! (`Clock::Database`), never a node's.
 
 pub mod backend;
 pub mod components;
@@ -36,9 +40,38 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::Serialize;
 
-/// Milliseconds since the Unix epoch; the store's only notion of time, always given
-/// by the caller so that the store itself never reads a clock.
+/// Milliseconds since the Unix epoch.
 pub type UnixMs = u64;
+
+/// Which clock decides a write that compares times: whether a delivery is due,
+/// whether a lease ran out, and when a new one does.
+///
+/// Nodes of a fleet disagree about the time (a node whose clock runs fast would
+/// take leases others still hold), so the host always asks for `Database`: the
+/// database's own clock, read inside the write's statement, after any wait for
+/// a connection or a group commit. `At` fixes the time, for tests of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    Database,
+    At(UnixMs),
+}
+
+impl From<UnixMs> for Clock {
+    fn from(at: UnixMs) -> Self {
+        Clock::At(at)
+    }
+}
+
+/// What became of a state change of a claimed delivery (see
+/// `DeliveryQueue::complete`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    Recorded,
+    /// The claim was no longer the caller's: its lease ran out and another claim
+    /// (another node's, or this one's later attempt) or an operator's retry has
+    /// taken the delivery since. Nothing changed.
+    Stale,
+}
 
 /// The HTTP request a provider sent, kept byte for byte so that it can be replayed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,13 +198,17 @@ pub struct ClaimedDelivery {
     pub id: i64,
     pub plugin: String,
     pub attempt: u32,
+    /// The claim's fencing token: larger every time the delivery is claimed or
+    /// retried. Settling the delivery under an older token changes nothing.
+    pub lease: u64,
     pub event: StoredEventRow,
 }
 
 /// What to do with a delivery whose attempt failed.
 #[derive(Debug, Clone, Copy)]
 pub enum AfterFailure {
-    RetryAt(UnixMs),
+    /// Due again this long after the failure, by the clock that records it.
+    RetryIn(Duration),
     Dead,
 }
 
@@ -304,11 +341,13 @@ pub trait EventLog: Send + Sync + 'static {
 pub trait DeliveryQueue: Send + Sync + 'static {
     async fn list_deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRow>>;
 
-    /// Leases up to `limit` pending deliveries due at `now` until `now + lease` and
-    /// counts the attempt. A delivery whose lease ran out is due again.
+    /// Leases up to `limit` pending deliveries of `handlers` due at `now` for
+    /// `lease` and counts the attempt. A delivery whose lease ran out is due
+    /// again. Deliveries of other plugins are left to the nodes that have them.
     async fn claim_due(
         &self,
-        now: UnixMs,
+        handlers: &[String],
+        now: Clock,
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>>;
@@ -316,15 +355,24 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     /// When the next pending, unleased delivery falls due, if any.
     async fn next_due(&self) -> Result<Option<UnixMs>>;
 
-    async fn complete(&self, delivery: i64, now: UnixMs) -> Result<()>;
+    /// How long from `now` until the next pending, unleased delivery of
+    /// `handlers` falls due (zero if one is due), if any.
+    async fn due_in(&self, handlers: &[String], now: Clock) -> Result<Option<Duration>>;
 
+    /// Marks the delivery claimed under `lease` delivered, unless the claim is
+    /// no longer that one (`Settled::Stale`, nothing changed).
+    async fn complete(&self, delivery: i64, lease: u64, now: Clock) -> Result<Settled>;
+
+    /// Records a failed attempt of the delivery claimed under `lease`, unless
+    /// the claim is no longer that one (`Settled::Stale`, nothing changed).
     async fn fail(
         &self,
         delivery: i64,
+        lease: u64,
         error: String,
         after: AfterFailure,
-        now: UnixMs,
-    ) -> Result<()>;
+        now: Clock,
+    ) -> Result<Settled>;
 
     /// Puts a delivery back in the queue, due now, with a fresh attempt count.
     /// `None` when there is no such delivery.
@@ -349,15 +397,18 @@ pub trait PollBook: Send + Sync + 'static {
     /// The saved cursor of `plugin`; `None` before its first successful poll.
     async fn poll_cursor(&self, plugin: &str) -> Result<Option<SavedCursor>>;
 
-    /// Renews the poll leases `node` holds among `plugins` and takes every one of
-    /// them that no node holds or whose lease ran out, all until `now + ttl`, in one
-    /// transaction. Returns the leases `node` holds afterwards. A lease that changes
-    /// hands gets a larger token than it ever had.
+    /// One round of `node`'s poll leases, in one transaction: records that
+    /// `node` is alive and can poll `plugins`; releases its leases of plugins no
+    /// longer among them; renews the ones it holds and takes free or expired
+    /// ones, each until `now + ttl`, but holds no more than its share while
+    /// other live nodes that can poll them hold fewer (see `sql::poll_share`).
+    /// Returns the leases `node` holds afterwards. A lease that changes hands
+    /// gets a larger token than it ever had.
     async fn keep_poll_leases(
         &self,
         node: &str,
         plugins: &[String],
-        now: UnixMs,
+        now: Clock,
         ttl: Duration,
     ) -> Result<Vec<PollLease>>;
 
@@ -400,12 +451,27 @@ pub trait EventStore: EventLog + DeliveryQueue + PollBook + StateStore {
     }
 }
 
-/// Now, as the store counts time.
+/// Shifts this node's clock (`now_ms`) by this many milliseconds, read once at
+/// start. For tests only: it makes one node of a fleet run fast or slow, to show
+/// that no lease depends on a node's clock. Not a setting; not documented for use.
+pub const TEST_CLOCK_OFFSET_ENV: &str = "HOOKHOST_TEST_CLOCK_OFFSET_MS";
+
+/// Now, by this node's clock: what it records (`received_at`, `updated_at`) and
+/// how it times its own work. Leases and due times are decided by
+/// `Clock::Database` instead.
 pub fn now_ms() -> UnixMs {
-    std::time::SystemTime::now()
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let offset = *OFFSET.get_or_init(|| {
+        std::env::var(TEST_CLOCK_OFFSET_ENV)
+            .ok()
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0)
+    });
+    let wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as UnixMs)
-        .unwrap_or(0)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    wall.saturating_add(offset).max(0) as UnixMs
 }
 
 #[cfg(test)]

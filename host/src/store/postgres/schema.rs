@@ -105,6 +105,17 @@ INSERT INTO deployment_history (plugin, sha256, deployed_at)
     SELECT plugin, sha256, deployed_at FROM deployments ORDER BY deployed_at;
 DELETE FROM components c WHERE NOT EXISTS (SELECT 1 FROM deployments d WHERE d.sha256 = c.sha256);
 "#,
+    // 3: fenced delivery claims, and which node can poll which plugin (for
+    // spreading poll leases over the nodes).
+    r#"
+ALTER TABLE deliveries ADD COLUMN claim_token BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE poll_wants (
+    plugin TEXT NOT NULL,
+    node TEXT NOT NULL,
+    seen_until BIGINT NOT NULL,
+    PRIMARY KEY (plugin, node)
+);
+"#,
 ];
 
 /// The schema version this hookhost reads and writes.

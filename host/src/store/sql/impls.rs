@@ -12,9 +12,9 @@ use anyhow::{Context, Result};
 use super::reads::{self, Found, Read};
 use super::writes::{self, Write, Written};
 use crate::store::{
-    AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryQueue, DeliveryRow, EventFilter,
+    AfterFailure, ClaimedDelivery, Clock, DeliveryFilter, DeliveryQueue, DeliveryRow, EventFilter,
     EventLog, IngestRecord, Persisted, PollBook, PollLease, PollRecord, RawRequest, SavedCursor,
-    StateChange, StateRefused, StateStore, StoredEventRow, UnixMs,
+    Settled, StateChange, StateRefused, StateStore, StoredEventRow, UnixMs,
 };
 
 /// What a SQL database does itself; see the module docs.
@@ -83,15 +83,18 @@ impl<B: SqlBackend> DeliveryQueue for B {
 
     async fn claim_due(
         &self,
-        now: UnixMs,
+        handlers: &[String],
+        now: Clock,
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>> {
-        let until = now.saturating_add(lease.as_millis() as UnixMs);
-        let written = self
-            .write(Write::Claim { now, until, limit })
-            .await
-            .context("claiming due deliveries")?;
+        let write = Write::Claim {
+            handlers: handlers.to_vec(),
+            now,
+            lease_ms: lease.as_millis() as UnixMs,
+            limit,
+        };
+        let written = self.write(write).await.context("claiming due deliveries")?;
         expect!(written, Written::Claimed, writes::unexpected)
     }
 
@@ -103,30 +106,50 @@ impl<B: SqlBackend> DeliveryQueue for B {
         expect!(found, Found::NextDue, reads::unexpected)
     }
 
-    async fn complete(&self, delivery: i64, now: UnixMs) -> Result<()> {
-        self.write(Write::Complete { delivery, now })
+    async fn due_in(&self, handlers: &[String], now: Clock) -> Result<Option<Duration>> {
+        let read = Read::DueIn {
+            handlers: handlers.to_vec(),
+            now,
+        };
+        let found = self
+            .read(read)
+            .await
+            .context("finding the next due delivery")?;
+        expect!(found, Found::DueIn, reads::unexpected)
+    }
+
+    async fn complete(&self, delivery: i64, lease: u64, now: Clock) -> Result<Settled> {
+        let written = self
+            .write(Write::Complete {
+                delivery,
+                lease,
+                now,
+            })
             .await
             .with_context(|| format!("completing delivery {delivery}"))?;
-        Ok(())
+        expect!(written, Written::Settled, writes::unexpected)
     }
 
     async fn fail(
         &self,
         delivery: i64,
+        lease: u64,
         error: String,
         after: AfterFailure,
-        now: UnixMs,
-    ) -> Result<()> {
+        now: Clock,
+    ) -> Result<Settled> {
         let write = Write::Fail {
             delivery,
+            lease,
             error,
             after,
             now,
         };
-        self.write(write)
+        let written = self
+            .write(write)
             .await
             .with_context(|| format!("recording a failed attempt of delivery {delivery}"))?;
-        Ok(())
+        expect!(written, Written::Settled, writes::unexpected)
     }
 
     async fn put_back(&self, delivery: i64, attempt: u32, at: UnixMs, now: UnixMs) -> Result<()> {
@@ -174,14 +197,14 @@ impl<B: SqlBackend> PollBook for B {
         &self,
         node: &str,
         plugins: &[String],
-        now: UnixMs,
+        now: Clock,
         ttl: Duration,
     ) -> Result<Vec<PollLease>> {
         let write = Write::KeepLeases {
             node: node.to_string(),
             plugins: plugins.to_vec(),
             now,
-            expires_at: now.saturating_add(ttl.as_millis() as UnixMs),
+            ttl_ms: ttl.as_millis() as UnixMs,
         };
         let written = self.write(write).await.context("renewing poll leases")?;
         expect!(written, Written::Leases, writes::unexpected)

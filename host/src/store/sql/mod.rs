@@ -16,6 +16,8 @@
 //! one statement and SQLite in two.
 //!
 //! - `conn`: the `Sql` trait, parameters, rows, the dialect.
+//! - `clock`: the database's clock, which decides leases and due times.
+//! - `poll_share`: a node's round of poll leases, spread over the fleet.
 //! - `rows`: column lists and row decoding.
 //! - `records`: persisting an ingest or a poll record, and state changes.
 //! - `writes`: every write as data (`Write`), run by a backend's writer.
@@ -23,9 +25,11 @@
 //! - `group`: group commit's bound and how a group's callers are answered.
 //! - `impls`: the narrow store traits, implemented once for any `SqlBackend`.
 
+pub mod clock;
 pub mod conn;
 pub mod group;
 pub mod impls;
+pub mod poll_share;
 pub mod reads;
 pub mod records;
 pub mod rows;

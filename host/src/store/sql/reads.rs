@@ -2,9 +2,12 @@
 //! connection that sees the last commit (SQLite's reader beside its writer in WAL
 //! mode; a pooled PostgreSQL connection, which sees every node's commits).
 
+use std::time::Duration;
+
 use anyhow::{anyhow, Result};
 
-use super::conn::{query_one, query_opt, Param, Sql, SqlRowExt};
+use super::clock::resolve;
+use super::conn::{query_one, query_opt, Dialected, Param, Sql, SqlRowExt};
 use super::records::COUNT_STATE;
 use super::rows::{
     delivery_columns, delivery_from_row, event_columns, event_from_row, headers_from_json,
@@ -12,7 +15,8 @@ use super::rows::{
 };
 use crate::store::kind_pattern::KindPattern;
 use crate::store::{
-    DeliveryFilter, DeliveryRow, EventFilter, RawRequest, SavedCursor, StoredEventRow, UnixMs,
+    Clock, DeliveryFilter, DeliveryRow, EventFilter, RawRequest, SavedCursor, StoredEventRow,
+    UnixMs,
 };
 
 #[derive(Debug)]
@@ -21,8 +25,16 @@ pub enum Read {
     Event(i64),
     Deliveries(DeliveryFilter),
     NextDue,
+    /// How long until a delivery of these handler plugins falls due.
+    DueIn {
+        handlers: Vec<String>,
+        now: Clock,
+    },
     Cursor(String),
-    StateValue { plugin: String, key: String },
+    StateValue {
+        plugin: String,
+        key: String,
+    },
     StateLen(String),
 }
 
@@ -34,6 +46,7 @@ pub enum Found {
     Event(Option<Box<(StoredEventRow, Option<RawRequest>)>>),
     Deliveries(Vec<DeliveryRow>),
     NextDue(Option<UnixMs>),
+    DueIn(Option<Duration>),
     Cursor(Option<SavedCursor>),
     StateValue(Option<Vec<u8>>),
     StateLen(u64),
@@ -58,6 +71,17 @@ const EVENT_WITH_REQUEST: &str = concat!(
 const NEXT_DUE: &str = "SELECT MIN(CASE WHEN claimed_until > next_at THEN claimed_until
                      ELSE next_at END)
      FROM deliveries WHERE state = 'pending'";
+
+const NEXT_DUE_OF: Dialected = Dialected {
+    sqlite: "SELECT MIN(CASE WHEN claimed_until > next_at THEN claimed_until
+                     ELSE next_at END)
+     FROM deliveries WHERE state = 'pending'
+       AND plugin IN (SELECT value FROM json_each($1))",
+    postgres: "SELECT MIN(CASE WHEN claimed_until > next_at THEN claimed_until
+                     ELSE next_at END)
+     FROM deliveries WHERE state = 'pending'
+       AND plugin IN (SELECT jsonb_array_elements_text(CAST($1::text AS jsonb)))",
+};
 
 const CURSOR: &str = "SELECT cursor, polled_at FROM poll_cursors WHERE plugin = $1";
 
@@ -86,6 +110,15 @@ pub async fn run<C: Sql>(conn: &C, read: Read) -> Result<Found> {
         Read::NextDue => {
             let next = query_one(conn, NEXT_DUE, &[], |row| row.int(0)).await?;
             Found::NextDue(next.map(|next| next as UnixMs))
+        }
+        Read::DueIn { handlers, now } => {
+            let handlers = serde_json::to_string(&handlers)?;
+            let sql = NEXT_DUE_OF.text(C::DIALECT);
+            let next = query_one(conn, sql, &[handlers.as_str().into()], |row| row.int(0)).await?;
+            let now = resolve(conn, now).await?;
+            Found::DueIn(
+                next.map(|next| Duration::from_millis((next.max(0) as UnixMs).saturating_sub(now))),
+            )
         }
         Read::Cursor(plugin) => {
             let cursor = query_opt(conn, CURSOR, &[(&plugin).into()], |row| {

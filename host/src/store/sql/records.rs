@@ -37,9 +37,18 @@ const INSERT_EVENT: &str = "INSERT INTO events
      ON CONFLICT (plugin, event_id) DO NOTHING
      RETURNING id";
 
-const QUEUE_DELIVERY: &str = "INSERT INTO deliveries (event_id, plugin, state, next_at, updated_at)
-     VALUES ($1, $2, 'pending', $3, $3)
-     ON CONFLICT (event_id, plugin) DO NOTHING";
+// Due at once by the database's clock, which decides when a delivery is due: a
+// node whose clock runs ahead must not hold its new deliveries back by as much.
+const QUEUE_DELIVERY: Dialected = Dialected {
+    sqlite: "INSERT INTO deliveries (event_id, plugin, state, next_at, updated_at)
+     VALUES ($1, $2, 'pending',
+             MIN($3, CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)), $3)
+     ON CONFLICT (event_id, plugin) DO NOTHING",
+    postgres: "INSERT INTO deliveries (event_id, plugin, state, next_at, updated_at)
+     VALUES ($1, $2, 'pending',
+             LEAST($3, (extract(epoch FROM clock_timestamp()) * 1000)::bigint), $3)
+     ON CONFLICT (event_id, plugin) DO NOTHING",
+};
 
 /// Stores `record`'s request and new events and queues their deliveries.
 pub async fn persist<C: Sql>(conn: &C, record: &IngestRecord) -> Result<Vec<Persisted>> {
@@ -121,7 +130,8 @@ async fn persist_events<C: Sql>(
             continue;
         };
         for subscriber in &event.subscribers {
-            conn.execute(QUEUE_DELIVERY, &[id.into(), subscriber.into(), received_at])
+            let queue = QUEUE_DELIVERY.text(C::DIALECT);
+            conn.execute(queue, &[id.into(), subscriber.into(), received_at])
                 .await?;
         }
         outcomes.push(Persisted::New(id));

@@ -5,12 +5,14 @@
 
 use anyhow::{anyhow, Result};
 
+use super::clock::resolve;
 use super::conn::{query_opt, Dialect, Param, Sql, SqlRowExt};
+use super::poll_share;
 use super::records::{apply_state, persist, persist_poll};
 use super::rows::{delivery_columns, delivery_from_row, event_columns, event_from_row};
 use crate::store::{
-    AfterFailure, ClaimedDelivery, DeliveryRow, IngestRecord, Persisted, PollLease, PollRecord,
-    StateChange, UnixMs,
+    AfterFailure, ClaimedDelivery, Clock, DeliveryRow, IngestRecord, Persisted, PollLease,
+    PollRecord, Settled, StateChange, UnixMs,
 };
 
 #[derive(Debug)]
@@ -18,19 +20,25 @@ pub enum Write {
     Ingest(IngestRecord),
     Poll(PollRecord),
     Claim {
-        now: UnixMs,
-        until: UnixMs,
+        /// The handler plugins whose deliveries may be claimed.
+        handlers: Vec<String>,
+        now: Clock,
+        lease_ms: UnixMs,
         limit: u32,
     },
+    /// Fenced: changes nothing unless the delivery is still claimed under `lease`.
     Complete {
         delivery: i64,
-        now: UnixMs,
+        lease: u64,
+        now: Clock,
     },
+    /// Fenced like `Complete`.
     Fail {
         delivery: i64,
+        lease: u64,
         error: String,
         after: AfterFailure,
-        now: UnixMs,
+        now: Clock,
     },
     Retry {
         delivery: i64,
@@ -57,8 +65,8 @@ pub enum Write {
     KeepLeases {
         node: String,
         plugins: Vec<String>,
-        now: UnixMs,
-        expires_at: UnixMs,
+        now: Clock,
+        ttl_ms: UnixMs,
     },
     ReleaseLeases {
         node: String,
@@ -73,6 +81,7 @@ pub enum Written {
     Delivery(Option<DeliveryRow>),
     Count(u64),
     Leases(Vec<PollLease>),
+    Settled(Settled),
     Done,
 }
 
@@ -82,15 +91,19 @@ pub fn unexpected(what: &str, written: Written) -> anyhow::Error {
     anyhow!("the event store answered {what} with {written:?}")
 }
 
+// Fenced by the claim's token and state: a claimant whose lease ran out, and
+// which another claim or a retry has replaced since, changes nothing.
 const COMPLETE: &str = "UPDATE deliveries SET state = 'delivered', claimed_until = NULL,
-         last_error = NULL, updated_at = $2 WHERE id = $1";
+         last_error = NULL, updated_at = $2
+     WHERE id = $1 AND claim_token = $3 AND state = 'pending'";
 
 const FAIL: &str = "UPDATE deliveries SET state = $2, next_at = $3, claimed_until = NULL,
-         last_error = $4, updated_at = $5 WHERE id = $1";
+         last_error = $4, updated_at = $5
+     WHERE id = $1 AND claim_token = $6 AND state = 'pending'";
 
 const RETRY: &str = concat!(
     "UPDATE deliveries SET state = 'pending', attempts = 0, next_at = $2,
-         claimed_until = NULL, updated_at = $2 WHERE id = $1
+         claimed_until = NULL, claim_token = claim_token + 1, updated_at = $2 WHERE id = $1
      RETURNING ",
     delivery_columns!()
 );
@@ -102,50 +115,64 @@ const PUT_BACK: &str = "UPDATE deliveries SET attempts = attempts - 1, next_at =
 const PURGE_EVENTS: &str = "DELETE FROM events WHERE received_at < $1";
 const PURGE_REQUESTS: &str = "DELETE FROM requests WHERE received_at < $1";
 
-// The token grows only when the lease changes hands, so the holder's polls in
-// flight stay valid across its renewals.
-const KEEP_LEASE: &str = "INSERT INTO poll_leases AS l (plugin, holder, token, expires_at)
-     VALUES ($1, $2, 1, $3)
-     ON CONFLICT (plugin) DO UPDATE SET
-         token = CASE WHEN l.holder = $2 THEN l.token ELSE l.token + 1 END,
-         holder = $2,
-         expires_at = $3
-     WHERE l.holder = $2 OR l.expires_at <= $4
-     RETURNING token";
-
 const RELEASE_LEASES: &str = "UPDATE poll_leases SET expires_at = 0 WHERE holder = $1";
+const FORGET_WANTS: &str = "DELETE FROM poll_wants WHERE node = $1";
+
+/// Whether a fenced update found its claim (one row) or not (none).
+fn settled(rows: u64) -> Settled {
+    if rows == 0 {
+        Settled::Stale
+    } else {
+        Settled::Recorded
+    }
+}
 
 pub async fn apply<C: Sql>(conn: &C, write: &Write) -> Result<Written> {
     Ok(match write {
         Write::Ingest(record) => Written::Persisted(persist(conn, record).await?),
         Write::Poll(record) => Written::Persisted(persist_poll(conn, record).await?),
-        Write::Claim { now, until, limit } => {
-            Written::Claimed(claim(conn, *now, *until, *limit).await?)
+        Write::Claim {
+            handlers,
+            now,
+            lease_ms,
+            limit,
+        } => {
+            let now = resolve(conn, *now).await?;
+            let until = now.saturating_add(*lease_ms);
+            Written::Claimed(claim(conn, handlers, now, until, *limit).await?)
         }
-        Write::Complete { delivery, now } => {
-            conn.execute(COMPLETE, &[(*delivery).into(), (*now).into()])
-                .await?;
-            Written::Done
+        Write::Complete {
+            delivery,
+            lease,
+            now,
+        } => {
+            let now = resolve(conn, *now).await?;
+            let params = [(*delivery).into(), now.into(), (*lease).into()];
+            Written::Settled(settled(conn.execute(COMPLETE, &params).await?))
         }
         Write::Fail {
             delivery,
+            lease,
             error,
             after,
             now,
         } => {
+            let now = resolve(conn, *now).await?;
             let (state, next_at) = match after {
-                AfterFailure::RetryAt(at) => ("pending", *at),
-                AfterFailure::Dead => ("dead", *now),
+                AfterFailure::RetryIn(delay) => {
+                    ("pending", now.saturating_add(delay.as_millis() as UnixMs))
+                }
+                AfterFailure::Dead => ("dead", now),
             };
             let params = [
                 (*delivery).into(),
                 state.into(),
                 next_at.into(),
                 error.into(),
-                (*now).into(),
+                now.into(),
+                (*lease).into(),
             ];
-            conn.execute(FAIL, &params).await?;
-            Written::Done
+            Written::Settled(settled(conn.execute(FAIL, &params).await?))
         }
         Write::Retry { delivery, now } => {
             let params = [(*delivery).into(), (*now).into()];
@@ -184,34 +211,14 @@ pub async fn apply<C: Sql>(conn: &C, write: &Write) -> Result<Written> {
             node,
             plugins,
             now,
-            expires_at,
+            ttl_ms,
         } => {
-            // In one order on every node, so that two nodes renewing overlapping
-            // sets cannot deadlock on each other's rows.
-            let mut plugins = plugins.clone();
-            plugins.sort();
-            plugins.dedup();
-            let mut held = Vec::new();
-            for plugin in plugins {
-                let params = [
-                    (&plugin).into(),
-                    node.into(),
-                    (*expires_at).into(),
-                    (*now).into(),
-                ];
-                let token = query_opt(conn, KEEP_LEASE, &params, |row| row.required_int(0)).await?;
-                if let Some(token) = token {
-                    held.push(PollLease {
-                        plugin,
-                        token: token as u64,
-                        expires_at: *expires_at,
-                    });
-                }
-            }
-            Written::Leases(held)
+            let now = resolve(conn, *now).await?;
+            Written::Leases(poll_share::keep(conn, node, plugins, now, *ttl_ms).await?)
         }
         Write::ReleaseLeases { node } => {
             conn.execute(RELEASE_LEASES, &[node.into()]).await?;
+            conn.execute(FORGET_WANTS, &[node.into()]).await?;
             Written::Done
         }
     })
@@ -225,14 +232,16 @@ const CLAIM_WITH_EVENTS: &str = concat!(
          SELECT id FROM deliveries
          WHERE state = 'pending' AND next_at <= $1
            AND (claimed_until IS NULL OR claimed_until <= $1)
+           AND plugin IN (SELECT jsonb_array_elements_text(CAST($4::text AS jsonb)))
          ORDER BY next_at LIMIT $3
          FOR UPDATE SKIP LOCKED),
      claimed AS (
          UPDATE deliveries d
-         SET claimed_until = $2, attempts = d.attempts + 1, updated_at = $1
+         SET claimed_until = $2, attempts = d.attempts + 1,
+             claim_token = d.claim_token + 1, updated_at = $1
          FROM due WHERE d.id = due.id
-         RETURNING d.id, d.event_id, d.plugin, d.attempts)
-     SELECT claimed.id, claimed.plugin, claimed.attempts, ",
+         RETURNING d.id, d.event_id, d.plugin, d.attempts, d.claim_token)
+     SELECT claimed.id, claimed.plugin, claimed.attempts, claimed.claim_token, ",
     event_columns!(),
     " FROM claimed JOIN events e ON e.id = claimed.event_id
      ORDER BY claimed.id"
@@ -240,14 +249,15 @@ const CLAIM_WITH_EVENTS: &str = concat!(
 
 // SQLite has no data-modifying WITH, and its one writer needs no row locks: the
 // claimed rows come back first, then their events one by one.
-const CLAIM: &str =
-    "UPDATE deliveries SET claimed_until = $2, attempts = attempts + 1, updated_at = $1
+const CLAIM: &str = "UPDATE deliveries SET claimed_until = $2, attempts = attempts + 1,
+         claim_token = claim_token + 1, updated_at = $1
      WHERE id IN (
          SELECT id FROM deliveries
          WHERE state = 'pending' AND next_at <= $1
            AND (claimed_until IS NULL OR claimed_until <= $1)
+           AND plugin IN (SELECT value FROM json_each($4))
          ORDER BY next_at LIMIT $3)
-     RETURNING id, event_id, plugin, attempts";
+     RETURNING id, event_id, plugin, attempts, claim_token";
 
 const EVENT: &str = concat!(
     "SELECT ",
@@ -255,14 +265,22 @@ const EVENT: &str = concat!(
     " FROM events e WHERE e.id = $1"
 );
 
-/// Leases up to `limit` due deliveries until `until` and counts their attempts.
+/// Leases up to `limit` due deliveries of `handlers` until `until` and counts
+/// their attempts.
 async fn claim<C: Sql>(
     conn: &C,
+    handlers: &[String],
     now: UnixMs,
     until: UnixMs,
     limit: u32,
 ) -> Result<Vec<ClaimedDelivery>> {
-    let params = [now.into(), until.into(), i64::from(limit).into()];
+    let handlers = serde_json::to_string(handlers)?;
+    let params = [
+        now.into(),
+        until.into(),
+        i64::from(limit).into(),
+        handlers.as_str().into(),
+    ];
     if C::DIALECT == Dialect::Postgres {
         return conn
             .query(CLAIM_WITH_EVENTS, &params, |row| {
@@ -270,7 +288,8 @@ async fn claim<C: Sql>(
                     id: row.required_int(0)?,
                     plugin: row.required_text(1)?,
                     attempt: row.required_int(2)? as u32,
-                    event: event_from_row(row, 3)?,
+                    lease: row.required_int(3)? as u64,
+                    event: event_from_row(row, 4)?,
                 })
             })
             .await;
@@ -282,11 +301,12 @@ async fn claim<C: Sql>(
                 row.required_int(1)?,
                 row.required_text(2)?,
                 row.required_int(3)? as u32,
+                row.required_int(4)? as u64,
             ))
         })
         .await?;
     let mut out = Vec::with_capacity(claimed.len());
-    for (id, event, plugin, attempt) in claimed {
+    for (id, event, plugin, attempt, lease) in claimed {
         let event = query_opt(conn, EVENT, &[event.into()], |row| event_from_row(row, 0))
             .await?
             .ok_or_else(|| anyhow!("delivery {id} is of event {event}, which is not stored"))?;
@@ -294,6 +314,7 @@ async fn claim<C: Sql>(
             id,
             plugin,
             attempt,
+            lease,
             event,
         });
     }

@@ -8,7 +8,14 @@ use rusqlite::Connection;
 /// Bumped, with a migration, whenever `SCHEMA` changes.
 /// Version 2 added `poll_cursors` and `plugin_state`, version 3 `poll_leases`; the
 /// tables are created if missing, which is the whole migration from 1 and 2.
-pub const SCHEMA_VERSION: u32 = 3;
+/// Version 4 added `deliveries.claim_token` (see `ADD_CLAIM_TOKEN`) and
+/// `poll_wants`.
+pub const SCHEMA_VERSION: u32 = 4;
+
+/// The fencing token of a delivery's claim, added to a file older than version 4
+/// (`SCHEMA` creates `deliveries` without it, so a new file gets it here too).
+const ADD_CLAIM_TOKEN: &str =
+    "ALTER TABLE deliveries ADD COLUMN claim_token INTEGER NOT NULL DEFAULT 0";
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS requests (
@@ -66,6 +73,12 @@ CREATE TABLE IF NOT EXISTS poll_leases (
     token INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS poll_wants (
+    plugin TEXT NOT NULL,
+    node TEXT NOT NULL,
+    seen_until INTEGER NOT NULL,
+    PRIMARY KEY (plugin, node)
+) WITHOUT ROWID;
 "#;
 
 /// Brings the file at `path` (open on `conn`) to `SCHEMA_VERSION`, or refuses one
@@ -83,6 +96,10 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     }
     conn.execute_batch(SCHEMA)
         .context("creating the event store's tables")?;
+    if version < 4 {
+        conn.execute(ADD_CLAIM_TOKEN, [])
+            .context("adding the claim token to deliveries")?;
+    }
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
         .context("recording the event store's schema version")
 }

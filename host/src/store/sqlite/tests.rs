@@ -6,7 +6,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::{Commit, SqliteStore, SCHEMA_VERSION};
-use crate::store::{DeliveryQueue, EventLog, EventStore, IngestRecord, NewEvent, UnixMs};
+use crate::store::{Clock, DeliveryQueue, EventLog, EventStore, IngestRecord, NewEvent, UnixMs};
 
 fn store(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(&dir.path().join("events.sqlite3"), Commit::Grouped).unwrap()
@@ -40,7 +40,12 @@ async fn leases_of_a_previous_run_are_released_on_open() {
             .await
             .unwrap();
         let claimed = store
-            .claim_due(100, Duration::from_secs(3600), 10)
+            .claim_due(
+                &["notify".to_string()],
+                Clock::At(100),
+                Duration::from_secs(3600),
+                10,
+            )
             .await
             .unwrap();
         assert_eq!(claimed.len(), 1);
@@ -48,7 +53,7 @@ async fn leases_of_a_previous_run_are_released_on_open() {
     let store = store(&dir);
     assert_eq!(
         store
-            .claim_due(101, Duration::ZERO, 10)
+            .claim_due(&["notify".to_string()], Clock::At(101), Duration::ZERO, 10)
             .await
             .unwrap()
             .len(),
@@ -112,16 +117,30 @@ async fn a_put_back_delivery_is_due_again_with_its_attempt_uncounted_unless_clai
         .await
         .unwrap();
     let lease = Duration::from_secs(60);
-    let claimed = store.claim_due(100, lease, 10).await.unwrap();
+    let claimed = store
+        .claim_due(&["notify".to_string()], Clock::At(100), lease, 10)
+        .await
+        .unwrap();
     assert_eq!(claimed[0].attempt, 1);
     store.put_back(claimed[0].id, 1, 500, 101).await.unwrap();
-    assert!(store.claim_due(499, lease, 10).await.unwrap().is_empty());
-    let again = store.claim_due(500, lease, 10).await.unwrap();
+    assert!(store
+        .claim_due(&["notify".to_string()], Clock::At(499), lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let again = store
+        .claim_due(&["notify".to_string()], Clock::At(500), lease, 10)
+        .await
+        .unwrap();
     assert_eq!(again[0].attempt, 1, "the put-back attempt was not counted");
 
     // A put-back of an older claim changes nothing: attempt 1 is not this claim.
     store.put_back(again[0].id, 2, 600, 501).await.unwrap();
-    assert!(store.claim_due(600, lease, 10).await.unwrap().is_empty());
+    assert!(store
+        .claim_due(&["notify".to_string()], Clock::At(600), lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
