@@ -6,9 +6,10 @@ use anyhow::{bail, Context, Result};
 use rusqlite::Connection;
 
 /// Bumped, with a migration, whenever `SCHEMA` changes.
-/// Version 2 added `poll_cursors` and `plugin_state`, version 3 `poll_leases`; the
-/// tables are created if missing, which is the whole migration from 1 and 2.
-pub const SCHEMA_VERSION: u32 = 3;
+/// Version 2 added `poll_cursors` and `plugin_state`, version 3 `poll_leases`,
+/// version 4 the index `events_request`; tables and indexes are created if missing,
+/// which is the whole migration from 1, 2 and 3.
+pub const SCHEMA_VERSION: u32 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS requests (
@@ -35,6 +36,9 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_received ON events(received_at);
 CREATE INDEX IF NOT EXISTS events_kind ON events(kind, id);
+-- The purge keeps a request while an event points at it, and deleting a request
+-- sets its events' request_id to NULL: without this index each would scan events.
+CREATE INDEX IF NOT EXISTS events_request ON events(request_id);
 CREATE TABLE IF NOT EXISTS deliveries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id INTEGER NOT NULL REFERENCES events(id) ON DELETE CASCADE,
