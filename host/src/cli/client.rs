@@ -64,6 +64,10 @@ impl AdminClient {
         self.send(self.http.post(self.url(path)), "POST", path)
     }
 
+    pub fn delete(&self, path: &str) -> Result<Value, CliError> {
+        self.send(self.http.delete(self.url(path)), "DELETE", path)
+    }
+
     /// Sends `body` as the request body. The host compiles what it is sent before
     /// it answers, which takes seconds for a large (Python, JS) component.
     pub fn put(&self, path: &str, body: Vec<u8>) -> Result<Value, CliError> {

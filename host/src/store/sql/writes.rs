@@ -5,7 +5,7 @@
 
 use anyhow::{anyhow, Result};
 
-use super::conn::{query_one, query_opt, Dialect, Param, Sql, SqlRowExt};
+use super::conn::{query_one, query_opt, Dialect, Dialected, Param, Sql, SqlRowExt};
 use super::records::{apply_state, persist, persist_poll};
 use super::rows::{delivery_columns, delivery_from_row, event_columns, event_from_row};
 use crate::store::{
@@ -314,12 +314,22 @@ const EVENT_WINDOW: &str = "SELECT MAX(id), COUNT(*) FROM (
 
 // Only events whose every delivery was delivered lose them: a pending or dead
 // delivery is unfinished work, and keeps its event (and so its request) stored.
-const PURGE_DELIVERED: &str = "DELETE FROM deliveries
+// On SQLite the `+` keeps the planner from walking every delivered delivery by
+// `deliveries_due` instead of looking up this window's few by `event_id`.
+const PURGE_DELIVERED: Dialected = Dialected {
+    sqlite: "DELETE FROM deliveries
+     WHERE +state = 'delivered' AND event_id IN (
+         SELECT e.id FROM events e
+         WHERE e.id > $2 AND e.id <= $3 AND e.received_at < $1
+           AND NOT EXISTS (SELECT 1 FROM deliveries u
+                           WHERE u.event_id = e.id AND u.state <> 'delivered'))",
+    postgres: "DELETE FROM deliveries
      WHERE state = 'delivered' AND event_id IN (
          SELECT e.id FROM events e
          WHERE e.id > $2 AND e.id <= $3 AND e.received_at < $1
            AND NOT EXISTS (SELECT 1 FROM deliveries u
-                           WHERE u.event_id = e.id AND u.state <> 'delivered'))";
+                           WHERE u.event_id = e.id AND u.state <> 'delivered'))",
+};
 
 const PURGE_EVENTS: &str = "DELETE FROM events
      WHERE id > $2 AND id <= $3 AND received_at < $1
@@ -362,7 +372,8 @@ async fn purge<C: Sql>(conn: &C, step: &PurgeStep) -> Result<PurgeBatch> {
             batch.removed = conn.execute(PURGE_DEAD_LETTERS, &within).await?;
         }
         PurgeTarget::Events => {
-            batch.deliveries = conn.execute(PURGE_DELIVERED, &within).await?;
+            let delivered = PURGE_DELIVERED.text(C::DIALECT);
+            batch.deliveries = conn.execute(delivered, &within).await?;
             batch.removed = conn.execute(PURGE_EVENTS, &within).await?;
         }
         PurgeTarget::Requests => {
