@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 use hookhost::store::{
-    AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryQueue, DeliveryRow, EventFilter,
-    EventLog, EventStore, IngestRecord, Persisted, PollBook, PollLease, PollRecord, RawRequest,
-    SavedCursor, StateChange, StateRefused, StateStore, StoredEventRow, UnixMs,
+    AfterFailure, ClaimedDelivery, DeliveryFilter, DeliveryQueue, DeliveryRow, Discarded,
+    EventFilter, EventLog, EventStore, IngestRecord, Persisted, PollBook, PollLease, PollRecord,
+    PurgeBatch, PurgeStep, RawRequest, SavedCursor, StateChange, StateRefused, StateStore,
+    StoredEventRow, UnixMs,
 };
 
 /// Persistence off: acknowledges everything and keeps nothing.
@@ -24,8 +25,8 @@ impl EventLog for NullStore {
     async fn get_event(&self, _: i64) -> Result<Option<(StoredEventRow, Option<RawRequest>)>> {
         Ok(None)
     }
-    async fn purge_older_than(&self, _: UnixMs) -> Result<u64> {
-        Ok(0)
+    async fn purge(&self, _: PurgeStep) -> Result<PurgeBatch> {
+        Ok(PurgeBatch::default())
     }
 }
 
@@ -48,6 +49,9 @@ impl DeliveryQueue for NullStore {
     }
     async fn retry(&self, _: i64, _: UnixMs) -> Result<Option<DeliveryRow>> {
         Ok(None)
+    }
+    async fn discard(&self, _: i64) -> Result<Discarded> {
+        Ok(Discarded::NotFound)
     }
 }
 
