@@ -13,10 +13,10 @@ use common::test_plugin;
 use hookhost::config::Config;
 use hookhost::store::backend::Stores;
 use hookhost::store::{
-    AfterFailure, ClaimedDelivery, Clock, DeliveryFilter, DeliveryQueue, DeliveryRow, EventFilter,
-    EventLog, EventStore, IngestRecord, Persisted, PollBook, PollLease, PollRecord, RawRequest,
-    SavedCursor, Settled, StateChange, StateRefused, StateStore, StoredEventRow, Unavailable,
-    UnixMs,
+    AfterFailure, ClaimedDelivery, Clock, DeliveryFilter, DeliveryQueue, DeliveryRow, Discarded,
+    EventFilter, EventLog, EventStore, IngestRecord, Persisted, PollBook, PollLease, PollRecord,
+    PurgeBatch, PurgeStep, RawRequest, SavedCursor, Settled, StateChange, StateRefused, StateStore,
+    StoredEventRow, Unavailable, UnixMs,
 };
 use hookhost::Host;
 
@@ -39,7 +39,7 @@ impl EventLog for FailingStore {
     async fn get_event(&self, _: i64) -> Result<Option<(StoredEventRow, Option<RawRequest>)>> {
         down()
     }
-    async fn purge_older_than(&self, _: UnixMs) -> Result<u64> {
+    async fn purge(&self, _: PurgeStep) -> Result<PurgeBatch> {
         down()
     }
 }
@@ -73,7 +73,10 @@ impl DeliveryQueue for FailingStore {
     async fn retry(&self, _: i64, _: UnixMs) -> Result<Option<DeliveryRow>> {
         down()
     }
-    async fn put_back(&self, _: i64, _: u32, _: UnixMs, _: UnixMs) -> Result<()> {
+    async fn put_back(&self, _: i64, _: u64, _: Duration, _: Clock) -> Result<Settled> {
+        down()
+    }
+    async fn discard(&self, _: i64) -> Result<Discarded> {
         down()
     }
 }

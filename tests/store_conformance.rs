@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use hookhost::store::postgres::{PostgresStore, SCHEMA_VERSION};
 use hookhost::store::sqlite::{Commit, SqliteStore};
 use hookhost::store::{
-    AfterFailure, Clock, DeliveryFilter, DeliveryQueue, DeliveryState, EventFilter, EventLog,
-    EventStore, IngestRecord, NewEvent, Persisted, PollBook, PollLease, PollRecord, RawRequest,
-    SavedCursor, Settled, StateChange, StateRefused, UnixMs, STATE_MAX_KEYS,
+    AfterFailure, Clock, DeliveryFilter, DeliveryQueue, DeliveryRow, DeliveryState, Discarded,
+    EventFilter, EventLog, EventStore, IngestRecord, NewEvent, Persisted, PollBook, PollLease,
+    PollRecord, PurgeBatch, PurgeStep, PurgeTarget, RawRequest, SavedCursor, Settled, StateChange,
+    StateRefused, UnixMs, STATE_MAX_KEYS,
 };
 
 use common::postgres::Postgres;
@@ -58,6 +59,9 @@ conformance!(
     a_claimed_delivery_is_not_claimed_twice_until_its_lease_runs_out,
     a_failed_delivery_is_due_again_at_its_retry_time,
     purging_removes_old_events_with_their_requests_and_deliveries,
+    purging_keeps_unfinished_deliveries_with_their_events_and_requests,
+    a_dead_letter_goes_only_when_discarded_or_past_its_own_retention,
+    the_purge_goes_in_bounded_batches_past_what_it_keeps,
     a_poll_saves_events_cursor_and_state_together_or_not_at_all,
     a_poll_lease_changes_hands_only_when_it_runs_out_and_fences_the_old_holder,
     a_claim_takes_only_deliveries_of_the_given_handlers_by_the_chosen_clock,
@@ -141,6 +145,41 @@ fn poll(from: Option<&str>, to: Option<&str>, ids: &[&str], state: Vec<StateChan
         state,
         lease: None,
     }
+}
+
+/// Every batch of `target` older than `cutoff`, two rows at a time, as the host's
+/// purge runs them; how many rows went.
+async fn purge_all(store: &dyn EventLog, target: PurgeTarget, cutoff: UnixMs) -> u64 {
+    let mut after = 0;
+    let mut removed = 0;
+    loop {
+        let step = PurgeStep {
+            target,
+            cutoff,
+            after,
+            limit: 2,
+        };
+        let batch = store.purge(step).await.unwrap();
+        removed += batch.removed;
+        match batch.last {
+            Some(last) => {
+                assert!(
+                    last > after,
+                    "a batch went backwards: {batch:?} after {after}"
+                );
+                after = last;
+            }
+            None => return removed,
+        }
+    }
+}
+
+/// The purge of events older than `cutoff` and then of their requests; how many
+/// events went.
+async fn purge_events(store: &dyn EventLog, cutoff: UnixMs) -> u64 {
+    let events = purge_all(store, PurgeTarget::Events, cutoff).await;
+    purge_all(store, PurgeTarget::Requests, cutoff).await;
+    events
 }
 
 fn new_id(persisted: Persisted) -> i64 {
@@ -494,7 +533,18 @@ mod cases {
             .persist_ingest(record(&["new"], &["notify"], 900))
             .await
             .unwrap();
-        assert_eq!(store.purge_older_than(500).await.unwrap(), 1);
+        // Only a delivered delivery lets its event go.
+        let lease = Duration::from_secs(30);
+        let claimed = store
+            .claim_due(&handlers(), 100.into(), lease, 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        store
+            .complete(claimed[0].id, claimed[0].lease, 150.into())
+            .await
+            .unwrap();
+        assert_eq!(purge_events(store.as_ref(), 500).await, 1);
         let left = store.list_events(all(10)).await.unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].event_id, "new");
@@ -513,7 +563,265 @@ mod cases {
             .await
             .unwrap();
         assert!(matches!(again[0], Persisted::New(_)));
-        assert_eq!(store.purge_older_than(500).await.unwrap(), 0);
+        assert_eq!(purge_events(store.as_ref(), 500).await, 0);
+    }
+
+    pub async fn purging_keeps_unfinished_deliveries_with_their_events_and_requests(
+        store: Arc<dyn EventStore>,
+    ) {
+        let ingest = |ids: &'static [&'static str], subscribers: &'static [&'static str], at| {
+            let store = store.clone();
+            async move {
+                new_id(
+                    store
+                        .persist_ingest(record(ids, subscribers, at))
+                        .await
+                        .unwrap()[0],
+                )
+            }
+        };
+        let delivered = ingest(&["delivered"], &["notify"], 100).await;
+        let dead = ingest(&["dead"], &["notify"], 100).await;
+        let retrying = ingest(&["retrying"], &["notify", "audit"], 100).await;
+        let unsubscribed = ingest(&["unsubscribed"], &[], 100).await;
+        let recent = ingest(&["recent"], &["notify"], 900).await;
+        let both = ["notify".to_string(), "audit".to_string()];
+        let claimed = store
+            .claim_due(&both, 100.into(), Duration::from_secs(30), 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 4);
+        let mut audit = None;
+        for delivery in &claimed {
+            let (id, lease) = (delivery.id, delivery.lease);
+            let settled = match (delivery.event.id, delivery.plugin.as_str()) {
+                (event, _) if event == delivered => store.complete(id, lease, 150.into()).await,
+                (event, _) if event == dead => {
+                    let error = "gave up".to_string();
+                    store
+                        .fail(id, lease, error, AfterFailure::Dead, 150.into())
+                        .await
+                }
+                (_, "notify") => store.complete(id, lease, 150.into()).await,
+                _ => {
+                    audit = Some((id, lease));
+                    let later = AfterFailure::RetryIn(Duration::from_millis(9_850));
+                    store
+                        .fail(id, lease, "later".into(), later, 150.into())
+                        .await
+                }
+            };
+            assert_eq!(settled.unwrap(), Settled::Recorded);
+        }
+
+        assert_eq!(purge_events(store.as_ref(), 500).await, 2);
+        let mut left: Vec<i64> = store
+            .list_events(all(10))
+            .await
+            .unwrap()
+            .iter()
+            .map(|event| event.id)
+            .collect();
+        left.sort();
+        assert_eq!(left, [dead, retrying, recent]);
+        for kept in [dead, retrying] {
+            let (_, request) = store.get_event(kept).await.unwrap().unwrap();
+            assert!(request.is_some(), "event {kept} lost its request");
+        }
+        assert!(store.get_event(delivered).await.unwrap().is_none());
+        assert!(store.get_event(unsubscribed).await.unwrap().is_none());
+        let states = |deliveries: Vec<DeliveryRow>| {
+            let mut states: Vec<(i64, String, DeliveryState)> = deliveries
+                .into_iter()
+                .map(|d| (d.event, d.plugin, d.state))
+                .collect();
+            states.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+            states
+        };
+        let deliveries = store.list_deliveries(all_deliveries()).await.unwrap();
+        assert_eq!(
+            states(deliveries),
+            [
+                (dead, "notify".to_string(), DeliveryState::Dead),
+                (retrying, "audit".to_string(), DeliveryState::Pending),
+                (retrying, "notify".to_string(), DeliveryState::Delivered),
+                (recent, "notify".to_string(), DeliveryState::Pending),
+            ]
+        );
+
+        // Once its last delivery is delivered, the event goes at the next purge.
+        let (audit, lease) = audit.expect("the audit delivery was claimed");
+        store.complete(audit, lease, 10_000.into()).await.unwrap();
+        assert_eq!(purge_events(store.as_ref(), 500).await, 1);
+        assert!(store.get_event(retrying).await.unwrap().is_none());
+        let deliveries = store.list_deliveries(all_deliveries()).await.unwrap();
+        assert_eq!(deliveries.len(), 2, "{deliveries:?}");
+    }
+
+    pub async fn a_dead_letter_goes_only_when_discarded_or_past_its_own_retention(
+        store: Arc<dyn EventStore>,
+    ) {
+        for (id, at) in [("first", 100), ("second", 100), ("pending", 100)] {
+            store
+                .persist_ingest(record(&[id], &["notify"], at))
+                .await
+                .unwrap();
+        }
+        let claimed = store
+            .claim_due(&handlers(), 100.into(), Duration::from_secs(30), 10)
+            .await
+            .unwrap();
+        let by_event = |name: &str| {
+            claimed
+                .iter()
+                .find(|d| d.event.event_id == name)
+                .unwrap()
+                .clone()
+        };
+        let (first, second, pending) = (by_event("first"), by_event("second"), by_event("pending"));
+        store
+            .fail(
+                first.id,
+                first.lease,
+                "no".into(),
+                AfterFailure::Dead,
+                200.into(),
+            )
+            .await
+            .unwrap();
+        store
+            .fail(
+                second.id,
+                second.lease,
+                "no".into(),
+                AfterFailure::Dead,
+                300.into(),
+            )
+            .await
+            .unwrap();
+        store
+            .fail(
+                pending.id,
+                pending.lease,
+                "later".into(),
+                AfterFailure::RetryIn(Duration::from_millis(9_700)),
+                300.into(),
+            )
+            .await
+            .unwrap();
+
+        // Not dead: left alone, whatever its age. Unknown: said so.
+        assert_eq!(
+            store.discard(pending.id).await.unwrap(),
+            Discarded::NotDead(DeliveryState::Pending)
+        );
+        assert_eq!(store.discard(999_999).await.unwrap(), Discarded::NotFound);
+        // Past their own retention (counted from when they went dead), one by one.
+        let dead_letters = |cutoff| purge_all(store.as_ref(), PurgeTarget::DeadLetters, cutoff);
+        assert_eq!(dead_letters(200).await, 0);
+        assert_eq!(dead_letters(250).await, 1);
+        assert_eq!(dead_letters(10_000).await, 1);
+        let again = store
+            .persist_ingest(record(&["third"], &["notify"], 100))
+            .await
+            .unwrap();
+        let third_event = new_id(again[0]);
+        let third = store
+            .claim_due(&handlers(), 100.into(), Duration::from_secs(30), 10)
+            .await
+            .unwrap();
+        assert_eq!(third.len(), 1);
+        store
+            .fail(
+                third[0].id,
+                third[0].lease,
+                "no".into(),
+                AfterFailure::Dead,
+                400.into(),
+            )
+            .await
+            .unwrap();
+        // Younger than its retention: kept; the event stays for it.
+        assert_eq!(
+            purge_all(store.as_ref(), PurgeTarget::DeadLetters, 400).await,
+            0
+        );
+        assert_eq!(
+            purge_events(store.as_ref(), 10_000).await,
+            2,
+            "first and second"
+        );
+        assert!(store.get_event(third_event).await.unwrap().is_some());
+        // Discarded by an operator: gone as it was, and its event with the next purge.
+        match store.discard(third[0].id).await.unwrap() {
+            Discarded::Gone(row) => {
+                assert_eq!(row.id, third[0].id);
+                assert_eq!(row.state, DeliveryState::Dead);
+                assert_eq!(row.last_error.as_deref(), Some("no"));
+            }
+            other => panic!("expected the dead letter to go, got {other:?}"),
+        }
+        assert_eq!(
+            store.discard(third[0].id).await.unwrap(),
+            Discarded::NotFound
+        );
+        assert_eq!(purge_events(store.as_ref(), 10_000).await, 1);
+        assert!(store.get_event(third_event).await.unwrap().is_none());
+        // The pending delivery kept its event through all of it.
+        let left = store.list_deliveries(all_deliveries()).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].id, pending.id);
+        assert!(store.get_event(pending.event.id).await.unwrap().is_some());
+    }
+
+    pub async fn the_purge_goes_in_bounded_batches_past_what_it_keeps(store: Arc<dyn EventStore>) {
+        let mut ids = Vec::new();
+        for (name, subscribers) in [
+            ("a", &[][..]),
+            ("b", &["notify"][..]),
+            ("c", &[][..]),
+            ("d", &[][..]),
+            ("e", &[][..]),
+        ] {
+            let persisted = store
+                .persist_ingest(record(&[name], subscribers, 100))
+                .await
+                .unwrap();
+            ids.push(new_id(persisted[0]));
+        }
+        store
+            .persist_ingest(record(&["recent"], &[], 900))
+            .await
+            .unwrap();
+        let step = |after| PurgeStep {
+            target: PurgeTarget::Events,
+            cutoff: 500,
+            after,
+            limit: 2,
+        };
+        let batch = |after| {
+            let store = store.clone();
+            async move { store.purge(step(after)).await.unwrap() }
+        };
+        // a and b (b's delivery is pending: kept), then c and d, then e, then done.
+        let first = batch(0).await;
+        assert_eq!(
+            first,
+            PurgeBatch {
+                last: Some(ids[1]),
+                removed: 1,
+                deliveries: 0
+            }
+        );
+        let second = batch(ids[1]).await;
+        assert_eq!((second.last, second.removed), (Some(ids[3]), 2));
+        let third = batch(ids[3]).await;
+        assert_eq!((third.last, third.removed), (Some(ids[4]), 1));
+        assert_eq!(batch(ids[4]).await, PurgeBatch::default());
+        // A new run starts over and finds only what it keeps.
+        assert_eq!(batch(0).await.removed, 0);
+        let left = store.list_events(all(10)).await.unwrap();
+        assert_eq!(left.len(), 2, "{left:?}");
     }
 
     pub async fn a_poll_saves_events_cursor_and_state_together_or_not_at_all(

@@ -170,7 +170,7 @@ pub struct Host {
     timers: TimerTask,
     /// Loads what the fleet deployed; only with a shared component store.
     deploy_sync: Option<DeploySync>,
-    retention: Duration,
+    retention: retention::Retention,
     shutdown_timeout: Duration,
     max_connections: usize,
     /// Keeps the plugins directory watched; dropping it ends hot reload.
@@ -269,7 +269,10 @@ impl Host {
                 metrics.clone(),
                 live.clone(),
             ),
-            retention: config.retention,
+            retention: retention::Retention {
+                events: config.retention,
+                dead_letters: config.dead_letter_retention,
+            },
             shutdown_timeout: config.shutdown_timeout,
             max_connections: config.max_connections,
             state: AppState {
@@ -340,7 +343,11 @@ impl Host {
         let dispatcher = tokio::spawn(self.dispatcher.run(async {
             let _ = dispatcher_stopped.await;
         }));
-        let purge = tokio::spawn(retention::run(store.clone(), self.retention));
+        let purge = tokio::spawn(retention::run(
+            store.clone(),
+            self.retention,
+            self.state.metrics.clone(),
+        ));
         let (stop_timers, timers_stopped) = tokio::sync::oneshot::channel::<()>();
         let mut timer_task = self.timers;
         timer_task.set_timers().await;

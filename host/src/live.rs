@@ -29,7 +29,8 @@ pub enum Change {
         ids: Vec<String>,
         deliveries_queued: bool,
     },
-    /// A delivery was attempted, finished, dead-lettered or put back in the queue.
+    /// A delivery was attempted, finished, dead-lettered, put back in the queue,
+    /// or discarded (`state` is then `discarded`).
     Delivery { id: String, state: &'static str },
     /// A plugin was loaded, failed to load, or was unloaded.
     Plugin { id: String },

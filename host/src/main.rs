@@ -98,6 +98,14 @@ enum Command {
         #[command(subcommand)]
         command: cli::EventsCommand,
     },
+    /// Handler deliveries of a running host: discard a dead letter.
+    #[command(after_help = cli::EXIT_CODES)]
+    Deliveries {
+        #[command(flatten)]
+        remote: cli::Remote,
+        #[command(subcommand)]
+        command: cli::DeliveriesCommand,
+    },
     /// Plugins of a running host.
     #[command(after_help = cli::EXIT_CODES)]
     Plugins {
@@ -172,6 +180,7 @@ fn main() -> Result<()> {
             new::run(&id, lang, &dir)
         }
         Command::Events { remote, command } => exit_on_error(cli::events(&remote, command)),
+        Command::Deliveries { remote, command } => exit_on_error(cli::deliveries(&remote, command)),
         Command::Plugins { remote, command } => exit_on_error(cli::plugins(&remote, command)),
         Command::Deploy {
             file,

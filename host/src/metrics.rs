@@ -75,6 +75,11 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WhatLabels {
+    what: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -97,6 +102,7 @@ pub struct Metrics {
     connections_open: Family<ListenerLabels, Gauge>,
     connections_waited: Family<ListenerLabels, Counter>,
     connections_closed_by_host: Family<HostCloseLabels, Counter>,
+    retention_purged: Family<WhatLabels, Counter>,
 }
 
 /// A fieldless enum whose variants are the values of one label, each spelled once
@@ -182,6 +188,16 @@ label_values! {
     }
 }
 
+/// What the retention purge deleted.
+#[derive(Debug, Clone, Copy)]
+pub enum Purged {
+    Events,
+    /// Delivered deliveries, with their events.
+    Deliveries,
+    DeadLetters,
+    Requests,
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("hookhost");
@@ -199,6 +215,7 @@ impl Default for Metrics {
             connections_open: Family::default(),
             connections_waited: Family::default(),
             connections_closed_by_host: Family::default(),
+            retention_purged: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -271,6 +288,13 @@ impl Default for Metrics {
              when a new one needed the slot at the cap (evicted), or a peer that took none of \
              a response for the send timeout (send_timeout)",
             metrics.connections_closed_by_host.clone(),
+        );
+        registry.register(
+            "retention_purged",
+            "Rows the retention purge deleted: events (past retention, every delivery \
+             delivered), deliveries (the delivered ones of those events), dead_letters (past \
+             dead_letter_retention) and requests (past retention, no stored event left)",
+            metrics.retention_purged.clone(),
         );
         Metrics {
             registry,
@@ -348,6 +372,19 @@ impl Metrics {
     /// The host refused every event of one `call` of `plugin`.
     pub fn events_refused(&self, plugin: &str, call: Call, refusal: Refusal) {
         self.count_failure(&self.events_refused, plugin, call, refusal.label());
+    }
+
+    /// The retention purge deleted `count` rows of `what`.
+    pub fn purged(&self, what: Purged, count: u64) {
+        let what = match what {
+            Purged::Events => "events",
+            Purged::Deliveries => "deliveries",
+            Purged::DeadLetters => "dead_letters",
+            Purged::Requests => "requests",
+        };
+        self.retention_purged
+            .get_or_create(&WhatLabels { what })
+            .inc_by(count);
     }
 
     /// The connection counters of one listener, named by its config key.

@@ -6,9 +6,9 @@ use std::time::Duration;
 use anyhow::Result;
 use hookhost::store::{
     now_ms, AfterFailure, ClaimedDelivery, Clock, DeliveryFilter, DeliveryQueue, DeliveryRow,
-    EventFilter, EventLog, EventStore, IngestRecord, Persisted, PollBook, PollLease, PollRecord,
-    RawRequest, SavedCursor, Settled, StateChange, StateRefused, StateStore, StoredEventRow,
-    UnixMs,
+    Discarded, EventFilter, EventLog, EventStore, IngestRecord, Persisted, PollBook, PollLease,
+    PollRecord, PurgeBatch, PurgeStep, RawRequest, SavedCursor, Settled, StateChange, StateRefused,
+    StateStore, StoredEventRow, UnixMs,
 };
 
 /// Persistence off: acknowledges everything and keeps nothing.
@@ -25,8 +25,8 @@ impl EventLog for NullStore {
     async fn get_event(&self, _: i64) -> Result<Option<(StoredEventRow, Option<RawRequest>)>> {
         Ok(None)
     }
-    async fn purge_older_than(&self, _: UnixMs) -> Result<u64> {
-        Ok(0)
+    async fn purge(&self, _: PurgeStep) -> Result<PurgeBatch> {
+        Ok(PurgeBatch::default())
     }
 }
 
@@ -59,8 +59,11 @@ impl DeliveryQueue for NullStore {
     async fn retry(&self, _: i64, _: UnixMs) -> Result<Option<DeliveryRow>> {
         Ok(None)
     }
-    async fn put_back(&self, _: i64, _: u32, _: UnixMs, _: UnixMs) -> Result<()> {
-        Ok(())
+    async fn put_back(&self, _: i64, _: u64, _: Duration, _: Clock) -> Result<Settled> {
+        Ok(Settled::Recorded)
+    }
+    async fn discard(&self, _: i64) -> Result<Discarded> {
+        Ok(Discarded::NotFound)
     }
 }
 

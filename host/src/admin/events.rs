@@ -1,11 +1,11 @@
 //! The event log's HTTP API: stored events (list, one with its raw request, replay)
-//! and handler deliveries (list, retry a dead one).
+//! and handler deliveries (list, retry a dead one, discard a dead one).
 
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -19,8 +19,8 @@ use crate::live::{Change, LiveFeed};
 use crate::plugins::bindings::WebhookRequest;
 use crate::plugins::registry::Registry;
 use crate::store::{
-    now_ms, DeliveryFilter, DeliveryRow, DeliveryState, EventFilter, EventStore, RawRequest,
-    StoredEventRow, UnixMs,
+    now_ms, DeliveryFilter, DeliveryRow, DeliveryState, Discarded, EventFilter, EventStore,
+    RawRequest, StoredEventRow, UnixMs,
 };
 
 const DEFAULT_LIMIT: u32 = 50;
@@ -46,6 +46,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(api: EventsApi) -> Router<S> {
         .route("/api/events/{id}/replay", post(replay_event))
         .route("/api/deliveries", get(list_deliveries))
         .route("/api/deliveries/{id}/retry", post(retry_delivery))
+        .route("/api/deliveries/{id}", delete(discard_delivery))
         .with_state(api)
 }
 
@@ -302,4 +303,40 @@ async fn retry_delivery(
         state: delivery.state.as_str(),
     });
     Ok(Json(delivery_json(&delivery)))
+}
+
+/// `DELETE /api/deliveries/{id}`: an operator gives up on a dead letter. It is
+/// deleted for good (its event then goes with the next purge past `retention`);
+/// 409 for a delivery that is not dead, which may be in flight, or delivered.
+async fn discard_delivery(
+    State(state): State<EventsApi>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "delivery")?;
+    match state.store.discard(id).await? {
+        Discarded::Gone(delivery) => {
+            tracing::info!(
+                delivery = delivery.id,
+                event = delivery.event,
+                plugin = %delivery.plugin,
+                "a dead letter was discarded"
+            );
+            state.live.publish(Change::Delivery {
+                id: delivery.id.to_string(),
+                state: "discarded",
+            });
+            let mut body = delivery_json(&delivery);
+            body["discarded"] = json!(true);
+            Ok(Json(body))
+        }
+        Discarded::NotDead(current) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_dead",
+            format!(
+                "delivery {id} is {}; only a dead delivery can be discarded",
+                current.as_str()
+            ),
+        )),
+        Discarded::NotFound => Err(ApiError::not_found(format!("no delivery with id {id}"))),
+    }
 }

@@ -1,5 +1,5 @@
-//! `hookhost events ...`, `hookhost plugins ...`, `hookhost deploy` and
-//! `hookhost undeploy`: commands that
+//! `hookhost events ...`, `hookhost deliveries ...`, `hookhost plugins ...`,
+//! `hookhost deploy` and `hookhost undeploy`: commands that
 //! talk to a running host's admin API and print tables for people or JSON for scripts.
 
 mod client;
@@ -19,7 +19,7 @@ Exit codes:
   0  success
   1  the host could not be reached, or answered with an error
   2  usage error (bad arguments)
-  3  not found (no such event or plugin)
+  3  not found (no such event, delivery or plugin)
   4  unauthorized (missing or wrong admin token)";
 
 /// Where the host is and how to talk to it.
@@ -78,6 +78,19 @@ pub enum EventsCommand {
     #[command(after_help = EXIT_CODES)]
     Replay {
         /// The event's id.
+        id: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeliveriesCommand {
+    /// Delete a dead letter for good: the handler will never get this event.
+    /// Only a dead delivery can be discarded (see `events show` for an event's
+    /// deliveries, or the dashboard); its event then goes with the next purge past
+    /// `retention`.
+    #[command(after_help = EXIT_CODES)]
+    Discard {
+        /// The delivery's id.
         id: u64,
     },
 }
@@ -145,6 +158,24 @@ pub fn events(remote: &Remote, command: EventsCommand) -> Result<(), CliError> {
                 return print_json(&replay);
             }
             print_replay(id, &replay);
+            Ok(())
+        }
+    }
+}
+
+pub fn deliveries(remote: &Remote, command: DeliveriesCommand) -> Result<(), CliError> {
+    let client = AdminClient::new(&remote.url, remote.token.clone())?;
+    match command {
+        DeliveriesCommand::Discard { id } => {
+            let discarded = client.delete(&format!("/api/deliveries/{id}"))?;
+            if remote.json {
+                return print_json(&discarded);
+            }
+            println!(
+                "discarded dead delivery {id} of event {} to {}",
+                table::cell(&discarded["event"]),
+                table::cell(&discarded["plugin"])
+            );
             Ok(())
         }
     }

@@ -41,8 +41,12 @@ pub struct Config {
     /// or database stalls, more are answered 503 with `Retry-After` instead of
     /// being held in memory.
     pub write_queue: usize,
-    /// Stored events older than this are purged in the background.
+    /// Stored events older than this are purged in the background, unless a
+    /// delivery of theirs is pending or dead (see `retention`).
     pub retention: Duration,
+    /// Dead letters (dead deliveries) that have been dead this long are purged;
+    /// `None` keeps them until an operator retries or discards them.
+    pub dead_letter_retention: Option<Duration>,
     /// After SIGTERM/SIGINT, how long requests and deliveries in flight may take to
     /// finish before they are abandoned (a provider retries; a delivery is due again
     /// at the next start).
@@ -91,6 +95,7 @@ struct ConfigFile {
     max_connections: Option<usize>,
     write_queue: Option<usize>,
     retention: Option<String>,
+    dead_letter_retention: Option<String>,
     shutdown_timeout: Option<String>,
     admin_token: Option<String>,
     #[serde(default)]
@@ -201,6 +206,16 @@ impl Config {
         };
         if retention.is_zero() {
             bail!("config `retention` must be longer than zero");
+        }
+        let dead_letter_retention = file
+            .dead_letter_retention
+            .map(|text| parse_duration(&text, "dead_letter_retention", "\"90d\""))
+            .transpose()?;
+        if dead_letter_retention.is_some_and(|age| age.is_zero()) {
+            bail!(
+                "config `dead_letter_retention` must be longer than zero (leave it out to keep \
+                 dead letters until an operator retries or discards them)"
+            );
         }
         let shutdown_timeout = match file.shutdown_timeout {
             Some(text) => parse_duration(&text, "shutdown_timeout", "\"30s\"")?,
@@ -332,6 +347,7 @@ impl Config {
             max_connections,
             write_queue,
             retention,
+            dead_letter_retention,
             shutdown_timeout,
             plugins,
             admin_token,

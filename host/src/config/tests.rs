@@ -393,3 +393,24 @@ fn an_expansion_error_does_not_quote_the_value() {
     assert!(text.contains("database"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+#[test]
+fn dead_letters_are_kept_until_acted_on_unless_given_their_own_retention() {
+    assert_eq!(parse("").unwrap().dead_letter_retention, None);
+    assert_eq!(
+        parse("dead_letter_retention = \"90d\"")
+            .unwrap()
+            .dead_letter_retention,
+        Some(Duration::from_secs(90 * 86400))
+    );
+    let zero = parse("dead_letter_retention = \"0s\"").unwrap_err();
+    assert!(
+        format!("{zero:#}").contains("dead_letter_retention"),
+        "{zero:#}"
+    );
+    let bad = parse("dead_letter_retention = \"soon\"").unwrap_err();
+    assert!(
+        format!("{bad:#}").contains("dead_letter_retention"),
+        "{bad:#}"
+    );
+}

@@ -34,9 +34,7 @@ use crate::plugins::bindings::{Event, StoredEvent};
 use crate::plugins::loaded::{CallError, DEFAULT_CALL_TIMEOUT};
 use crate::plugins::plugin_error;
 use crate::plugins::registry::Registry;
-use crate::store::{
-    now_ms, AfterFailure, ClaimedDelivery, Clock, DeliveryQueue, DeliveryState, Settled,
-};
+use crate::store::{AfterFailure, ClaimedDelivery, Clock, DeliveryQueue, DeliveryState, Settled};
 
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(5);
@@ -318,8 +316,8 @@ impl Dispatcher {
     /// use. Such a refusal says nothing about the delivery, so it costs no
     /// attempt; the delivery is due again shortly.
     async fn put_back(&self, delivery: &ClaimedDelivery, error: &CallError) {
-        let pause = CAPACITY_PAUSE.as_millis() as u64;
-        let at = now_ms() + pause + fastrand::u64(0..=pause);
+        // Up to twice the pause, so that deliveries put back together spread out.
+        let after = CAPACITY_PAUSE.mul_f64(1.0 + fastrand::f64());
         tracing::warn!(
             plugin = %delivery.plugin,
             delivery = delivery.id,
@@ -327,13 +325,19 @@ impl Dispatcher {
             attempt = delivery.attempt,
             "delivery put back without spending an attempt: {error}"
         );
-        if let Err(error) = self
+        match self
             .store
-            .put_back(delivery.id, delivery.attempt, at, now_ms())
+            .put_back(delivery.id, delivery.lease, after, Clock::Database)
             .await
         {
+            Ok(Settled::Recorded) => {}
+            Ok(Settled::Stale) => tracing::warn!(
+                plugin = %delivery.plugin,
+                delivery = delivery.id,
+                "stale put-back dropped: the delivery was claimed again (or retried) since"
+            ),
             // The lease runs out and the delivery comes again, that attempt counted.
-            tracing::error!("{error:#}");
+            Err(error) => tracing::error!("{error:#}"),
         }
     }
 }

@@ -168,7 +168,7 @@ impl DeliveryState {
 }
 
 /// One (event, handler plugin) pair and how its delivery is going.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeliveryRow {
     pub id: i64,
     /// The host id of the event.
@@ -210,6 +210,51 @@ pub enum AfterFailure {
     /// Due again this long after the failure, by the clock that records it.
     RetryIn(Duration),
     Dead,
+}
+
+/// What one bounded batch of the retention purge looks at (see `EventLog::purge`).
+/// Each batch covers the next `limit` rows of its table past `after` (an id) that
+/// are older than `cutoff`, and removes those of them that may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeStep {
+    pub target: PurgeTarget,
+    pub cutoff: UnixMs,
+    /// The `last` of the previous batch of the same run; 0 to start.
+    pub after: i64,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgeTarget {
+    /// Dead deliveries that went dead before `cutoff` (`dead_letter_retention`).
+    DeadLetters,
+    /// Events stored before `cutoff` whose deliveries are all delivered, with those
+    /// deliveries. An event with a pending or dead delivery stays, whatever its age.
+    Events,
+    /// Raw requests stored before `cutoff` that no stored event points at any more.
+    Requests,
+}
+
+/// What one purge batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PurgeBatch {
+    /// The largest id the batch looked at: the next batch's `after`. `None` when
+    /// no row past `after` is older than the cutoff: the run is over.
+    pub last: Option<i64>,
+    /// Rows of the target's table deleted (events, requests or dead deliveries).
+    pub removed: u64,
+    /// Delivered deliveries deleted with their events (`PurgeTarget::Events` only).
+    pub deliveries: u64,
+}
+
+/// What `DeliveryQueue::discard` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discarded {
+    /// The dead letter, as it was when it was deleted.
+    Gone(DeliveryRow),
+    /// Only a dead delivery can be discarded; this one is in this state.
+    NotDead(DeliveryState),
+    NotFound,
 }
 
 /// One poll's result: everything in it is saved in ONE transaction, so a crash can
@@ -330,9 +375,10 @@ pub trait EventLog: Send + Sync + 'static {
     /// The event and the raw request it came with (`None` for poll results).
     async fn get_event(&self, id: i64) -> Result<Option<(StoredEventRow, Option<RawRequest>)>>;
 
-    /// Deletes events stored before `cutoff` with their requests and deliveries;
-    /// returns how many events went.
-    async fn purge_older_than(&self, cutoff: UnixMs) -> Result<u64>;
+    /// Runs one bounded batch of the retention purge (see `PurgeStep`). It never
+    /// deletes a pending delivery, nor a dead one younger than its cutoff, nor the
+    /// event and request such a delivery needs.
+    async fn purge(&self, step: PurgeStep) -> Result<PurgeBatch>;
 }
 
 /// The durable queue of deliveries to handler plugins: what the dispatcher claims
@@ -378,11 +424,21 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     /// `None` when there is no such delivery.
     async fn retry(&self, delivery: i64, now: UnixMs) -> Result<Option<DeliveryRow>>;
 
-    /// Gives back a delivery claimed as attempt `attempt` whose handler never
-    /// ran (no slot or instance was free), uncounting that attempt and making
-    /// it due at `at`. Changes nothing unless the delivery is still pending at
-    /// that attempt (a later claim owns it).
-    async fn put_back(&self, delivery: i64, attempt: u32, at: UnixMs, now: UnixMs) -> Result<()>;
+    /// Gives back the delivery claimed under `lease` whose handler never ran (no
+    /// slot or instance was free), uncounting that attempt and making it due
+    /// `after` from now. Fenced like `fail`: `Settled::Stale`, nothing changed,
+    /// when the claim is no longer that one.
+    async fn put_back(
+        &self,
+        delivery: i64,
+        lease: u64,
+        after: Duration,
+        now: Clock,
+    ) -> Result<Settled>;
+
+    /// Deletes a dead letter for good (an operator gave up on it). A delivery that
+    /// is not dead is left alone: a pending one may be in flight.
+    async fn discard(&self, delivery: i64) -> Result<Discarded>;
 }
 
 /// Where polling stands: each plugin's cursor, which node polls it (the leases),

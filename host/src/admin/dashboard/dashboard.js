@@ -251,7 +251,11 @@ function deliveryRow(delivery) {
       button.type = "button";
       button.title = "Put this delivery back in the queue with a fresh attempt count";
       button.addEventListener("click", () => retry(delivery.id, button));
-      action.replaceChildren(button);
+      const discardButton = el("button", "discard", "Discard");
+      discardButton.type = "button";
+      discardButton.title = "Delete this dead letter for good: the handler will never get this event";
+      discardButton.addEventListener("click", () => discard(delivery.id, discardButton));
+      action.replaceChildren(button, discardButton);
     }
   } else {
     action.replaceChildren();
@@ -271,6 +275,22 @@ async function retry(id, button) {
     showProblem(`retry ${id}`, `Retrying delivery ${id} failed: ${error.message}`);
     button.disabled = false;
     button.textContent = "Retry";
+  }
+}
+
+async function discard(id, button) {
+  if (!confirm(`Discard dead delivery ${id}? The handler will never get this event.`)) return;
+  button.disabled = true;
+  try {
+    await api(`/api/deliveries/${encodeURIComponent(id)}`, { method: "DELETE" });
+    clearProblem(`discard ${id}`);
+    deliveryRows.get(id)?.remove();
+    deliveryRows.delete(id);
+    schedule("deliveries");
+  } catch (error) {
+    if (error instanceof Unauthorized) return;
+    showProblem(`discard ${id}`, `Discarding delivery ${id} failed: ${error.message}`);
+    button.disabled = false;
   }
 }
 

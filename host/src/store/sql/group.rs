@@ -104,3 +104,56 @@ pub fn answer(group: Vec<Job>, outcomes: Vec<Result<Written>>, commit: Result<()
         let _ = job.reply.send(result);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> (Job, oneshot::Receiver<Result<Written>>) {
+        let (reply, answer) = oneshot::channel();
+        let write = Write::ReleaseLeases {
+            node: "node".into(),
+        };
+        (Job { write, reply }, answer)
+    }
+
+    /// The answers of `outcomes` under `commit`, as each caller sees them.
+    fn answers(
+        outcomes: Vec<Result<Written>>,
+        commit: Result<(), GroupFailure>,
+    ) -> Vec<Result<()>> {
+        let (jobs, receivers): (Vec<_>, Vec<_>) = (0..3).map(|_| job()).unzip();
+        answer(jobs, outcomes, commit);
+        receivers
+            .into_iter()
+            .map(|mut answer| {
+                answer
+                    .try_recv()
+                    .expect("every job is answered")
+                    .map(|_| ())
+            })
+            .collect()
+    }
+
+    // A failed savepoint release fails its own job (the writers turn it into that
+    // job's error or the group's), and a failed commit fails every job, even those
+    // whose own write went well: nothing is acknowledged that is not durable.
+    #[test]
+    fn no_job_is_answered_ok_unless_its_write_and_the_commit_both_succeeded() {
+        let outcomes = || vec![Ok(Written::Done), Err(anyhow!("releasing a savepoint"))];
+        let committed = answers(outcomes(), Ok(()));
+        assert!(committed[0].is_ok());
+        assert!(format!("{:#}", committed[1].as_ref().unwrap_err()).contains("savepoint"));
+        assert!(committed[2].is_err(), "a job that was never run is not ok");
+
+        let failure = GroupFailure {
+            message: "disk I/O error".into(),
+            try_later: true,
+        };
+        let failed = answers(outcomes(), Err(failure));
+        for answer in &failed {
+            assert!(answer.is_err(), "{failed:?}");
+        }
+        assert!(format!("{:#}", failed[0].as_ref().unwrap_err()).contains("disk I/O error"));
+    }
+}

@@ -12,9 +12,10 @@ use anyhow::{Context, Result};
 use super::reads::{self, Found, Read};
 use super::writes::{self, Write, Written};
 use crate::store::{
-    AfterFailure, ClaimedDelivery, Clock, DeliveryFilter, DeliveryQueue, DeliveryRow, EventFilter,
-    EventLog, IngestRecord, Persisted, PollBook, PollLease, PollRecord, RawRequest, SavedCursor,
-    Settled, StateChange, StateRefused, StateStore, StoredEventRow, UnixMs,
+    AfterFailure, ClaimedDelivery, Clock, DeliveryFilter, DeliveryQueue, DeliveryRow, Discarded,
+    EventFilter, EventLog, IngestRecord, Persisted, PollBook, PollLease, PollRecord, PurgeBatch,
+    PurgeStep, RawRequest, SavedCursor, Settled, StateChange, StateRefused, StateStore,
+    StoredEventRow, UnixMs,
 };
 
 /// What a SQL database does itself; see the module docs.
@@ -62,12 +63,12 @@ impl<B: SqlBackend> EventLog for B {
         Ok(event.map(|event| *event))
     }
 
-    async fn purge_older_than(&self, cutoff: UnixMs) -> Result<u64> {
+    async fn purge(&self, step: PurgeStep) -> Result<PurgeBatch> {
         let written = self
-            .write(Write::Purge { cutoff })
+            .write(Write::Purge(step))
             .await
-            .context("purging old events")?;
-        expect!(written, Written::Count, writes::unexpected)
+            .with_context(|| format!("purging {:?} older than {}", step.target, step.cutoff))?;
+        expect!(written, Written::Purged, writes::unexpected)
     }
 }
 
@@ -152,17 +153,24 @@ impl<B: SqlBackend> DeliveryQueue for B {
         expect!(written, Written::Settled, writes::unexpected)
     }
 
-    async fn put_back(&self, delivery: i64, attempt: u32, at: UnixMs, now: UnixMs) -> Result<()> {
+    async fn put_back(
+        &self,
+        delivery: i64,
+        lease: u64,
+        after: Duration,
+        now: Clock,
+    ) -> Result<Settled> {
         let write = Write::PutBack {
             delivery,
-            attempt,
-            at,
+            lease,
+            after,
             now,
         };
-        self.write(write)
+        let written = self
+            .write(write)
             .await
             .with_context(|| format!("putting delivery {delivery} back unattempted"))?;
-        Ok(())
+        expect!(written, Written::Settled, writes::unexpected)
     }
 
     async fn retry(&self, delivery: i64, now: UnixMs) -> Result<Option<DeliveryRow>> {
@@ -171,6 +179,14 @@ impl<B: SqlBackend> DeliveryQueue for B {
             .await
             .with_context(|| format!("re-queueing delivery {delivery}"))?;
         expect!(written, Written::Delivery, writes::unexpected)
+    }
+
+    async fn discard(&self, delivery: i64) -> Result<Discarded> {
+        let written = self
+            .write(Write::Discard { delivery })
+            .await
+            .with_context(|| format!("discarding delivery {delivery}"))?;
+        expect!(written, Written::Discarded, writes::unexpected)
     }
 }
 

@@ -3,16 +3,19 @@
 //! Run by reference, so that a write that lost a deadlock (PostgreSQL) can run
 //! again.
 
+use std::time::Duration;
+
 use anyhow::{anyhow, Result};
 
 use super::clock::resolve;
-use super::conn::{query_opt, Dialect, Param, Sql, SqlRowExt};
+use super::conn::{query_one, query_opt, Dialect, Dialected, Param, Sql, SqlRowExt};
 use super::poll_share;
 use super::records::{apply_state, persist, persist_poll};
 use super::rows::{delivery_columns, delivery_from_row, event_columns, event_from_row};
 use crate::store::{
-    AfterFailure, ClaimedDelivery, Clock, DeliveryRow, IngestRecord, Persisted, PollLease,
-    PollRecord, Settled, StateChange, UnixMs,
+    AfterFailure, ClaimedDelivery, Clock, DeliveryRow, DeliveryState, Discarded, IngestRecord,
+    Persisted, PollLease, PollRecord, PurgeBatch, PurgeStep, PurgeTarget, Settled, StateChange,
+    UnixMs,
 };
 
 #[derive(Debug)]
@@ -45,15 +48,17 @@ pub enum Write {
         now: UnixMs,
     },
     /// A claim given back without its attempt counted (see
-    /// `DeliveryQueue::put_back`).
+    /// `DeliveryQueue::put_back`); fenced like `Complete`.
     PutBack {
         delivery: i64,
-        attempt: u32,
-        at: UnixMs,
-        now: UnixMs,
+        lease: u64,
+        after: Duration,
+        now: Clock,
     },
-    Purge {
-        cutoff: UnixMs,
+    /// One bounded batch of the retention purge.
+    Purge(PurgeStep),
+    Discard {
+        delivery: i64,
     },
     /// A refusal fails the write (so that nothing of it stays) with the
     /// `StateRefused` as its error.
@@ -79,7 +84,8 @@ pub enum Written {
     Persisted(Vec<Persisted>),
     Claimed(Vec<ClaimedDelivery>),
     Delivery(Option<DeliveryRow>),
-    Count(u64),
+    Purged(PurgeBatch),
+    Discarded(Discarded),
     Leases(Vec<PollLease>),
     Settled(Settled),
     Done,
@@ -110,10 +116,14 @@ const RETRY: &str = concat!(
 
 const PUT_BACK: &str = "UPDATE deliveries SET attempts = attempts - 1, next_at = $3,
          claimed_until = NULL, updated_at = $4
-     WHERE id = $1 AND attempts = $2 AND state = 'pending' AND claimed_until IS NOT NULL";
+     WHERE id = $1 AND claim_token = $2 AND state = 'pending'";
 
-const PURGE_EVENTS: &str = "DELETE FROM events WHERE received_at < $1";
-const PURGE_REQUESTS: &str = "DELETE FROM requests WHERE received_at < $1";
+const DISCARD: &str = concat!(
+    "DELETE FROM deliveries WHERE id = $1 AND state = 'dead' RETURNING ",
+    delivery_columns!()
+);
+
+const DELIVERY_STATE: &str = "SELECT state FROM deliveries WHERE id = $1";
 
 const RELEASE_LEASES: &str = "UPDATE poll_leases SET expires_at = 0 WHERE holder = $1";
 const FORGET_WANTS: &str = "DELETE FROM poll_wants WHERE node = $1";
@@ -180,25 +190,21 @@ pub async fn apply<C: Sql>(conn: &C, write: &Write) -> Result<Written> {
         }
         Write::PutBack {
             delivery,
-            attempt,
-            at,
+            lease,
+            after,
             now,
         } => {
+            let now = resolve(conn, *now).await?;
             let params = [
                 (*delivery).into(),
-                i64::from(*attempt).into(),
-                (*at).into(),
-                (*now).into(),
+                (*lease).into(),
+                now.saturating_add(after.as_millis() as UnixMs).into(),
+                now.into(),
             ];
-            conn.execute(PUT_BACK, &params).await?;
-            Written::Done
+            Written::Settled(settled(conn.execute(PUT_BACK, &params).await?))
         }
-        Write::Purge { cutoff } => {
-            let cutoff = Param::from(*cutoff);
-            let events = conn.execute(PURGE_EVENTS, &[cutoff]).await?;
-            conn.execute(PURGE_REQUESTS, &[cutoff]).await?;
-            Written::Count(events)
-        }
+        Write::Purge(step) => Written::Purged(purge(conn, step).await?),
+        Write::Discard { delivery } => Written::Discarded(discard(conn, *delivery).await?),
         Write::State {
             plugin,
             changes,
@@ -319,4 +325,111 @@ async fn claim<C: Sql>(
         });
     }
     Ok(out)
+}
+
+/// Deletes `delivery` if it is dead; else says why not.
+async fn discard<C: Sql>(conn: &C, delivery: i64) -> Result<Discarded> {
+    let id = Param::from(delivery);
+    if let Some(row) = query_opt(conn, DISCARD, &[id], delivery_from_row).await? {
+        return Ok(Discarded::Gone(row));
+    }
+    let state = query_opt(conn, DELIVERY_STATE, &[id], |row| row.required_text(0)).await?;
+    Ok(match state {
+        Some(state) => Discarded::NotDead(
+            DeliveryState::parse(&state)
+                .ok_or_else(|| anyhow!("delivery {delivery} has the unknown state {state:?}"))?,
+        ),
+        None => Discarded::NotFound,
+    })
+}
+
+// Each purge batch first fixes its window: the next `limit` rows past `after` that
+// are older than the cutoff, in id order, so that rows kept by the rules below are
+// passed over once per run instead of being looked at again by every batch. The
+// unary `+` keeps SQLite from scanning `received_at`'s index and sorting the whole
+// old range to find the first few ids; the primary key already has them in order.
+// The statements then delete within the window (ids `> $2` and `<= $3`), rechecking
+// every condition, which PostgreSQL re-evaluates on a row another transaction
+// changed meanwhile.
+const DEAD_LETTER_WINDOW: &str = "SELECT MAX(id), COUNT(*) FROM (
+         SELECT id FROM deliveries
+         WHERE id > $2 AND state = 'dead' AND +updated_at < $1
+         ORDER BY id LIMIT $3) AS batch";
+
+const PURGE_DEAD_LETTERS: &str = "DELETE FROM deliveries
+     WHERE id > $2 AND id <= $3 AND state = 'dead' AND updated_at < $1";
+
+const EVENT_WINDOW: &str = "SELECT MAX(id), COUNT(*) FROM (
+         SELECT id FROM events WHERE id > $2 AND +received_at < $1
+         ORDER BY id LIMIT $3) AS batch";
+
+// Only events whose every delivery was delivered lose them: a pending or dead
+// delivery is unfinished work, and keeps its event (and so its request) stored.
+// On SQLite the `+` keeps the planner from walking every delivered delivery by
+// `deliveries_due` instead of looking up this window's few by `event_id`.
+const PURGE_DELIVERED: Dialected = Dialected {
+    sqlite: "DELETE FROM deliveries
+     WHERE +state = 'delivered' AND event_id IN (
+         SELECT e.id FROM events e
+         WHERE e.id > $2 AND e.id <= $3 AND e.received_at < $1
+           AND NOT EXISTS (SELECT 1 FROM deliveries u
+                           WHERE u.event_id = e.id AND u.state <> 'delivered'))",
+    postgres: "DELETE FROM deliveries
+     WHERE state = 'delivered' AND event_id IN (
+         SELECT e.id FROM events e
+         WHERE e.id > $2 AND e.id <= $3 AND e.received_at < $1
+           AND NOT EXISTS (SELECT 1 FROM deliveries u
+                           WHERE u.event_id = e.id AND u.state <> 'delivered'))",
+};
+
+const PURGE_EVENTS: &str = "DELETE FROM events
+     WHERE id > $2 AND id <= $3 AND received_at < $1
+       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)";
+
+const REQUEST_WINDOW: &str = "SELECT MAX(id), COUNT(*) FROM (
+         SELECT id FROM requests WHERE id > $2 AND +received_at < $1
+         ORDER BY id LIMIT $3) AS batch";
+
+// A request stays while an event it brought is stored, so that an event kept for
+// its unfinished delivery keeps its raw request too.
+const PURGE_REQUESTS: &str = "DELETE FROM requests
+     WHERE id > $2 AND id <= $3 AND received_at < $1
+       AND NOT EXISTS (SELECT 1 FROM events e WHERE e.request_id = requests.id)";
+
+/// One batch of the retention purge: see `PurgeStep` and the statements above.
+async fn purge<C: Sql>(conn: &C, step: &PurgeStep) -> Result<PurgeBatch> {
+    let window = match step.target {
+        PurgeTarget::DeadLetters => DEAD_LETTER_WINDOW,
+        PurgeTarget::Events => EVENT_WINDOW,
+        PurgeTarget::Requests => REQUEST_WINDOW,
+    };
+    let cutoff = Param::from(step.cutoff);
+    let after = Param::from(step.after);
+    let limit = Param::from(i64::from(step.limit));
+    let (last, seen) = query_one(conn, window, &[cutoff, after, limit], |row| {
+        Ok((row.int(0)?, row.required_int(1)?))
+    })
+    .await?;
+    let Some(last) = last.filter(|_| seen > 0) else {
+        return Ok(PurgeBatch::default());
+    };
+    let within = [cutoff, after, Param::from(last)];
+    let mut batch = PurgeBatch {
+        last: Some(last),
+        ..PurgeBatch::default()
+    };
+    match step.target {
+        PurgeTarget::DeadLetters => {
+            batch.removed = conn.execute(PURGE_DEAD_LETTERS, &within).await?;
+        }
+        PurgeTarget::Events => {
+            let delivered = PURGE_DELIVERED.text(C::DIALECT);
+            batch.deliveries = conn.execute(delivered, &within).await?;
+            batch.removed = conn.execute(PURGE_EVENTS, &within).await?;
+        }
+        PurgeTarget::Requests => {
+            batch.removed = conn.execute(PURGE_REQUESTS, &within).await?;
+        }
+    }
+    Ok(batch)
 }

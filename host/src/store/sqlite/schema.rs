@@ -7,9 +7,9 @@ use rusqlite::Connection;
 
 /// Bumped, with a migration, whenever `SCHEMA` changes.
 /// Version 2 added `poll_cursors` and `plugin_state`, version 3 `poll_leases`; the
-/// tables are created if missing, which is the whole migration from 1 and 2.
-/// Version 4 added `deliveries.claim_token` (see `ADD_CLAIM_TOKEN`) and
-/// `poll_wants`.
+/// tables and indexes are created if missing, which is the whole migration from 1
+/// and 2. Version 4 added `deliveries.claim_token` (see `ADD_CLAIM_TOKEN`),
+/// `poll_wants` and the index `events_request`.
 pub const SCHEMA_VERSION: u32 = 4;
 
 /// The fencing token of a delivery's claim, added to a file older than version 4
@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_received ON events(received_at);
 CREATE INDEX IF NOT EXISTS events_kind ON events(kind, id);
+-- The purge keeps a request while an event points at it, and deleting a request
+-- sets its events' request_id to NULL: without this index each would scan events.
+CREATE INDEX IF NOT EXISTS events_request ON events(request_id);
 CREATE TABLE IF NOT EXISTS deliveries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id INTEGER NOT NULL REFERENCES events(id) ON DELETE CASCADE,

@@ -6,7 +6,9 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::{Commit, SqliteStore, SCHEMA_VERSION};
-use crate::store::{Clock, DeliveryQueue, EventLog, EventStore, IngestRecord, NewEvent, UnixMs};
+use crate::store::{
+    Clock, DeliveryQueue, EventLog, EventStore, IngestRecord, NewEvent, Settled, UnixMs,
+};
 
 fn store(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(&dir.path().join("events.sqlite3"), Commit::Grouped).unwrap()
@@ -122,7 +124,16 @@ async fn a_put_back_delivery_is_due_again_with_its_attempt_uncounted_unless_clai
         .await
         .unwrap();
     assert_eq!(claimed[0].attempt, 1);
-    store.put_back(claimed[0].id, 1, 500, 101).await.unwrap();
+    let put_back = store
+        .put_back(
+            claimed[0].id,
+            claimed[0].lease,
+            Duration::from_millis(399),
+            Clock::At(101),
+        )
+        .await
+        .unwrap();
+    assert_eq!(put_back, Settled::Recorded);
     assert!(store
         .claim_due(&["notify".to_string()], Clock::At(499), lease, 10)
         .await
@@ -134,8 +145,17 @@ async fn a_put_back_delivery_is_due_again_with_its_attempt_uncounted_unless_clai
         .unwrap();
     assert_eq!(again[0].attempt, 1, "the put-back attempt was not counted");
 
-    // A put-back of an older claim changes nothing: attempt 1 is not this claim.
-    store.put_back(again[0].id, 2, 600, 501).await.unwrap();
+    // A put-back under an older claim changes nothing: the first claim is not this one.
+    let stale = store
+        .put_back(
+            again[0].id,
+            claimed[0].lease,
+            Duration::from_millis(99),
+            Clock::At(501),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stale, Settled::Stale);
     assert!(store
         .claim_due(&["notify".to_string()], Clock::At(600), lease, 10)
         .await
