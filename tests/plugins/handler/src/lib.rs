@@ -7,6 +7,9 @@
 //!     succeeds (a plugin keeps no state between calls, so it counts on the
 //!     host's `attempt`);
 //!   - `{"always_fail": true}`: fails every attempt with `internal`;
+//!   - `{"fail_until_ms": T}`: fails with `unavailable` while the wall clock reads
+//!     before T (milliseconds since the Unix epoch), then succeeds: a handler that
+//!     was down for a while, whatever the attempt number;
 //!   - `{"sleep_first_attempt_ms": N}`: on attempt 1 logs `sleeping in <source>/<event
 //!     id> attempt 1` and sleeps N ms (a WASI clock wait) before going on, so a test
 //!     can kill the node that holds the delivery mid-call;
@@ -36,6 +39,18 @@ impl Plugin for Handler {
                 "always failing, attempt {}",
                 stored.attempt
             )));
+        }
+        if let Some(until) = payload["fail_until_ms"].as_u64() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|since| since.as_millis() as u64)
+                .unwrap_or(0);
+            if now < until {
+                return Err(PluginError::Unavailable(format!(
+                    "down for another {} ms",
+                    until - now
+                )));
+            }
         }
         if let Some(ms) = payload["sleep_first_attempt_ms"].as_u64() {
             if stored.attempt == 1 {
