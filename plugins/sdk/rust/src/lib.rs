@@ -1,4 +1,4 @@
-//! The hookhost plugin SDK for Rust: the bindings to `wit/plugin.wit` (world
+//! The hookhost plugin SDK for Rust: the bindings to `wit/v0.1.0/plugin.wit` (world
 //! `plugin`), generated once here, and what the example plugins would otherwise
 //! each write again. A plugin crate is a `cdylib` that holds only its provider
 //! logic:
@@ -54,7 +54,7 @@ pub mod http;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
-        path: "../../../wit",
+        path: "../../../wit/v0.1.0",
         // The export macro is used by the plugin crates, not by this one.
         pub_export_macro: true,
         // That macro's expansion carries the whole world's type section into the

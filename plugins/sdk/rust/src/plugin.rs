@@ -11,7 +11,7 @@ pub trait PluginName {
     const NAME: &'static str;
 }
 
-/// What a plugin does: the contract's `guest` interface (see `wit/plugin.wit`),
+/// What a plugin does: the contract's `guest` interface (see `wit/v0.1.0/plugin.wit`),
 /// with defaults for the calls a plugin does not use.
 pub trait Plugin: PluginName {
     /// Describes the plugin. Called once when the plugin is loaded; must not fail.
