@@ -51,7 +51,10 @@ impl WitVersion {
         {
             return Ok(version);
         }
-        let supported = WitVersion::ALL.map(WitVersion::guest_export).join(", ");
+        // Oldest first: "does not export hookhost:plugin/guest@0.1.0 or ...".
+        let mut supported = WitVersion::ALL.map(WitVersion::guest_export);
+        supported.reverse();
+        let supported = supported.join(" or ");
         if let Some(other) = exports
             .iter()
             .find(|name| name.starts_with("hookhost:plugin/guest@"))
@@ -59,7 +62,7 @@ impl WitVersion {
             bail!("the component exports {other}, a version this host does not support (it supports {supported})");
         }
         Err(anyhow!(
-            "the component does not export any of {supported}, so it was not built for the hookhost plugin world (its exports: {})",
+            "the component does not export {supported}, so it was not built for the hookhost plugin world (its exports: {})",
             if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
         ))
     }
