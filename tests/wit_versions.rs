@@ -6,8 +6,10 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
-use common::{client, event_ids, output_text, test_plugin, HostSpec};
+use common::traffic::SteadyTraffic;
+use common::{client, event_ids, eventually, output_text, test_plugin, versioned_plugin, HostSpec};
 use serde_json::{json, Value};
 
 // RFC 8032, section 7.1, TEST 1: the empty message.
@@ -173,4 +175,42 @@ fn hookhost_check_prints_each_plugins_contract_version() {
             "{stdout}"
         );
     }
+}
+
+#[test]
+fn a_plugin_hot_reloaded_between_0_1_0_and_0_2_0_builds_fails_no_request() {
+    let old = versioned_plugin("v1");
+    let new = std::fs::read(test_plugin("v2-probe")).unwrap();
+    let host = HostSpec::default().versioned_app().start();
+    let traffic = SteadyTraffic::start(vec![host.url("/hooks/app")]);
+    let path = host.plugins_dir().join("app.wasm");
+    for round in 0..6 {
+        let (bytes, wit) = if round % 2 == 0 {
+            (&new, "hookhost:plugin@0.2.0")
+        } else {
+            (&old, "hookhost:plugin@0.1.0")
+        };
+        // Write then rename, as deploy tools do.
+        let tmp = host.plugins_dir().join(".app.wasm.partial");
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        eventually(
+            &format!("round {round} to serve {wit}"),
+            Duration::from_secs(60),
+            || {
+                host.plugin_listing("app")
+                    .is_some_and(|entry| entry["wit"] == wit)
+            },
+        );
+        let answer = host.hook_answer("app").unwrap();
+        let answered_by_new = answer.contains("\"url\":\"http://");
+        assert_eq!(
+            answered_by_new,
+            wit.ends_with("0.2.0"),
+            "round {round}: {answer}"
+        );
+    }
+    let seen = traffic.stop_all_succeeded();
+    assert!(seen.iter().any(|(_, body)| body == "v1"));
+    assert!(seen.iter().any(|(_, body)| body.contains("\"url\"")));
 }
