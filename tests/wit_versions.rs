@@ -139,6 +139,16 @@ fn a_0_1_0_and_a_0_2_0_plugin_are_served_side_by_side_and_listed_with_their_vers
 
     let events = host.get_json("/api/events");
     assert_eq!(event_ids(&events), ["evt-1"]);
+    // Replay rebuilds the url from public_url and the stored path and query.
+    let id = events["events"][0]["id"].as_str().unwrap();
+    let replay: Value = client()
+        .post(host.url(&format!("/api/events/{id}/replay")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let replayed: Value = serde_json::from_str(replay["replay"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(replayed["url"], "https://hooks.example.com/hooks/v2-probe");
 
     let old = host.plugin_listing("old").unwrap();
     assert_eq!(old["wit"], "hookhost:plugin@0.1.0");
