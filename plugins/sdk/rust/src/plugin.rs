@@ -2,8 +2,8 @@
 //! only what the manifest says the plugin uses, and the default for every other
 //! call is the error the examples have always returned for it.
 
-use crate::bindings::exports::hookhost::plugin::guest::Guest;
-use crate::{Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome, WebhookRequest};
+use super::bindings::exports::hookhost::plugin::guest::Guest;
+use super::{Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome, WebhookRequest};
 
 /// The plugin's name for its own errors; [`export!`](crate::export) implements it
 /// from the crate's name, so a crate that forgets `export!` does not compile.

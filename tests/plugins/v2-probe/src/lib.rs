@@ -1,6 +1,6 @@
-//! Test plugin `v2-probe`, built against `hookhost:plugin@0.2.0` (wit/v0.2.0):
-//! runs what the test sends through the host's 0.2.0 imports and echoes the
-//! request's `url`. Contract:
+//! Test plugin `v2-probe`, built against `hookhost:plugin@0.2.0` with the SDK's
+//! `v0_2_0` module: runs what the test sends through the host's 0.2.0 imports and
+//! echoes the request's `url`. Contract:
 //!
 //! - `describe`: name `V2 probe`, version `0.2.0`, emits `v2-probe.*`.
 //! - `handle-webhook`: the body is a JSON object, every field optional:
@@ -12,99 +12,72 @@
 //!   It answers 200 with `{"url": <request url>, "path": ..., "query": ...,
 //!   "ed25519": [bool...], "hmac": [hex...]}` in the same order. A body that is not
 //!   such JSON, or hex that is not hex, is `bad-request`.
-//! - `poll`, `on-event`: errors.
+//! - `poll`, `on-event`: the SDK's default errors.
 
-wit_bindgen::generate!({ world: "plugin", path: "../../../wit/v0.2.0" });
-
-use exports::hookhost::plugin::guest::Guest;
-use hookhost::plugin::crypto;
-use hookhost::plugin::types::{
-    Event, HttpResponse, Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome,
-    WebhookRequest,
+use hookhost_sdk::v0_2_0::signature::{from_hex, hex};
+use hookhost_sdk::v0_2_0::{
+    crypto, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome, WebhookRequest,
 };
 use serde_json::{json, Value};
 
 struct Probe;
 
-fn bad(message: impl Into<String>) -> PluginError {
-    PluginError::BadRequest(message.into())
+fn bad(message: String) -> PluginError {
+    PluginError::BadRequest(message)
 }
 
-fn hex(value: &Value, what: &str) -> Result<Vec<u8>, PluginError> {
-    let text = value
+fn bytes(value: &Value, what: &str) -> Result<Vec<u8>, PluginError> {
+    value
         .as_str()
-        .ok_or_else(|| bad(format!("{what} is not a string")))?;
-    if text.len() % 2 != 0 {
-        return Err(bad(format!("{what} is not hex")));
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                .ok_or_else(|| bad(format!("{what} is not hex")))
-        })
-        .collect()
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+        .and_then(from_hex)
+        .ok_or_else(|| bad(format!("{what} is not a hex string")))
 }
 
 fn list<'a>(body: &'a Value, name: &str) -> &'a [Value] {
     body[name].as_array().map(Vec::as_slice).unwrap_or_default()
 }
 
-impl Guest for Probe {
+impl Plugin for Probe {
     fn describe() -> Manifest {
-        Manifest {
-            name: "V2 probe".into(),
-            version: "0.2.0".into(),
-            description: "runs the host's 0.2.0 crypto and echoes the request url".into(),
-            emits: vec!["v2-probe.*".into()],
-            poll_interval_seconds: None,
-            subscriptions: Vec::new(),
-        }
+        hookhost_sdk::v0_2_0::manifest!("V2 probe").emits(["v2-probe.*"])
     }
 
     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
-        let body: Value = if request.body.is_empty() {
+        let body = if request.body.is_empty() {
             json!({})
         } else {
-            serde_json::from_slice(&request.body)
-                .map_err(|e| bad(format!("body is not JSON: {e}")))?
+            request.json_body()?
         };
         let ed25519 = list(&body, "ed25519")
             .iter()
             .map(|case| {
                 Ok(crypto::ed25519_verify(
-                    &hex(&case["key"], "key")?,
-                    &hex(&case["message"], "message")?,
-                    &hex(&case["signature"], "signature")?,
+                    &bytes(&case["key"], "key")?,
+                    &bytes(&case["message"], "message")?,
+                    &bytes(&case["signature"], "signature")?,
                 ))
             })
             .collect::<Result<Vec<bool>, PluginError>>()?;
         let hmac = list(&body, "hmac")
             .iter()
             .map(|case| {
-                let key = hex(&case["key"], "key")?;
-                let data = hex(&case["data"], "data")?;
+                let key = bytes(&case["key"], "key")?;
+                let data = bytes(&case["data"], "data")?;
                 let mac = match case["alg"].as_str() {
                     Some("sha1") => crypto::hmac_sha1(&key, &data),
                     Some("sha256") => crypto::hmac_sha256(&key, &data),
                     Some("sha512") => crypto::hmac_sha512(&key, &data),
                     other => return Err(bad(format!("unknown alg {other:?}"))),
                 };
-                Ok(to_hex(&mac))
+                Ok(hex(&mac))
             })
             .collect::<Result<Vec<String>, PluginError>>()?;
         let events = match body["emit"].as_str() {
-            Some(id) => vec![Event {
-                id: id.to_string(),
-                kind: "v2-probe.received".into(),
-                subject: None,
-                payload: json!({ "url": request.url }).to_string(),
-            }],
+            Some(id) => vec![Event::new(
+                id,
+                "v2-probe.received",
+                json!({ "url": request.url }).to_string(),
+            )],
             None => Vec::new(),
         };
         let answer = json!({
@@ -115,22 +88,10 @@ impl Guest for Probe {
             "hmac": hmac,
         });
         Ok(WebhookOutcome {
-            response: HttpResponse {
-                status: 200,
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: answer.to_string().into_bytes(),
-            },
+            response: HttpResponse::json(200, answer.to_string()),
             events,
         })
     }
-
-    fn poll(_cursor: Option<String>) -> Result<PollOutcome, PluginError> {
-        Err(PluginError::Internal("v2-probe does not poll".into()))
-    }
-
-    fn on_event(_event: StoredEvent) -> Result<(), PluginError> {
-        Err(PluginError::Internal("v2-probe handles no events".into()))
-    }
 }
 
-export!(Probe);
+hookhost_sdk::v0_2_0::export!(Probe);
