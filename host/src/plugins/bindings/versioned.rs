@@ -54,15 +54,18 @@ impl WitVersion {
         // Oldest first: "does not export hookhost:plugin/guest@0.1.0 or ...".
         let mut supported = WitVersion::ALL.map(WitVersion::guest_export);
         supported.reverse();
-        let supported = supported.join(" or ");
         if let Some(other) = exports
             .iter()
             .find(|name| name.starts_with("hookhost:plugin/guest@"))
         {
-            bail!("the component exports {other}, a version this host does not support (it supports {supported})");
+            bail!(
+                "the component exports {other}, a version this host does not support (it supports {})",
+                supported.join(" and ")
+            );
         }
         Err(anyhow!(
-            "the component does not export {supported}, so it was not built for the hookhost plugin world (its exports: {})",
+            "the component does not export {}, so it was not built for the hookhost plugin world (its exports: {})",
+            supported.join(" or "),
             if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
         ))
     }
