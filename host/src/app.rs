@@ -25,6 +25,7 @@ use crate::deploy::sync::DeploySync;
 use crate::dispatch::Dispatcher;
 use crate::http::error::ApiError;
 use crate::ingest::Ingest;
+use crate::ingress::public_url::PublicUrl;
 use crate::ingress::webhook::Webhooks;
 use crate::live::LiveFeed;
 use crate::metrics::Metrics;
@@ -84,6 +85,8 @@ pub(crate) struct AppState {
     pub components: Option<Arc<dyn ComponentStore>>,
     /// The one path from a plugin's events to the store, for webhooks and polls.
     pub ingest: Ingest,
+    /// `public_url`: the origin of each webhook request's `url`.
+    pub public_url: Option<PublicUrl>,
 }
 
 /// Which of the host's routes one listener serves.
@@ -113,6 +116,7 @@ impl AppState {
             admin: self.admin.clone(),
             metrics: self.metrics.clone(),
             ingest: self.ingest.clone(),
+            public_url: self.public_url.clone(),
         });
         let health = admin::health::routes(Health {
             store: self.store.clone(),
@@ -134,6 +138,7 @@ impl AppState {
                 admin: self.admin.clone(),
                 wake_dispatcher: self.wake_dispatcher.clone(),
                 live: self.live.clone(),
+                public_url: self.public_url.clone(),
             }))
             .merge(admin::poll::routes(self.scheduler.clone()))
             .merge(admin::deploy::routes(Deploys {
@@ -289,6 +294,7 @@ impl Host {
                 reloader,
                 components,
                 ingest,
+                public_url: config.public_url.clone(),
             },
             _watcher: watcher,
         })

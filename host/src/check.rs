@@ -34,9 +34,11 @@ pub fn run(path: &Path) -> Result<()> {
         }
     };
     println!(
-        "ok: {} implements hookhost:plugin/guest@0.1.0",
-        path.display()
+        "ok: {} implements {}",
+        path.display(),
+        plugin.wit.guest_export()
     );
+    println!("  wit:           {}", plugin.wit.package());
     println!("  name:          {}", m.name);
     println!("  version:       {}", m.version);
     println!("  description:   {}", m.description);

@@ -10,8 +10,9 @@
 //!   part of it, and `Host`: the wiring (`Host::start`, or `Host::with_stores` with
 //!   stores of the caller's) and `serve`.
 //! - `ingress`: `/hooks/*`: `webhook` (the route, and a plugin failure's HTTP
-//!   answer) and `containment` (what crosses between plugins and the admin's
-//!   origin).
+//!   answer), `containment` (what crosses between plugins and the admin's
+//!   origin) and `public_url` (the URL a provider addressed, from `public_url`
+//!   or `Host`).
 //! - `admin`: everything else a listener serves: `auth` (the admin token, sessions)
 //!   with `request_origin`, `events` (the event log, replay), `plugins` (the list),
 //!   `deploy` (`PUT /api/plugins/{id}`), `poll` (`POST /api/plugins/{id}/poll`),
@@ -29,11 +30,13 @@
 //!   writes deployed components into the plugins directory, removes undeployed
 //!   ones), `sync` (a fleet's deploys, undeploys and rollbacks onto this node).
 //! - `plugins`: `runtime` (the engine, linker, epoch ticker), `bindings` (types
-//!   generated from `wit/`, per WIT version), `loaded` (one loaded component; a
-//!   fresh instance per call), `call_state` (wasmtime's per-call store data),
-//!   `imports` (plugins' `state` and stdout/stderr), `registry` (plugins by id),
-//!   `outcome` (checks on what a plugin returns), `plugin_error` (the one name
-//!   for each way a plugin refuses a call), `id` (the plugin-id rule),
+//!   generated from `wit/`, one module per WIT version, and the enum over
+//!   them), `loaded` (one loaded component; a fresh instance per call),
+//!   `call_state` (wasmtime's per-call store data, and the imports' host side),
+//!   `imports` (plugins' `state`, `crypto` and stdout/stderr), `registry`
+//!   (plugins by id), `outcome` (checks on what a plugin returns),
+//!   `plugin_error` (the one name for each way a plugin refuses a call), `id`
+//!   (the plugin-id rule),
 //!   `limits`, `host_memory` and `http_budget` (what a plugin may make the host
 //!   hold), `outbound` (plugins' outgoing HTTP), `artifact_cache`, `subscriptions`.
 //! - `config`: the TOML file, `${ENV}` expansion, `[plugins.<id>]`, the shipped

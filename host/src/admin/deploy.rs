@@ -246,6 +246,7 @@ fn plugin_info(plugin: &LoadedPlugin) -> Value {
         "id": plugin.id(),
         "name": plugin.manifest.name,
         "version": plugin.manifest.version,
+        "wit": plugin.wit.package(),
         "sha256": plugin.sha256,
         "loaded_at": humantime::format_rfc3339_millis(plugin.loaded_at).to_string(),
     })

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use crate::admin::auth::AdminAuth;
 use crate::http::error::ApiError;
 use crate::ingress::containment::without_admin_credentials;
+use crate::ingress::public_url::{request_url, PublicUrl};
 use crate::ingress::webhook::call_webhook;
 use crate::live::{Change, LiveFeed};
 use crate::plugins::bindings::WebhookRequest;
@@ -37,6 +38,8 @@ pub struct EventsApi {
     /// Woken when a delivery is put back in the queue.
     pub wake_dispatcher: Arc<Notify>,
     pub live: LiveFeed,
+    /// Replay rebuilds each request's `url` from it (see `ingress::public_url`).
+    pub public_url: Option<PublicUrl>,
 }
 
 pub fn routes<S: Clone + Send + Sync + 'static>(api: EventsApi) -> Router<S> {
@@ -208,12 +211,25 @@ async fn replay_event(
             format!("plugin {} is not loaded", event.plugin),
         )
     })?;
+    // The stored path is the one below the mount, already percent-decoded: the
+    // URL is rebuilt from it, as close to the original as the row allows.
+    let mount = match request.path.as_str() {
+        "/" => format!("/hooks/{}", event.plugin),
+        below => format!("/hooks/{}{below}", event.plugin),
+    };
+    let host = request
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("host"))
+        .map(|(_, value)| value.as_str());
+    let url = request_url(state.public_url.as_ref(), host, &mount, &request.query);
     let replay = match call_webhook(
         &plugin,
         WebhookRequest {
             method: request.method,
             path: request.path,
             query: request.query,
+            url,
             // Rows stored before credentials were stripped on the way in may hold them.
             headers: without_admin_credentials(request.headers, &state.admin),
             body: request.body,

@@ -36,6 +36,7 @@ async fn list_plugins(State(state): State<PluginsApi>) -> Json<Value> {
             if let Some(plugin) = &entry.current {
                 item["name"] = json!(plugin.manifest.name);
                 item["version"] = json!(plugin.manifest.version);
+                item["wit"] = json!(plugin.wit.package());
                 item["description"] = json!(plugin.manifest.description);
                 item["emits"] = json!(plugin.manifest.emits);
                 item["poll_interval_seconds"] = json!(plugin.manifest.poll_interval_seconds);

@@ -18,6 +18,7 @@ use env::{expand_env, expand_env_noting};
 pub use plugin::PluginConfig;
 use plugin::{ByteSize, PluginConfigFile};
 
+use crate::ingress::public_url::PublicUrl;
 use crate::plugins::id::{is_valid_plugin_id, PLUGIN_ID_PATTERN};
 
 /// Everything `hookhost serve` needs to run, after the file, the environment and the
@@ -66,6 +67,10 @@ pub struct Config {
     /// Plugin config values that hold a published development secret; `load`
     /// refuses them unless `listen` is loopback, where `Host::start` warns.
     pub development_secrets: Vec<DevelopmentSecret>,
+    /// `public_url`: the scheme, host and any path prefix providers use to reach
+    /// this host (`https://hooks.example.com`); a webhook's `url` is it followed by
+    /// the request's own path and query. `None`: `http://` and the `Host` header.
+    pub public_url: Option<PublicUrl>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -101,6 +106,7 @@ struct ConfigFile {
     #[serde(default)]
     allow_unauthenticated_admin: bool,
     database: Option<String>,
+    public_url: Option<String>,
     #[serde(default)]
     plugins: BTreeMap<String, PluginConfigFile>,
 }
@@ -338,6 +344,11 @@ impl Config {
             (None, None) => None,
         };
 
+        let public_url = file
+            .public_url
+            .map(|text| PublicUrl::parse(&expand_env(&text, env).context("config `public_url`")?))
+            .transpose()?;
+
         Ok(Config {
             listen,
             admin_listen,
@@ -354,6 +365,7 @@ impl Config {
             allow_unauthenticated_admin,
             database,
             development_secrets,
+            public_url,
         })
     }
 }

@@ -188,6 +188,26 @@ fn the_database_comes_from_the_flag_else_the_file_with_env_expansion() {
     assert_eq!(parse("").unwrap().database, None);
 }
 
+#[test]
+fn public_url_is_optional_expands_env_and_must_be_an_http_origin() {
+    assert_eq!(parse("").unwrap().public_url, None);
+    let config = parse("public_url = \"https://hooks.example.com:${PORT}/in/\"").unwrap();
+    assert_eq!(
+        config.public_url.unwrap().to_string(),
+        "https://hooks.example.com:9999/in"
+    );
+    let error = format!(
+        "{:#}",
+        parse("public_url = \"hooks.example.com\"").unwrap_err()
+    );
+    assert!(error.contains("config `public_url"), "{error}");
+    let error = format!(
+        "{:#}",
+        parse("public_url = \"https://hooks.example.com/?a=1\"").unwrap_err()
+    );
+    assert!(error.contains("query"), "{error}");
+}
+
 fn with_admin_env(text: &str, admin_env: Option<&str>) -> Result<Config> {
     let file: ConfigFile = toml::from_str(text)?;
     let env = |name: &str| match name {

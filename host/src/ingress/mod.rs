@@ -1,4 +1,5 @@
 //! Webhooks in.
 
 pub mod containment;
+pub mod public_url;
 pub mod webhook;

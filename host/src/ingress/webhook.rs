@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -26,6 +26,7 @@ use crate::http::call_failure::call_failure;
 use crate::http::error::{ApiError, STORAGE_RETRY_AFTER};
 use crate::ingest::{Arrival, Ingest, IngestError};
 use crate::ingress::containment::{contain_response, without_admin_credentials};
+use crate::ingress::public_url::{request_url, PublicUrl};
 use crate::metrics::Metrics;
 use crate::plugins::bindings::{PluginError, WebhookRequest};
 use crate::plugins::id::is_valid_plugin_id;
@@ -44,6 +45,9 @@ pub struct Webhooks {
     pub admin: Arc<AdminAuth>,
     pub metrics: Arc<Metrics>,
     pub ingest: Ingest,
+    /// Where providers reach this host, for each request's `url` (see
+    /// `public_url`).
+    pub public_url: Option<PublicUrl>,
 }
 
 /// `/hooks/{id}` and `/hooks/{id}/{*rest}`, every response contained.
@@ -125,11 +129,19 @@ async fn receive_webhook(
             )
         })
         .collect();
+    let query = head.uri.query().unwrap_or_default();
+    // HTTP/2 carries the host in the URI (`:authority`) rather than in `Host`.
+    let host = match head.headers.get(header::HOST) {
+        Some(value) => value.to_str().ok(),
+        None => head.uri.authority().map(|authority| authority.as_str()),
+    };
+    let url = request_url(state.public_url.as_ref(), host, head.uri.path(), query);
     // One request goes to the plugin and into the store, so neither sees them.
     let request = WebhookRequest {
         method: head.method.as_str().to_string(),
         path: format!("/{rest}"),
-        query: head.uri.query().unwrap_or_default().to_string(),
+        query: query.to_string(),
+        url,
         headers: without_admin_credentials(headers, &state.admin),
         body: body.to_vec(),
     };

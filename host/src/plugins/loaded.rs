@@ -8,9 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
 use wasmtime::{PoolConcurrencyLimitError, Store, UpdateDeadline};
 
 use crate::config::PluginConfig;
@@ -18,7 +17,7 @@ use crate::metrics::{Call, CallFailure, Refusal};
 use crate::plugins::artifact_cache::Source;
 use crate::plugins::bindings::{
     Event, Manifest, Plugin, PluginError, PluginPre, PollOutcome, StoredEvent, WebhookOutcome,
-    WebhookRequest, GUEST_EXPORT_V0_1_0,
+    WebhookRequest, WitVersion,
 };
 use crate::plugins::call_state::{CallState, PluginIdentity};
 use crate::plugins::host_memory::{BudgetExceeded, HostMemoryBudget};
@@ -40,6 +39,9 @@ type CallFuture<'a, R> =
 pub struct LoadedPlugin {
     pub identity: Arc<PluginIdentity>,
     pub manifest: Manifest,
+    /// The contract version the component was built for; an older one's calls are
+    /// converted to and from the host's types (`bindings`).
+    pub wit: WitVersion,
     /// Hex SHA-256 of the component bytes this version was loaded from.
     pub sha256: String,
     pub loaded_at: SystemTime,
@@ -134,13 +136,13 @@ impl LoadedPlugin {
                 .await
                 .context("compile task panicked")?
                 .context("not a loadable WebAssembly component")?;
-        check_world(runtime, &component)?;
+        let wit = WitVersion::of(&runtime.engine, &component)?;
         let instance_pre = runtime
             .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .context("the component needs imports that hookhost does not provide")?;
-        let pre = PluginPre::new(instance_pre)
+        let pre = PluginPre::new(wit, instance_pre)
             .map_err(anyhow::Error::from)
             .context("the component does not match the plugin world")?;
 
@@ -159,6 +161,7 @@ impl LoadedPlugin {
                 poll_interval_seconds: None,
                 subscriptions: Vec::new(),
             },
+            wit,
             sha256,
             loaded_at: SystemTime::now(),
             compiled: source == Source::Compiled,
@@ -170,7 +173,7 @@ impl LoadedPlugin {
         };
         let manifest = plugin
             .call(Call::Describe, |plugin, store| {
-                Box::pin(async move { plugin.hookhost_plugin_guest().call_describe(store).await })
+                Box::pin(async move { plugin.call_describe(store).await })
             })
             .await
             .context("describe() failed")?;
@@ -209,12 +212,7 @@ impl LoadedPlugin {
     ) -> Result<Result<WebhookOutcome, PluginError>, CallError> {
         let answer = self
             .call(Call::Webhook, move |plugin, store| {
-                Box::pin(async move {
-                    plugin
-                        .hookhost_plugin_guest()
-                        .call_handle_webhook(store, &request)
-                        .await
-                })
+                Box::pin(async move { plugin.call_handle_webhook(store, request).await })
             })
             .await?;
         if let Ok(outcome) = &answer {
@@ -251,12 +249,7 @@ impl LoadedPlugin {
     ) -> Result<(Result<PollOutcome, PluginError>, Vec<StateChange>), CallError> {
         let result = self
             .call_in(Call::Poll, Mode::staged(), move |plugin, store| {
-                Box::pin(async move {
-                    plugin
-                        .hookhost_plugin_guest()
-                        .call_poll(store, cursor.as_deref())
-                        .await
-                })
+                Box::pin(async move { plugin.call_poll(store, cursor.as_deref()).await })
             })
             .await
             .map(|(outcome, kv)| (outcome, kv.into_staged()))
@@ -273,12 +266,7 @@ impl LoadedPlugin {
 
     pub async fn on_event(&self, event: StoredEvent) -> Result<Result<(), PluginError>, CallError> {
         self.call(Call::OnEvent, move |plugin, store| {
-            Box::pin(async move {
-                plugin
-                    .hookhost_plugin_guest()
-                    .call_on_event(store, &event)
-                    .await
-            })
+            Box::pin(async move { plugin.call_on_event(store, event).await })
         })
         .await
     }
@@ -402,25 +390,6 @@ fn clipped(text: &str) -> String {
 /// Hex SHA-256 of a component's bytes: its identity in the API, logs and cache.
 pub fn content_sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-/// Says precisely what is wrong when a component targets another world or version.
-fn check_world(runtime: &Runtime, component: &Component) -> Result<()> {
-    let ty = component.component_type();
-    let exports: Vec<&str> = ty.exports(&runtime.engine).map(|(name, _)| name).collect();
-    if exports.contains(&GUEST_EXPORT_V0_1_0) {
-        return Ok(());
-    }
-    if let Some(other) = exports
-        .iter()
-        .find(|name| name.starts_with("hookhost:plugin/guest@"))
-    {
-        bail!("the component exports {other}, a version this host does not support (it supports {GUEST_EXPORT_V0_1_0})");
-    }
-    Err(anyhow!(
-        "the component does not export {GUEST_EXPORT_V0_1_0}, so it was not built for the hookhost plugin world (its exports: {})",
-        if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
-    ))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use crate::metrics::Metrics;
 use crate::plugins::artifact_cache::{ArtifactCache, Source};
-use crate::plugins::bindings::Plugin;
+use crate::plugins::bindings;
 use crate::plugins::call_state::CallState;
 use crate::plugins::http_budget;
 use crate::plugins::limits;
@@ -55,7 +55,12 @@ impl Runtime {
         http_budget::add_to_linker(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking the host memory budget's WASI HTTP wrappers")?;
-        Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+        // Every supported version's imports; their names carry the version, so
+        // they sit side by side.
+        bindings::v0_1_0::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .and_then(|()| {
+                bindings::v0_2_0::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            })
             .map_err(anyhow::Error::from)
             .context("linking the hookhost imports")?;
         let cache = cache_dir

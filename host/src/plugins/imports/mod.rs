@@ -1,4 +1,5 @@
 //! Host imports.
 
+pub mod crypto;
 pub mod guest_output;
 pub mod state;

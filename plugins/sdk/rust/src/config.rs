@@ -2,9 +2,9 @@
 //! hookhost.toml): the host's `config::get`, and the one rule the examples share
 //! for a key they cannot work without.
 
-use crate::PluginError;
+use super::PluginError;
 
-pub use crate::bindings::hookhost::plugin::config::get;
+pub use super::bindings::hookhost::plugin::config::get;
 
 /// The value of `key`, which the plugin cannot work without; an unset or empty
 /// key is `internal`, "config `<key>` is not set" (the operator's mistake, not

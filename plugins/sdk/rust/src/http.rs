@@ -32,7 +32,7 @@ use wasip2::io::streams::StreamError;
 
 pub use wasip2::http::types::Method;
 
-use crate::PluginError;
+use super::PluginError;
 
 /// The response body a request reads at most unless it says otherwise.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 << 20;

@@ -1,4 +1,4 @@
-//! The hookhost plugin SDK for Rust: the bindings to `wit/plugin.wit` (world
+//! The hookhost plugin SDK for Rust: the bindings to `wit/v0.1.0/plugin.wit` (world
 //! `plugin`), generated once here, and what the example plugins would otherwise
 //! each write again. A plugin crate is a `cdylib` that holds only its provider
 //! logic:
@@ -35,6 +35,11 @@
 //! - `signature.rs`: signature checks with the host's crypto, hex and base64,
 //!   timestamp skew.
 //! - `http.rs` (feature `http`): a blocking outbound HTTP client over wasi:http.
+//! - `v0_2_0/`: the same SDK for contract 0.2.0 (`wit/v0.2.0/plugin.wit`): its own
+//!   bindings, the files above compiled again against them, and its `manifest!`
+//!   and `export!`. The files above name the bindings and types as `super::`, so
+//!   each version's copy resolves to its own; the crate root stays 0.1.0, so a
+//!   plugin moves to 0.2.0 only by writing `hookhost_sdk::v0_2_0::...`.
 //!
 //! Features: `json` (serde_json helpers), `http` (the outbound client); a plugin
 //! that needs neither pulls in neither dependency.
@@ -48,13 +53,16 @@ pub mod signature;
 #[cfg(feature = "http")]
 pub mod http;
 
+/// The same SDK for contract 0.2.0; the root stays 0.1.0.
+pub mod v0_2_0;
+
 /// The generated bindings. Public only because [`export!`] expands in the plugin's
 /// crate and names them; plugins use the re-exports below.
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
-        path: "../../../wit",
+        path: "../../../wit/v0.1.0",
         // The export macro is used by the plugin crates, not by this one.
         pub_export_macro: true,
         // That macro's expansion carries the whole world's type section into the
@@ -102,5 +110,33 @@ macro_rules! export {
             const NAME: &'static str = env!("CARGO_PKG_NAME");
         }
         $crate::bindings::export!($plugin with_types_in $crate::bindings);
+    };
+}
+
+/// [`manifest!`] for [`v0_2_0`]; use it as `hookhost_sdk::v0_2_0::manifest!`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __manifest_v0_2_0 {
+    ($name:expr $(,)?) => {
+        $crate::v0_2_0::Manifest::new(
+            $name,
+            env!("CARGO_PKG_VERSION"),
+            env!("CARGO_PKG_DESCRIPTION"),
+        )
+    };
+    ($name:expr, $description:expr $(,)?) => {
+        $crate::v0_2_0::Manifest::new($name, env!("CARGO_PKG_VERSION"), $description)
+    };
+}
+
+/// [`export!`] for [`v0_2_0`]; use it as `hookhost_sdk::v0_2_0::export!`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_v0_2_0 {
+    ($plugin:ident) => {
+        impl $crate::v0_2_0::PluginName for $plugin {
+            const NAME: &'static str = env!("CARGO_PKG_NAME");
+        }
+        $crate::v0_2_0::bindings::export!($plugin with_types_in $crate::v0_2_0::bindings);
     };
 }

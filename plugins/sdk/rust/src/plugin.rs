@@ -2,8 +2,8 @@
 //! only what the manifest says the plugin uses, and the default for every other
 //! call is the error the examples have always returned for it.
 
-use crate::bindings::exports::hookhost::plugin::guest::Guest;
-use crate::{Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome, WebhookRequest};
+use super::bindings::exports::hookhost::plugin::guest::Guest;
+use super::{Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome, WebhookRequest};
 
 /// The plugin's name for its own errors; [`export!`](crate::export) implements it
 /// from the crate's name, so a crate that forgets `export!` does not compile.
@@ -11,7 +11,7 @@ pub trait PluginName {
     const NAME: &'static str;
 }
 
-/// What a plugin does: the contract's `guest` interface (see `wit/plugin.wit`),
+/// What a plugin does: the contract's `guest` interface (see `wit/v0.1.0/plugin.wit`),
 /// with defaults for the calls a plugin does not use.
 pub trait Plugin: PluginName {
     /// Describes the plugin. Called once when the plugin is loaded; must not fail.

@@ -1,8 +1,8 @@
 //! Building what a call returns: the manifest, a response, an event, a poll
 //! outcome; and the plugin error for a failed `state` call.
 
-use crate::state::StateError;
-use crate::{Event, HttpResponse, Manifest, PluginError, PollOutcome};
+use super::state::StateError;
+use super::{Event, HttpResponse, Manifest, PluginError, PollOutcome};
 
 impl Manifest {
     /// A plugin that emits nothing, does not poll and subscribes to nothing; the

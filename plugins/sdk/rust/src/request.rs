@@ -1,9 +1,9 @@
 //! Reading what a call is given: a webhook request's headers and JSON body, a
 //! stored event's JSON payload.
 
-use crate::WebhookRequest;
+use super::WebhookRequest;
 #[cfg(feature = "json")]
-use crate::{PluginError, StoredEvent};
+use super::{PluginError, StoredEvent};
 
 impl WebhookRequest {
     /// The first value of header `name`, whatever its case; `None` when the

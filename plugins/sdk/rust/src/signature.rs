@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
-use crate::crypto;
+use super::crypto;
 
 /// Whether `claimed` is the HMAC-SHA256 of `data` under `key`, compared in time
 /// that does not depend on where they differ.

@@ -1,14 +1,15 @@
 //! `CallState`: what one call into a plugin owns (its WASI context, resource table,
 //! limits and host memory budget), and the host side of the plugin's imports
-//! (`config`, `log`, `crypto`; `state` delegates to `imports::state`).
+//! (`config`, `log`, `crypto`; `state` delegates to `imports::state`, `crypto` to
+//! `imports::crypto`), in the newest contract version; older versions forward to
+//! these (`bindings::v0_1_0`).
 //! A fresh one is built for every call, so nothing leaks from one call to the next.
+
+mod v0_1_0;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -18,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::plugins::bindings::{config, crypto, log, state, types};
 use crate::plugins::host_memory::{BudgetExceeded, Charge, HostMemoryBudget};
 use crate::plugins::http_budget::held::HeldHttpResources;
+use crate::plugins::imports;
 use crate::plugins::imports::guest_output::{Channel, GuestOutput, LogBudget};
 use crate::plugins::imports::state::KeyValue;
 use crate::plugins::limits::{self, PluginLimits};
@@ -233,18 +235,32 @@ impl state::Host for CallState {
 
 impl crypto::Host for CallState {
     fn hmac_sha256(&mut self, key: Vec<u8>, data: Vec<u8>) -> Vec<u8> {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&key).expect("HMAC accepts keys of any length");
-        mac.update(&data);
-        mac.finalize().into_bytes().to_vec()
+        imports::crypto::hmac_sha256(&key, &data)
+    }
+
+    fn hmac_sha1(&mut self, key: Vec<u8>, data: Vec<u8>) -> Vec<u8> {
+        imports::crypto::hmac_sha1(&key, &data)
+    }
+
+    fn hmac_sha512(&mut self, key: Vec<u8>, data: Vec<u8>) -> Vec<u8> {
+        imports::crypto::hmac_sha512(&key, &data)
+    }
+
+    fn ed25519_verify(
+        &mut self,
+        public_key: Vec<u8>,
+        message: Vec<u8>,
+        signature: Vec<u8>,
+    ) -> bool {
+        imports::crypto::ed25519_verify(&public_key, &message, &signature)
     }
 
     fn sha256(&mut self, data: Vec<u8>) -> Vec<u8> {
-        Sha256::digest(&data).to_vec()
+        imports::crypto::sha256(&data)
     }
 
     fn constant_time_eq(&mut self, a: Vec<u8>, b: Vec<u8>) -> bool {
-        a.ct_eq(&b).into()
+        imports::crypto::constant_time_eq(&a, &b)
     }
 }
 
