@@ -247,6 +247,10 @@ fn serve(config_path: Option<PathBuf>, overrides: Overrides) -> Result<()> {
             plugins_dir = %config.plugins_dir.display(),
             "hookhost starting"
         );
+        // Caught from here on, so that a SIGTERM right after `listening on` (or
+        // during start-up) is a graceful shutdown once serving begins, not the
+        // default "terminate at once".
+        let shutdown = shutdown_signal()?;
         let host = hookhost::Host::start(&config).await?;
         // Scripts and tests that start hookhost on port 0 wait for the `listening on`
         // line; the admin line comes first, so that it is known once that one is read.
@@ -258,7 +262,7 @@ fn serve(config_path: Option<PathBuf>, overrides: Overrides) -> Result<()> {
             main: listener,
             admin: admin_listener,
         };
-        let result = host.serve(listeners, shutdown_signal()).await;
+        let result = host.serve(listeners, shutdown).await;
         tracing::info!("hookhost stopped");
         result
     })
@@ -270,14 +274,19 @@ async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener> {
         .with_context(|| format!("listening on {address}"))
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term.recv() => {},
-    }
-    tracing::info!("shutting down");
+/// Installs the SIGINT and SIGTERM handlers now (a lazy future would install them
+/// only when first polled, leaving a window in which a signal kills the process)
+/// and returns a future that resolves on either.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
+        }
+        tracing::info!("shutting down");
+    })
 }
