@@ -69,14 +69,22 @@ impl<B: SqlBackend> EventLog for B {
     }
 
     async fn get_event(&self, id: i64) -> Result<Option<(StoredEventRow, Option<RawRequest>)>> {
-        let doing = format!("reading event {id}");
-        let event = query!(self, Read::Event(id), Found::Event, doing)?;
+        let event = query!(
+            self,
+            Read::Event(id),
+            Found::Event,
+            format!("reading event {id}")
+        )?;
         Ok(event.map(|event| *event))
     }
 
     async fn purge(&self, step: PurgeStep) -> Result<PurgeBatch> {
-        let doing = format!("purging {:?} older than {}", step.target, step.cutoff);
-        commit!(self, Write::Purge(step), Written::Purged, doing)
+        commit!(
+            self,
+            Write::Purge(step),
+            Written::Purged,
+            format!("purging {:?} older than {}", step.target, step.cutoff)
+        )
     }
 }
 
@@ -124,8 +132,12 @@ impl<B: SqlBackend> DeliveryQueue for B {
             lease,
             now,
         };
-        let doing = format!("completing delivery {delivery}");
-        commit!(self, write, Written::Settled, doing)
+        commit!(
+            self,
+            write,
+            Written::Settled,
+            format!("completing delivery {delivery}")
+        )
     }
 
     async fn fail(
@@ -143,8 +155,12 @@ impl<B: SqlBackend> DeliveryQueue for B {
             after,
             now,
         };
-        let doing = format!("recording a failed attempt of delivery {delivery}");
-        commit!(self, write, Written::Settled, doing)
+        commit!(
+            self,
+            write,
+            Written::Settled,
+            format!("recording a failed attempt of delivery {delivery}")
+        )
     }
 
     async fn put_back(
@@ -160,19 +176,31 @@ impl<B: SqlBackend> DeliveryQueue for B {
             after,
             now,
         };
-        let doing = format!("putting delivery {delivery} back unattempted");
-        commit!(self, write, Written::Settled, doing)
+        commit!(
+            self,
+            write,
+            Written::Settled,
+            format!("putting delivery {delivery} back unattempted")
+        )
     }
 
     async fn retry(&self, delivery: i64, now: UnixMs) -> Result<Option<DeliveryRow>> {
         let write = Write::Retry { delivery, now };
-        let doing = format!("re-queueing delivery {delivery}");
-        commit!(self, write, Written::Delivery, doing)
+        commit!(
+            self,
+            write,
+            Written::Delivery,
+            format!("re-queueing delivery {delivery}")
+        )
     }
 
     async fn discard(&self, delivery: i64) -> Result<Discarded> {
-        let doing = format!("discarding delivery {delivery}");
-        commit!(self, Write::Discard { delivery }, Written::Discarded, doing)
+        commit!(
+            self,
+            Write::Discard { delivery },
+            Written::Discarded,
+            format!("discarding delivery {delivery}")
+        )
     }
 }
 
