@@ -35,6 +35,20 @@ fn vm_rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// A host with `config` whose `faulty` plugin takes 64 calls at once, more than its
+/// write queue of 8 holds; and the URL of the webhook, which has stored an event.
+fn small_queue_host(config: &str) -> (Host, String) {
+    let host = HostSpec::default()
+        .plugin("faulty", test_plugin("faulty"))
+        .config(&format!(
+            "{config}write_queue = 8\n[plugins.faulty]\nmax_concurrent_calls = 64\n"
+        ))
+        .start();
+    let url = host.url("/hooks/faulty/ok");
+    assert_eq!(post_status(&url, "before"), 200);
+    (host, url)
+}
+
 /// What came back while `threads` clients kept sending webhooks.
 #[derive(Debug, Default)]
 struct Hammered {
@@ -46,15 +60,12 @@ struct Hammered {
     max_rss_kib: u64,
 }
 
-/// Sends webhooks of `BODY_BYTES` to `url` from `threads` clients for `how_long`,
+/// How long `hammer` keeps sending.
+const HAMMER_FOR: Duration = Duration::from_secs(12);
+
+/// Sends webhooks of `BODY_BYTES` to `url` from `threads` clients for `HAMMER_FOR`,
 /// each waiting at most `client_timeout`, sampling the host's memory meanwhile.
-fn hammer(
-    host: &Host,
-    url: &str,
-    threads: usize,
-    how_long: Duration,
-    client_timeout: Duration,
-) -> Hammered {
+fn hammer(host: &Host, url: &str, threads: usize, client_timeout: Duration) -> Hammered {
     let result = Arc::new(Mutex::new(Hammered::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..threads)
@@ -96,7 +107,7 @@ fn hammer(
         .collect();
     let started = Instant::now();
     let mut max_rss_kib = 0;
-    while started.elapsed() < how_long {
+    while started.elapsed() < HAMMER_FOR {
         max_rss_kib = max_rss_kib.max(vm_rss_kib(host.pid()));
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -159,31 +170,17 @@ fn post_status(url: &str, id: &str) -> u16 {
 
 #[test]
 fn a_sqlite_database_locked_by_another_process_answers_503_at_once_with_bounded_memory() {
-    let host = HostSpec::default()
-        .plugin("faulty", test_plugin("faulty"))
-        .config("write_queue = 8\n[plugins.faulty]\nmax_concurrent_calls = 64\n")
-        .start();
-    let url = host.url("/hooks/faulty/ok");
-    assert_eq!(post_status(&url, "before"), 200);
+    let (host, url) = small_queue_host("");
 
     // Another process holds SQLite's write lock: every commit waits out the busy
     // timeout, then fails with SQLITE_BUSY.
     let other = rusqlite::Connection::open(host.data_dir().join("events.sqlite3")).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
     let rss_before_kib = vm_rss_kib(host.pid());
-    let hammered = hammer(
-        &host,
-        &url,
-        16,
-        Duration::from_secs(12),
-        Duration::from_secs(30),
-    );
+    let hammered = hammer(&host, &url, 16, Duration::from_secs(30));
     assert_backpressure(&host, &hammered, rss_before_kib);
     // The admin API's writes are 503 too, once the busy timeout is out.
-    let retry = client()
-        .post(host.url("/api/deliveries/1/retry"))
-        .send()
-        .unwrap();
+    let retry = host.post("/api/deliveries/1/retry");
     assert_eq!(retry.status(), 503, "a write through the admin API");
     assert!(retry.headers().contains_key("retry-after"));
 
@@ -289,10 +286,7 @@ fn sqlite_on_a_full_disk_answers_503_with_retry_after_on_webhooks_and_the_admin_
     let body: Value = full.json().unwrap();
     assert_eq!(body["error"], "storage", "{body}");
 
-    let retry = client()
-        .post(host.url(&format!("/api/deliveries/{delivery_id}/retry")))
-        .send()
-        .unwrap();
+    let retry = host.post(&format!("/api/deliveries/{delivery_id}/retry"));
     assert_eq!(
         retry.status(),
         503,
@@ -307,10 +301,7 @@ fn sqlite_on_a_full_disk_answers_503_with_retry_after_on_webhooks_and_the_admin_
     eventually("webhooks to be stored again", WAIT, || {
         post_status(&url, "after") == 200
     });
-    let retry = client()
-        .post(host.url(&format!("/api/deliveries/{delivery_id}/retry")))
-        .send()
-        .unwrap();
+    let retry = host.post(&format!("/api/deliveries/{delivery_id}/retry"));
     assert_eq!(retry.status(), 200);
 }
 
@@ -381,31 +372,17 @@ fn signal(name: &str, pids: &[String]) {
 #[test]
 fn a_stalled_postgresql_answers_503_at_once_with_bounded_memory_and_recovers() {
     let database = Postgres::start();
-    let host = HostSpec::default()
-        .plugin("faulty", test_plugin("faulty"))
-        .config(&format!(
-            "database = \"{}\"\nwrite_queue = 8\n[plugins.faulty]\nmax_concurrent_calls = 64\n",
-            database.url()
-        ))
-        .start();
-    let url = host.url("/hooks/faulty/ok");
-    assert_eq!(post_status(&url, "before"), 200);
+    let (host, url) = small_queue_host(&format!("database = \"{}\"\n", database.url()));
 
     let rss_before_kib = vm_rss_kib(host.pid());
     let stalled = Stopped::new(postgres_processes(database.port()));
     // More clients than on SQLite: each of the four writers takes every queued
     // write into its group whenever it is free, so the queue overflows only when
     // more requests arrive between two takes than it holds.
-    let hammered = hammer(
-        &host,
-        &url,
-        48,
-        Duration::from_secs(12),
-        Duration::from_secs(60),
-    );
+    let hammered = hammer(&host, &url, 48, Duration::from_secs(60));
     assert_backpressure(&host, &hammered, rss_before_kib);
     // A read through the admin API while the database stalls: 503, not 500.
-    let events = client().get(host.url("/api/events")).send().unwrap();
+    let events = host.get("/api/events");
     assert_eq!(events.status(), 503, "a read through the admin API");
     assert!(events.headers().contains_key("retry-after"));
 
@@ -480,10 +457,7 @@ fn an_exhausted_instance_pool_answers_503_with_retry_after_and_costs_a_delivery_
     assert_eq!(body["error"], "busy", "{body}");
 
     // A delivery due while no instance is free is put back, its attempt uncounted.
-    let requeued = client()
-        .post(host.url(&format!("/api/deliveries/{delivery_id}/retry")))
-        .send()
-        .unwrap();
+    let requeued = host.post(&format!("/api/deliveries/{delivery_id}/retry"));
     assert_eq!(requeued.status(), 200);
     eventually("a delivery to be put back", WAIT, || {
         host.log()

@@ -8,15 +8,12 @@ mod common;
 use std::process::{Command, Output};
 
 use common::traffic::SteadyTraffic;
-use common::{client, output_text, plugin_in, test_plugin, versioned_plugin, Host, HostSpec};
+use common::{
+    client, output_text, plugin_in, sha256_hex, test_plugin, versioned_plugin, Host, HostSpec,
+};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 const TOKEN: &str = "deploy-test-token";
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 fn deploy(host: &Host, id: &str, bytes: &[u8], token: Option<&str>) -> (u16, Value) {
     let mut request = client()

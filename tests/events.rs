@@ -40,20 +40,10 @@ fn all_events(host: &common::Host, query: &str) -> Vec<Value> {
 }
 
 fn send_event(host: &common::Host, id: &str, kind: &str, payload: &str) -> Value {
-    let response = client()
-        .post(host.url("/hooks/faulty/event"))
-        .header("x-id", id)
-        .header("x-kind", kind)
-        .body(payload.to_string())
-        .send()
-        .unwrap();
+    let response = host.send_faulty_event(id, kind, payload);
     assert_eq!(response.status(), 200);
     let listed = get(host, &format!("/api/events?plugin=faulty&kind={kind}"));
-    listed["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["event_id"] == id)
+    common::event_in(&listed, id)
         .unwrap_or_else(|| panic!("event {id} is not listed: {listed}"))
         .clone()
 }

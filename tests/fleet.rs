@@ -17,11 +17,10 @@ use common::feed::Feed;
 use common::postgres::Postgres;
 use common::traffic::SteadyTraffic;
 use common::{
-    client, eventually, example_plugin, github_signature, test_plugin, versioned_plugin, Host,
-    HostSpec,
+    client, eventually, example_plugin, github_signature, sha256_hex, test_plugin,
+    versioned_plugin, Host,
 };
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 const SECRET: &str = "fleet-secret";
 const WAIT: Duration = Duration::from_secs(90);
@@ -34,14 +33,7 @@ fn start_nodes(
     config: &str,
 ) -> Vec<Host> {
     (0..count)
-        .map(|_| {
-            let mut spec =
-                HostSpec::default().config(&format!("database = \"{}\"\n{config}", database.url()));
-            for (id, file) in plugins {
-                spec = spec.plugin(id, file.clone());
-            }
-            spec.start()
-        })
+        .map(|_| database.node(plugins, config).start())
         .collect()
 }
 
@@ -201,17 +193,6 @@ fn webhooks_sent_round_robin_are_stored_once_while_a_node_is_killed() {
     );
 }
 
-/// Whether `host` holds the poll lease of `plugin`, from its `GET /api/plugins`.
-fn holds_lease(host: &Host, plugin: &str) -> bool {
-    host.get_json("/api/plugins")["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == plugin)
-        .map(|p| p["poll"]["lease_held"] == true)
-        .unwrap_or(false)
-}
-
 #[test]
 fn a_one_second_poller_is_polled_once_per_second_by_the_whole_fleet_and_survives_its_holder() {
     let database = Postgres::start();
@@ -248,7 +229,7 @@ fn a_one_second_poller_is_polled_once_per_second_by_the_whole_fleet_and_survives
         "the fleet polls about once a second, not once per node: {per_second:.2}/s"
     );
     let holders: Vec<usize> = (0..nodes.len())
-        .filter(|&i| holds_lease(&nodes[i], "feed"))
+        .filter(|&i| nodes[i].holds_poll_lease("feed"))
         .collect();
     assert_eq!(holders.len(), 1, "exactly one node holds the poll lease");
 
@@ -280,7 +261,7 @@ fn a_one_second_poller_is_polled_once_per_second_by_the_whole_fleet_and_survives
         "every item is stored once: {counts:?}"
     );
     let holders: Vec<usize> = (0..nodes.len())
-        .filter(|&i| holds_lease(&nodes[i], "feed"))
+        .filter(|&i| nodes[i].holds_poll_lease("feed"))
         .collect();
     assert_eq!(
         holders.len(),
@@ -341,15 +322,6 @@ fn a_handler_delivery_whose_node_died_mid_call_is_completed_by_another_node() {
     );
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-fn running_sha256(host: &Host, plugin: &str) -> Option<String> {
-    let listing = host.plugin_listing(plugin)?;
-    listing["sha256"].as_str().map(str::to_string)
-}
-
 #[test]
 fn a_component_deployed_through_one_node_is_served_by_all_three_while_requests_succeed() {
     let database = Postgres::start();
@@ -357,7 +329,7 @@ fn a_component_deployed_through_one_node_is_served_by_all_three_while_requests_s
     let v2 = versioned_plugin("v2");
     let nodes = start_nodes(&database, 3, &[("app", test_plugin("versioned-v1"))], "");
     for node in &nodes {
-        assert_eq!(running_sha256(node, "app"), Some(sha256_hex(&v1)));
+        assert_eq!(node.running_sha256("app"), Some(sha256_hex(&v1)));
     }
 
     // Steady traffic to every node for the whole deploy: each request must succeed.
@@ -375,7 +347,7 @@ fn a_component_deployed_through_one_node_is_served_by_all_three_while_requests_s
     eventually("every node to run v2", WAIT, || {
         let done = nodes
             .iter()
-            .all(|n| running_sha256(n, "app").as_deref() == Some(sha256_hex(&v2).as_str()));
+            .all(|n| n.running_sha256("app").as_deref() == Some(sha256_hex(&v2).as_str()));
         if done && everywhere.is_none() {
             everywhere = Some(deployed_at.elapsed());
         }
@@ -409,7 +381,7 @@ fn a_component_deployed_through_one_node_is_served_by_all_three_while_requests_s
     // A node that starts later runs the fleet's version, not the file it was given.
     let late = start_nodes(&database, 1, &[("app", test_plugin("versioned-v1"))], "");
     eventually("the late node to run v2", WAIT, || {
-        running_sha256(&late[0], "app").as_deref() == Some(sha256_hex(&v2).as_str())
+        late[0].running_sha256("app").as_deref() == Some(sha256_hex(&v2).as_str())
     });
 }
 

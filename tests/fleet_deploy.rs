@@ -12,39 +12,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::postgres::Postgres;
-use common::{client, eventually, output_text, test_plugin, Host, HostSpec};
+use common::{client, eventually, output_text, sha256_hex, test_plugin, Host};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 const WAIT: Duration = Duration::from_secs(90);
 
 fn start_node(database: &Postgres, plugins: &[(&str, PathBuf)]) -> Host {
-    let mut spec = HostSpec::default().config(&format!("database = \"{}\"\n", database.url()));
-    for (id, file) in plugins {
-        spec = spec.plugin(id, file.clone());
-    }
-    spec.start()
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-fn running_sha256(host: &Host, plugin: &str) -> Option<String> {
-    host.get_json("/api/plugins")["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == plugin)
-        .and_then(|p| p["sha256"].as_str().map(str::to_string))
-}
-
-fn is_listed(host: &Host, plugin: &str) -> bool {
-    host.get_json("/api/plugins")["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|p| p["id"] == plugin)
+    database.node(plugins, "").start()
 }
 
 /// The webhook's status and body.
@@ -117,7 +91,7 @@ fn undeploy_and_rollback_reach_every_node_including_one_that_was_down() {
     deploy(&first, "app", &v1);
     deploy(&first, "app", &v2);
     everywhere(&[&first, &second, &third], "every node to run v2", |node| {
-        running_sha256(node, "app") == Some(sha256_hex(&v2))
+        node.running_sha256("app") == Some(sha256_hex(&v2))
     });
 
     // Rolled back through another node: v1 again on all three.
@@ -140,7 +114,7 @@ fn undeploy_and_rollback_reach_every_node_including_one_that_was_down() {
     everywhere(
         &[&first, &second],
         "app to be gone from the live nodes",
-        |node| !is_listed(node, "app") && hook(node, "app").0 == 404,
+        |node| node.plugin_listing("app").is_none() && hook(node, "app").0 == 404,
     );
     for node in [&first, &second] {
         assert!(!node.plugins_dir().join("app.wasm").exists());
@@ -150,7 +124,7 @@ fn undeploy_and_rollback_reach_every_node_including_one_that_was_down() {
     // Started again, the third node does not serve its stale copy, not even
     // briefly: the tombstone is applied before it listens.
     third.restart();
-    assert!(!is_listed(&third, "app"), "{}", third.log());
+    assert!(third.plugin_listing("app").is_none(), "{}", third.log());
     assert_eq!(hook(&third, "app").0, 404);
     assert!(!third.plugins_dir().join("app.wasm").exists());
 
@@ -191,7 +165,7 @@ fn the_store_keeps_the_last_five_versions_and_deletes_older_components() {
     for bytes in &versions {
         deploy(&node, "app", bytes);
     }
-    assert_eq!(running_sha256(&node, "app"), Some(sha256_hex(&versions[6])));
+    assert_eq!(node.running_sha256("app"), Some(sha256_hex(&versions[6])));
     assert_eq!(stored_components(&database), 5, "the last five are kept");
 
     // Four rollbacks step back through the kept versions; the fifth finds none.
@@ -200,13 +174,13 @@ fn the_store_keeps_the_last_five_versions_and_deletes_older_components() {
         assert_eq!(status, 200, "rollback {back}: {body}");
         assert_eq!(body["sha256"], sha256_hex(&versions[6 - back]), "{body}");
         assert_eq!(
-            running_sha256(&node, "app"),
+            node.running_sha256("app"),
             Some(sha256_hex(&versions[6 - back]))
         );
     }
     let (status, body) = rollback(&node, "app");
     assert_eq!(status, 409, "{body}");
-    assert_eq!(running_sha256(&node, "app"), Some(sha256_hex(&versions[2])));
+    assert_eq!(node.running_sha256("app"), Some(sha256_hex(&versions[2])));
     // Rolled-back-over versions are forgotten with their components.
     assert_eq!(stored_components(&database), 1);
 }

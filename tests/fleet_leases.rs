@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::feed::Feed;
 use common::postgres::Postgres;
-use common::{client, eventually, test_plugin, Host, HostSpec};
+use common::{eventually, test_plugin, Host};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -27,11 +27,7 @@ fn node(
     config: &str,
     env: &[(&str, &str)],
 ) -> Host {
-    let mut spec =
-        HostSpec::default().config(&format!("database = \"{}\"\n{config}", database.url()));
-    for (id, file) in plugins {
-        spec = spec.plugin(id, file.clone());
-    }
+    let mut spec = database.node(plugins, config);
     for (name, value) in env {
         spec = spec.env(name, value);
     }
@@ -54,13 +50,7 @@ fn faulty_and_handler(timeout: &str) -> (Vec<(&'static str, PathBuf)>, String) {
 
 /// Sends event `id` (kind `faulty.slow.job`, the JSON `payload`) through `host`.
 fn send_event(host: &Host, id: &str, payload: &str) {
-    let response = client()
-        .post(host.url("/hooks/faulty/event"))
-        .header("x-id", id)
-        .header("x-kind", "faulty.slow.job")
-        .body(payload.to_string())
-        .send()
-        .unwrap();
+    let response = host.send_faulty_event(id, "faulty.slow.job", payload);
     assert_eq!(response.status(), 200, "sending {id}");
 }
 
@@ -70,17 +60,6 @@ fn deliveries(host: &Host) -> Vec<Value> {
         .as_array()
         .unwrap()
         .clone()
-}
-
-/// Whether `host` holds the poll lease of `plugin`, from its `GET /api/plugins`.
-fn holds_lease(host: &Host, plugin: &str) -> bool {
-    host.get_json("/api/plugins")["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == plugin)
-        .map(|p| p["poll"]["lease_held"] == true)
-        .unwrap_or(false)
 }
 
 #[test]
@@ -126,7 +105,7 @@ fn a_node_whose_clock_runs_a_minute_ahead_takes_no_lease_early() {
     let config = format!("{config}{}", feed.config("1s", ""));
     let on_time = node(&database, &plugins, &config, &[]);
     eventually("the on-time node to hold the poll lease", WAIT, || {
-        holds_lease(&on_time, "feed")
+        on_time.holds_poll_lease("feed")
     });
     send_event(&on_time, "slow-1", r#"{"sleep_first_attempt_ms": 12000}"#);
     eventually("the first attempt to start", WAIT, || {
@@ -161,8 +140,8 @@ fn a_node_whose_clock_runs_a_minute_ahead_takes_no_lease_early() {
     // Several lease rounds of the node ahead (every 3 s) have run by now: none
     // took the poll lease from the node that renews it.
     std::thread::sleep(Duration::from_secs(7));
-    assert!(holds_lease(&on_time, "feed"));
-    assert!(!holds_lease(&ahead, "feed"));
+    assert!(on_time.holds_poll_lease("feed"));
+    assert!(!ahead.holds_poll_lease("feed"));
     assert!(
         !ahead.log().contains("poll leases taken"),
         "{}",
@@ -228,7 +207,7 @@ fn polls_are_spread_over_three_nodes_and_a_plugin_removed_on_one_releases_its_le
         .collect();
     let held = |host: &Host| -> Vec<String> {
         ids.iter()
-            .filter(|id| holds_lease(host, id))
+            .filter(|id| host.holds_poll_lease(id))
             .cloned()
             .collect()
     };
@@ -261,7 +240,7 @@ fn polls_are_spread_over_three_nodes_and_a_plugin_removed_on_one_releases_its_le
             .contains("poll leases released: the plugins are no longer loaded here")
     });
     eventually("another node to take it over", WAIT, || {
-        nodes[1..].iter().any(|n| holds_lease(n, &removed))
+        nodes[1..].iter().any(|n| n.holds_poll_lease(&removed))
     });
-    assert!(!holds_lease(&nodes[0], &removed));
+    assert!(!nodes[0].holds_poll_lease(&removed));
 }

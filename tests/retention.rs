@@ -34,32 +34,23 @@ fn failing_handlers_host(extra_config: &str) -> common::Host {
         .start()
 }
 
+/// The payload of an event whose every delivery to `handler` fails.
+const ALWAYS_FAIL: &str = r#"{"always_fail":true}"#;
+
 /// Sends one event through `faulty`; its host id.
 fn send_event(host: &common::Host, id: &str, kind: &str, payload: &str) -> String {
-    let response = client()
-        .post(host.url("/hooks/faulty/event"))
-        .header("x-id", id)
-        .header("x-kind", kind)
-        .body(payload.to_string())
-        .send()
-        .unwrap();
+    let response = host.send_faulty_event(id, kind, payload);
     assert_eq!(response.status(), 200);
     host.wait_for("the event to be listed", || {
         let listed = host.get_json(&format!("/api/events?plugin=faulty&kind={kind}"));
-        listed["events"]
-            .as_array()?
-            .iter()
-            .find(|event| event["event_id"] == id)
-            .map(|event| event["id"].as_str().unwrap().to_string())
+        let event = common::event_in(&listed, id)?;
+        Some(event["id"].as_str().unwrap().to_string())
     })
 }
 
 /// The stored event with its request and deliveries; `None` once purged.
 fn event(host: &common::Host, id: &str) -> Option<Value> {
-    let response = client()
-        .get(host.url(&format!("/api/events/{id}")))
-        .send()
-        .unwrap();
+    let response = host.get(&format!("/api/events/{id}"));
     match response.status().as_u16() {
         404 => None,
         200 => Some(response.json().unwrap()),
@@ -77,6 +68,15 @@ fn delivery(host: &common::Host, id: &str, plugin: &str) -> Value {
         .find(|delivery| delivery["plugin"] == plugin)
         .unwrap_or_else(|| panic!("event {id} has no delivery to {plugin}: {event}"))
         .clone()
+}
+
+/// The plugins `event` (as `event` returns it) still has deliveries to.
+fn delivered_to(event: &Value) -> Vec<&str> {
+    let deliveries = event["deliveries"].as_array().unwrap();
+    deliveries
+        .iter()
+        .map(|delivery| delivery["plugin"].as_str().unwrap())
+        .collect()
 }
 
 fn wait_for_state(host: &common::Host, id: &str, plugin: &str, state: &str) -> Value {
@@ -113,12 +113,7 @@ fn cli(host: &common::Host, args: &[&str]) -> Output {
 #[test]
 fn a_short_retention_keeps_a_failing_handlers_pending_and_dead_deliveries() {
     let host = failing_handlers_host("");
-    let doomed = send_event(
-        &host,
-        "doomed",
-        "faulty.doomed.x",
-        r#"{"always_fail":true}"#,
-    );
+    let doomed = send_event(&host, "doomed", "faulty.doomed.x", ALWAYS_FAIL);
     let fine = send_event(&host, "fine", "faulty.fine.x", "{}");
     let unsubscribed = send_event(&host, "unsubscribed", "faulty.other", "{}");
     let dead = wait_for_state(&host, &doomed, "handler", "dead");
@@ -157,10 +152,7 @@ fn a_short_retention_keeps_a_failing_handlers_pending_and_dead_deliveries() {
 
     // An operator discards the dead letter; a pending delivery cannot be.
     let pending_id = pending["id"].as_str().unwrap();
-    let refused = client()
-        .delete(host.url(&format!("/api/deliveries/{pending_id}")))
-        .send()
-        .unwrap();
+    let refused = host.delete(&format!("/api/deliveries/{pending_id}"));
     assert_eq!(refused.status(), 409);
     let refused: Value = refused.json().unwrap();
     assert!(
@@ -168,35 +160,18 @@ fn a_short_retention_keeps_a_failing_handlers_pending_and_dead_deliveries() {
         "{refused}"
     );
     let dead_id = dead["id"].as_str().unwrap();
-    let discarded = client()
-        .delete(host.url(&format!("/api/deliveries/{dead_id}")))
-        .send()
-        .unwrap();
+    let discarded = host.delete(&format!("/api/deliveries/{dead_id}"));
     assert_eq!(discarded.status(), 200);
     let discarded: Value = discarded.json().unwrap();
     assert_eq!(discarded["discarded"], true, "{discarded}");
     assert_eq!(discarded["state"], "dead", "{discarded}");
-    let again = client()
-        .delete(host.url(&format!("/api/deliveries/{dead_id}")))
-        .send()
-        .unwrap();
+    let again = host.delete(&format!("/api/deliveries/{dead_id}"));
     assert_eq!(again.status(), 404);
     let left = event(&host, &doomed).expect("the pending delivery keeps its event");
-    let plugins: Vec<&str> = left["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|delivery| delivery["plugin"].as_str().unwrap())
-        .collect();
-    assert_eq!(plugins, ["patient"], "{left}");
+    assert_eq!(delivered_to(&left), ["patient"], "{left}");
 
     // The same from the CLI, on a second dead letter.
-    let doomed_again = send_event(
-        &host,
-        "doomed-2",
-        "faulty.doomed.y",
-        r#"{"always_fail":true}"#,
-    );
+    let doomed_again = send_event(&host, "doomed-2", "faulty.doomed.y", ALWAYS_FAIL);
     let dead = wait_for_state(&host, &doomed_again, "handler", "dead");
     let dead_id = dead["id"].as_str().unwrap();
     let output = cli(&host, &["deliveries", "discard", dead_id]);
@@ -216,13 +191,8 @@ fn a_short_retention_keeps_a_failing_handlers_pending_and_dead_deliveries() {
         "{}",
         output_text(&output)
     );
-    let plugins = event(&host, &doomed_again).unwrap()["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|delivery| delivery["plugin"].as_str().unwrap().to_string())
-        .collect::<Vec<_>>();
-    assert_eq!(plugins, ["patient"]);
+    let left = event(&host, &doomed_again).unwrap();
+    assert_eq!(delivered_to(&left), ["patient"], "{left}");
 }
 
 #[test]
@@ -237,12 +207,7 @@ fn dead_letters_go_after_their_own_retention_and_then_their_events() {
              max_attempts = 2\nretry_base = \"50ms\"\n",
         )
         .start();
-    let doomed = send_event(
-        &host,
-        "doomed",
-        "faulty.doomed.x",
-        r#"{"always_fail":true}"#,
-    );
+    let doomed = send_event(&host, "doomed", "faulty.doomed.x", ALWAYS_FAIL);
     let dead = wait_for_state(&host, &doomed, "handler", "dead");
     let went_dead = Instant::now();
     host.wait_for("the dead letter and its event to be purged", || {

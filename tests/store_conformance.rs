@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use hookhost::store::postgres::{PostgresStore, SCHEMA_VERSION};
 use hookhost::store::sqlite::{Commit, SqliteStore};
 use hookhost::store::{
-    AfterFailure, Clock, DeliveryFilter, DeliveryQueue, DeliveryRow, DeliveryState, Discarded,
-    EventFilter, EventLog, EventStore, IngestRecord, NewEvent, Persisted, PollBook, PollLease,
-    PollRecord, PurgeBatch, PurgeStep, PurgeTarget, RawRequest, SavedCursor, Settled, StateChange,
-    StateRefused, UnixMs, STATE_MAX_KEYS,
+    AfterFailure, ClaimedDelivery, Clock, DeliveryFilter, DeliveryQueue, DeliveryRow,
+    DeliveryState, Discarded, EventFilter, EventLog, EventStore, IngestRecord, NewEvent, Persisted,
+    PollBook, PollLease, PollRecord, PurgeBatch, PurgeStep, PurgeTarget, RawRequest, SavedCursor,
+    Settled, StateChange, StateRefused, UnixMs, STATE_MAX_KEYS,
 };
 
 use common::postgres::Postgres;
@@ -149,6 +149,30 @@ fn poll(from: Option<&str>, to: Option<&str>, ids: &[&str], state: Vec<StateChan
 
 /// Every batch of `target` older than `cutoff`, two rows at a time, as the host's
 /// purge runs them; how many rows went.
+/// Stores events `event_ids`, each queued for `subscribers`, received at `at`.
+async fn ingest(
+    store: &dyn EventStore,
+    event_ids: &[&str],
+    subscribers: &[&str],
+    at: UnixMs,
+) -> Vec<Persisted> {
+    let record = record(event_ids, subscribers, at);
+    store.persist_ingest(record).await.unwrap()
+}
+
+/// Claims up to `limit` deliveries to `handlers()` due at `now`, under `lease`.
+async fn claim(
+    store: &dyn EventStore,
+    now: Clock,
+    lease: Duration,
+    limit: u32,
+) -> Vec<ClaimedDelivery> {
+    store
+        .claim_due(&handlers(), now, lease, limit)
+        .await
+        .unwrap()
+}
+
 async fn purge_all(store: &dyn EventLog, target: PurgeTarget, cutoff: UnixMs) -> u64 {
     let mut after = 0;
     let mut removed = 0;
@@ -199,22 +223,13 @@ mod cases {
     }
 
     pub async fn a_retried_event_is_stored_once_and_queued_once(store: Arc<dyn EventStore>) {
-        let first = store
-            .persist_ingest(record(&["a"], &["notify"], 1))
-            .await
-            .unwrap();
+        let first = ingest(&*store, &["a"], &["notify"], 1).await;
         let id = new_id(first[0]);
-        let again = store
-            .persist_ingest(record(&["a", "b"], &["notify"], 2))
-            .await
-            .unwrap();
+        let again = ingest(&*store, &["a", "b"], &["notify"], 2).await;
         assert_eq!(again[0], Persisted::Duplicate(id));
         assert!(matches!(again[1], Persisted::New(_)));
         // A retry of everything already stored is all duplicates.
-        let retried = store
-            .persist_ingest(record(&["a", "b"], &["notify"], 3))
-            .await
-            .unwrap();
+        let retried = ingest(&*store, &["a", "b"], &["notify"], 3).await;
         assert!(retried.iter().all(|p| matches!(p, Persisted::Duplicate(_))));
         assert_eq!(store.list_events(all(10)).await.unwrap().len(), 2);
         let deliveries = store.list_deliveries(all_deliveries()).await.unwrap();
@@ -224,10 +239,7 @@ mod cases {
     pub async fn an_event_id_repeated_within_one_delivery_is_stored_once(
         store: Arc<dyn EventStore>,
     ) {
-        let outcome = store
-            .persist_ingest(record(&["a", "a"], &["notify"], 1))
-            .await
-            .unwrap();
+        let outcome = ingest(&*store, &["a", "a"], &["notify"], 1).await;
         let id = new_id(outcome[0]);
         assert_eq!(outcome[1], Persisted::Duplicate(id));
         assert_eq!(store.list_events(all(10)).await.unwrap().len(), 1);
@@ -244,10 +256,7 @@ mod cases {
         for n in 0..200 {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
-                store
-                    .persist_ingest(record(&[&format!("e{n}")], &[], n))
-                    .await
-                    .unwrap()
+                ingest(&*store, &[&format!("e{n}")], &[], n).await
             }));
         }
         let mut ids = Vec::new();
@@ -279,10 +288,7 @@ mod cases {
 
     pub async fn listing_is_newest_first_with_a_cursor_and_filters(store: Arc<dyn EventStore>) {
         for n in 0..5 {
-            store
-                .persist_ingest(record(&[&format!("e{n}")], &["notify"], n))
-                .await
-                .unwrap();
+            ingest(&*store, &[&format!("e{n}")], &["notify"], n).await;
         }
         let mut other = record(&["x"], &["audit"], 9);
         other.plugin = "stripe".into();
@@ -389,30 +395,17 @@ mod cases {
     pub async fn a_claimed_delivery_is_not_claimed_twice_until_its_lease_runs_out(
         store: Arc<dyn EventStore>,
     ) {
-        store
-            .persist_ingest(record(&["a"], &["notify"], 100))
-            .await
-            .unwrap();
+        ingest(&*store, &["a"], &["notify"], 100).await;
         assert_eq!(store.next_due().await.unwrap(), Some(100));
         let lease = Duration::from_millis(1000);
-        let claimed = store
-            .claim_due(&handlers(), 100.into(), lease, 10)
-            .await
-            .unwrap();
+        let claimed = claim(&*store, 100.into(), lease, 10).await;
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].attempt, 1);
         assert_eq!(claimed[0].plugin, "notify");
         assert_eq!(claimed[0].event.event_id, "a");
         assert_eq!(store.next_due().await.unwrap(), Some(1100));
-        assert!(store
-            .claim_due(&handlers(), 500.into(), lease, 10)
-            .await
-            .unwrap()
-            .is_empty());
-        let again = store
-            .claim_due(&handlers(), 1100.into(), lease, 10)
-            .await
-            .unwrap();
+        assert!(claim(&*store, 500.into(), lease, 10).await.is_empty());
+        let again = claim(&*store, 1100.into(), lease, 10).await;
         assert_eq!(again[0].attempt, 2);
         let stale = store
             .fail(
@@ -435,11 +428,7 @@ mod cases {
             )
             .await
             .unwrap();
-        assert!(store
-            .claim_due(&handlers(), 99_999.into(), lease, 10)
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(claim(&*store, 99_999.into(), lease, 10).await.is_empty());
         let dead = store
             .list_deliveries(DeliveryFilter {
                 state: Some(DeliveryState::Dead),
@@ -457,10 +446,7 @@ mod cases {
         assert_eq!(retried.next_attempt_at, 2000);
         assert_eq!(retried.last_error.as_deref(), Some("boom"));
         assert!(store.retry(i64::MAX, 2000).await.unwrap().is_none());
-        let third = store
-            .claim_due(&handlers(), 2000.into(), lease, 10)
-            .await
-            .unwrap();
+        let third = claim(&*store, 2000.into(), lease, 10).await;
         assert_eq!(third[0].attempt, 1);
         // The claim before the retry is fenced off too.
         assert_eq!(
@@ -482,21 +468,12 @@ mod cases {
     }
 
     pub async fn a_failed_delivery_is_due_again_at_its_retry_time(store: Arc<dyn EventStore>) {
-        store
-            .persist_ingest(record(&["a", "b", "c"], &["notify"], 100))
-            .await
-            .unwrap();
+        ingest(&*store, &["a", "b", "c"], &["notify"], 100).await;
         let lease = Duration::from_secs(60);
         // The limit bounds one claim; the rest stay due.
-        let first = store
-            .claim_due(&handlers(), 100.into(), lease, 2)
-            .await
-            .unwrap();
+        let first = claim(&*store, 100.into(), lease, 2).await;
         assert_eq!(first.len(), 2);
-        let rest = store
-            .claim_due(&handlers(), 100.into(), lease, 10)
-            .await
-            .unwrap();
+        let rest = claim(&*store, 100.into(), lease, 10).await;
         assert_eq!(rest.len(), 1);
         store
             .fail(
@@ -508,15 +485,8 @@ mod cases {
             )
             .await
             .unwrap();
-        assert!(store
-            .claim_due(&handlers(), 4999.into(), lease, 10)
-            .await
-            .unwrap()
-            .is_empty());
-        let retried = store
-            .claim_due(&handlers(), 5000.into(), lease, 10)
-            .await
-            .unwrap();
+        assert!(claim(&*store, 4999.into(), lease, 10).await.is_empty());
+        let retried = claim(&*store, 5000.into(), lease, 10).await;
         assert_eq!(retried.len(), 1);
         assert_eq!(retried[0].id, first[0].id);
         assert_eq!(retried[0].attempt, 2);
@@ -525,20 +495,11 @@ mod cases {
     pub async fn purging_removes_old_events_with_their_requests_and_deliveries(
         store: Arc<dyn EventStore>,
     ) {
-        store
-            .persist_ingest(record(&["old"], &["notify"], 100))
-            .await
-            .unwrap();
-        store
-            .persist_ingest(record(&["new"], &["notify"], 900))
-            .await
-            .unwrap();
+        ingest(&*store, &["old"], &["notify"], 100).await;
+        ingest(&*store, &["new"], &["notify"], 900).await;
         // Only a delivered delivery lets its event go.
         let lease = Duration::from_secs(30);
-        let claimed = store
-            .claim_due(&handlers(), 100.into(), lease, 10)
-            .await
-            .unwrap();
+        let claimed = claim(&*store, 100.into(), lease, 10).await;
         assert_eq!(claimed.len(), 1);
         store
             .complete(claimed[0].id, claimed[0].lease, 150.into())
@@ -558,10 +519,7 @@ mod cases {
         let deliveries = store.list_deliveries(all_deliveries()).await.unwrap();
         assert_eq!(deliveries.len(), 1);
         // The purged event may arrive again and is then new.
-        let again = store
-            .persist_ingest(record(&["old"], &[], 1000))
-            .await
-            .unwrap();
+        let again = ingest(&*store, &["old"], &[], 1000).await;
         assert!(matches!(again[0], Persisted::New(_)));
         assert_eq!(purge_events(store.as_ref(), 500).await, 0);
     }
@@ -571,14 +529,7 @@ mod cases {
     ) {
         let ingest = |ids: &'static [&'static str], subscribers: &'static [&'static str], at| {
             let store = store.clone();
-            async move {
-                new_id(
-                    store
-                        .persist_ingest(record(ids, subscribers, at))
-                        .await
-                        .unwrap()[0],
-                )
-            }
+            async move { new_id(ingest(&*store, ids, subscribers, at).await[0]) }
         };
         let delivered = ingest(&["delivered"], &["notify"], 100).await;
         let dead = ingest(&["dead"], &["notify"], 100).await;
@@ -662,15 +613,9 @@ mod cases {
         store: Arc<dyn EventStore>,
     ) {
         for (id, at) in [("first", 100), ("second", 100), ("pending", 100)] {
-            store
-                .persist_ingest(record(&[id], &["notify"], at))
-                .await
-                .unwrap();
+            ingest(&*store, &[id], &["notify"], at).await;
         }
-        let claimed = store
-            .claim_due(&handlers(), 100.into(), Duration::from_secs(30), 10)
-            .await
-            .unwrap();
+        let claimed = claim(&*store, 100.into(), Duration::from_secs(30), 10).await;
         let by_event = |name: &str| {
             claimed
                 .iter()
@@ -721,15 +666,9 @@ mod cases {
         assert_eq!(dead_letters(200).await, 0);
         assert_eq!(dead_letters(250).await, 1);
         assert_eq!(dead_letters(10_000).await, 1);
-        let again = store
-            .persist_ingest(record(&["third"], &["notify"], 100))
-            .await
-            .unwrap();
+        let again = ingest(&*store, &["third"], &["notify"], 100).await;
         let third_event = new_id(again[0]);
-        let third = store
-            .claim_due(&handlers(), 100.into(), Duration::from_secs(30), 10)
-            .await
-            .unwrap();
+        let third = claim(&*store, 100.into(), Duration::from_secs(30), 10).await;
         assert_eq!(third.len(), 1);
         store
             .fail(
@@ -783,16 +722,10 @@ mod cases {
             ("d", &[][..]),
             ("e", &[][..]),
         ] {
-            let persisted = store
-                .persist_ingest(record(&[name], subscribers, 100))
-                .await
-                .unwrap();
+            let persisted = ingest(&*store, &[name], subscribers, 100).await;
             ids.push(new_id(persisted[0]));
         }
-        store
-            .persist_ingest(record(&["recent"], &[], 900))
-            .await
-            .unwrap();
+        ingest(&*store, &["recent"], &[], 900).await;
         let step = |after| PurgeStep {
             target: PurgeTarget::Events,
             cutoff: 500,
@@ -972,16 +905,10 @@ mod cases {
     pub async fn a_claim_takes_only_deliveries_of_the_given_handlers_by_the_chosen_clock(
         store: Arc<dyn EventStore>,
     ) {
-        store
-            .persist_ingest(record(&["a"], &["notify", "audit"], 100))
-            .await
-            .unwrap();
+        ingest(&*store, &["a"], &["notify", "audit"], 100).await;
         let lease = Duration::from_secs(3600);
         // A node without `audit` loaded leaves its delivery alone.
-        let claimed = store
-            .claim_due(&handlers(), 100.into(), lease, 10)
-            .await
-            .unwrap();
+        let claimed = claim(&*store, 100.into(), lease, 10).await;
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].plugin, "notify");
         assert!(store
@@ -1141,10 +1068,7 @@ mod cases {
                     let refused = store.state_apply("greedy", too_many, n).await.unwrap();
                     assert!(refused.is_err());
                 } else {
-                    let saved = store
-                        .persist_ingest(record(&[&format!("e{n}")], &["notify"], n))
-                        .await
-                        .unwrap();
+                    let saved = ingest(&*store, &[&format!("e{n}")], &["notify"], n).await;
                     new_id(saved[0]);
                 }
             }));
@@ -1161,7 +1085,7 @@ mod cases {
     }
 
     pub async fn a_closed_store_refuses_writes(store: Arc<dyn EventStore>) {
-        store.persist_ingest(record(&["a"], &[], 1)).await.unwrap();
+        ingest(&*store, &["a"], &[], 1).await;
         store.health().await.unwrap();
         store.close().await.unwrap();
         assert!(store.persist_ingest(record(&["b"], &[], 2)).await.is_err());
@@ -1354,10 +1278,7 @@ async fn a_store_survives_its_database_going_away_and_coming_back() {
     let mut server = Postgres::start();
     let url = server.url();
     let store = open(&url).await;
-    store
-        .persist_ingest(record(&["before"], &["notify"], 1))
-        .await
-        .unwrap();
+    ingest(&*store, &["before"], &["notify"], 1).await;
     store.health().await.unwrap();
 
     server.stop();

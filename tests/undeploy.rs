@@ -126,17 +126,9 @@ fn the_cli_undeploys_and_says_when_there_is_nothing_to_undeploy_or_roll_back() {
 
     // Exit 1 with the reason: rollback needs the fleet store.
     let rollback = hookhost_cli(&["deploy", "--rollback", "other", "--url", url]);
-    assert_eq!(
-        rollback.status.code(),
-        Some(1),
-        "{}",
-        output_text(&rollback)
-    );
-    assert!(
-        output_text(&rollback).contains("needs the fleet"),
-        "{}",
-        output_text(&rollback)
-    );
+    let said = output_text(&rollback);
+    assert_eq!(rollback.status.code(), Some(1), "{said}");
+    assert!(said.contains("needs the fleet"), "{said}");
     // A file and --rollback together are a usage error.
     let both = hookhost_cli(&["deploy", "x.wasm", "--rollback", "other", "--url", url]);
     assert_eq!(both.status.code(), Some(2), "{}", output_text(&both));

@@ -159,17 +159,9 @@ fn the_body_limit_is_configurable() {
         .test_plugin("faulty")
         .config("max_body_bytes = 16\n")
         .start();
-    let ok = client()
-        .post(host.url("/hooks/faulty/ok"))
-        .body(vec![b'x'; 16])
-        .send()
-        .unwrap();
+    let ok = host.post_body("/hooks/faulty/ok", vec![b'x'; 16]);
     assert_eq!(ok.status(), 200);
-    let too_big = client()
-        .post(host.url("/hooks/faulty/ok"))
-        .body(vec![b'x'; 17])
-        .send()
-        .unwrap();
+    let too_big = host.post_body("/hooks/faulty/ok", vec![b'x'; 17]);
     assert_eq!(too_big.status(), 413);
 }
 
@@ -204,10 +196,7 @@ fn plugin_errors_map_to_http_statuses() {
         ("internal", 500, None),
     ];
     for (case, status, shown) in cases {
-        let response = client()
-            .post(host.url(&format!("/hooks/faulty/error/{case}")))
-            .send()
-            .unwrap();
+        let response = host.post(&format!("/hooks/faulty/error/{case}"));
         assert_eq!(response.status(), status, "{case}");
         if status == 503 {
             assert!(response.headers().contains_key("retry-after"));

@@ -47,6 +47,16 @@ pub fn event_ids(listing: &serde_json::Value) -> Vec<&str> {
         .collect()
 }
 
+/// The entry of the event the provider calls `event_id` in `listing`, an answer of
+/// `/api/events`; `None` also when `listing` is no list of events.
+pub fn event_in<'a>(
+    listing: &'a serde_json::Value,
+    event_id: &str,
+) -> Option<&'a serde_json::Value> {
+    let events = listing["events"].as_array()?;
+    events.iter().find(|e| e["event_id"] == event_id)
+}
+
 /// The entry of plugin `id` in `listing`, an answer of `/api/plugins`.
 pub fn plugin_in(listing: &serde_json::Value, id: &str) -> Option<serde_json::Value> {
     let plugins = listing["plugins"].as_array().unwrap();
@@ -56,6 +66,12 @@ pub fn plugin_in(listing: &serde_json::Value, id: &str) -> Option<serde_json::Va
 /// The bytes of the `versioned` test plugin's build `version` (`"v1"` or `"v2"`).
 pub fn versioned_plugin(version: &str) -> Vec<u8> {
     std::fs::read(test_plugin(&format!("versioned-{version}"))).unwrap()
+}
+
+/// The SHA-256 of `bytes` in hex, as `/api/plugins` shows a component's.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(Sha256::digest(bytes))
 }
 
 fn existing(path: PathBuf) -> PathBuf {
@@ -251,6 +267,20 @@ impl Host {
         client().post(self.url(path)).send().unwrap()
     }
 
+    /// POSTs `body` to `path` on this host's main listener.
+    pub fn post_body(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::blocking::Body>,
+    ) -> reqwest::blocking::Response {
+        client().post(self.url(path)).body(body).send().unwrap()
+    }
+
+    /// DELETEs `path` on this host's main listener.
+    pub fn delete(&self, path: &str) -> reqwest::blocking::Response {
+        client().delete(self.url(path)).send().unwrap()
+    }
+
     /// GETs `path` from this host's main listener and parses the answer as JSON.
     pub fn get_json(&self, path: &str) -> serde_json::Value {
         self.get(path).json().unwrap()
@@ -259,6 +289,36 @@ impl Host {
     /// The entry of plugin `id` in `/api/plugins`, if it is loaded.
     pub fn plugin_listing(&self, id: &str) -> Option<serde_json::Value> {
         plugin_in(&self.get_json("/api/plugins"), id)
+    }
+
+    /// The SHA-256 (hex) of the component this host runs for plugin `id`, from
+    /// `/api/plugins`; `None` when it runs none.
+    pub fn running_sha256(&self, id: &str) -> Option<String> {
+        let listing = self.plugin_listing(id)?;
+        listing["sha256"].as_str().map(str::to_string)
+    }
+
+    /// Whether this host holds the poll lease of plugin `id`, from `/api/plugins`.
+    pub fn holds_poll_lease(&self, id: &str) -> bool {
+        self.plugin_listing(id)
+            .is_some_and(|listing| listing["poll"]["lease_held"] == true)
+    }
+
+    /// POSTs `payload` to the `faulty` test plugin's `/event` route, which accepts it
+    /// as event `id` of `kind`.
+    pub fn send_faulty_event(
+        &self,
+        id: &str,
+        kind: &str,
+        payload: &str,
+    ) -> reqwest::blocking::Response {
+        client()
+            .post(self.url("/hooks/faulty/event"))
+            .header("x-id", id)
+            .header("x-kind", kind)
+            .body(payload.to_string())
+            .send()
+            .unwrap()
     }
 
     /// The body of a 2xx answer to a POST to `/hooks/{id}`; `None` for any other

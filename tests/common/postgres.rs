@@ -24,6 +24,17 @@ pub struct Postgres {
 }
 
 impl Postgres {
+    /// A fleet node on this database: a host with `plugins` and `config`, which
+    /// may add to the spec before starting it.
+    pub fn node(&self, plugins: &[(&str, PathBuf)], config: &str) -> super::HostSpec {
+        let database = format!("database = \"{}\"\n{config}", self.url());
+        let mut spec = super::HostSpec::default().config(&database);
+        for (id, file) in plugins {
+            spec = spec.plugin(id, file.clone());
+        }
+        spec
+    }
+
     /// Creates a cluster, starts it and creates the database `url()` names.
     pub fn start() -> Postgres {
         Self::start_with(None)

@@ -40,7 +40,7 @@ use crate::http::error::ApiError;
 use crate::plugins::id::{is_valid_plugin_id, not_a_plugin_id};
 use crate::plugins::loaded::LoadedPlugin;
 use crate::store::components::ComponentStore;
-use crate::store::now_ms;
+use crate::store::{now_ms, UnixMs};
 
 /// The largest component a deploy accepts. Rust and C plugins are a few hundred
 /// KiB, JavaScript ones ~10 MiB, Python ones (with the interpreter) 30-40 MiB; this
@@ -114,23 +114,7 @@ async fn deploy(
             })?;
         deployed_at = Some(deployed.deployed_at);
     }
-    let plugin = state
-        .reloader
-        .make_current(plugin, bytes)
-        .await
-        .map_err(|error| {
-            // With a shared store the deploy already counts fleet-wide; this node's
-            // deploy-sync task retries writing it every tick.
-            ApiError::internal(&format!(
-                "making the deployed plugin {id} current: {error:#}"
-            ))
-        })?;
-    let mut answer = plugin_info(&plugin);
-    if let Some(deployed_at) = deployed_at {
-        let at = std::time::UNIX_EPOCH + Duration::from_millis(deployed_at);
-        answer["deployed_at"] = json!(humantime::format_rfc3339_millis(at).to_string());
-    }
-    Ok(Json(answer))
+    make_current(&state, plugin, bytes, "deployed", deployed_at).await
 }
 
 async fn undeploy(
@@ -203,18 +187,38 @@ async fn rollback(
                 "rolled back {id} fleet-wide, but this node cannot load the version: {error:#}"
             ))
         })?;
+    let bytes = Bytes::from(bytes);
+    let deployed_at = Some(current.deployed_at);
+    make_current(&state, plugin, bytes, "rolled-back", deployed_at).await
+}
+
+/// Swaps the checked `plugin` in on this node and answers with its entry, and when
+/// the fleet's store recorded the change, its time. `change` (`deployed`,
+/// `rolled-back`) names the plugin in an error.
+async fn make_current(
+    state: &Deploys,
+    plugin: LoadedPlugin,
+    bytes: Bytes,
+    change: &str,
+    deployed_at: Option<UnixMs>,
+) -> Result<Json<Value>, ApiError> {
+    let id = plugin.id().to_string();
     let plugin = state
         .reloader
-        .make_current(plugin, Bytes::from(bytes))
+        .make_current(plugin, bytes)
         .await
         .map_err(|error| {
+            // With a shared store the change already counts fleet-wide; this node's
+            // deploy-sync task retries making it current every tick.
             ApiError::internal(&format!(
-                "making the rolled-back plugin {id} current: {error:#}"
+                "making the {change} plugin {id} current: {error:#}"
             ))
         })?;
     let mut answer = plugin_info(&plugin);
-    let at = std::time::UNIX_EPOCH + Duration::from_millis(current.deployed_at);
-    answer["deployed_at"] = json!(humantime::format_rfc3339_millis(at).to_string());
+    if let Some(deployed_at) = deployed_at {
+        let at = std::time::UNIX_EPOCH + Duration::from_millis(deployed_at);
+        answer["deployed_at"] = json!(humantime::format_rfc3339_millis(at).to_string());
+    }
     Ok(Json(answer))
 }
 

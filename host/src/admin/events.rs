@@ -76,12 +76,23 @@ fn limit(requested: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
-/// The cursor for the next page: the last id, when the page was full.
-fn next_cursor(ids: impl Iterator<Item = i64>, len: usize, limit: u32) -> Value {
-    match ids.last() {
-        Some(last) if len == limit as usize => json!(last.to_string()),
+/// One page of a listing: its `rows` under `field`, each as `to_json` puts it, and
+/// `next`, the cursor for the next page: the last `id`, when the page was full.
+fn page<T>(
+    field: &str,
+    rows: &[T],
+    limit: u32,
+    id: impl Fn(&T) -> i64,
+    to_json: impl Fn(&T) -> Value,
+) -> Json<Value> {
+    let next = match rows.last() {
+        Some(last) if rows.len() == limit as usize => json!(id(last).to_string()),
         _ => Value::Null,
-    }
+    };
+    Json(json!({
+        field: rows.iter().map(to_json).collect::<Vec<_>>(),
+        "next": next,
+    }))
 }
 
 async fn list_events(
@@ -99,11 +110,7 @@ async fn list_events(
             limit,
         })
         .await?;
-    let next = next_cursor(events.iter().map(|e| e.id), events.len(), limit);
-    Ok(Json(json!({
-        "events": events.iter().map(event_json).collect::<Vec<_>>(),
-        "next": next,
-    })))
+    Ok(page("events", &events, limit, |e| e.id, event_json))
 }
 
 fn time_json(at: UnixMs) -> Value {
@@ -296,11 +303,13 @@ async fn list_deliveries(
             limit,
         })
         .await?;
-    let next = next_cursor(deliveries.iter().map(|d| d.id), deliveries.len(), limit);
-    Ok(Json(json!({
-        "deliveries": deliveries.iter().map(delivery_json).collect::<Vec<_>>(),
-        "next": next,
-    })))
+    Ok(page(
+        "deliveries",
+        &deliveries,
+        limit,
+        |d| d.id,
+        delivery_json,
+    ))
 }
 
 async fn retry_delivery(

@@ -46,6 +46,22 @@ pub struct Remote {
     json: bool,
 }
 
+impl Remote {
+    /// A client for the host's admin API, with the token if one was given.
+    fn client(&self) -> Result<AdminClient, CliError> {
+        AdminClient::new(&self.url, self.token.clone())
+    }
+
+    /// Prints the API's `answer` as it is under `--json`, else as `human` puts it.
+    fn print(&self, answer: &Value, human: impl FnOnce(&Value)) -> Result<(), CliError> {
+        if self.json {
+            return print_json(answer);
+        }
+        human(answer);
+        Ok(())
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum EventsCommand {
     /// List stored events, newest first.
@@ -103,7 +119,7 @@ pub enum PluginsCommand {
 }
 
 pub fn events(remote: &Remote, command: EventsCommand) -> Result<(), CliError> {
-    let client = AdminClient::new(&remote.url, remote.token.clone())?;
+    let client = remote.client()?;
     match command {
         EventsCommand::List {
             plugin,
@@ -146,43 +162,33 @@ pub fn events(remote: &Remote, command: EventsCommand) -> Result<(), CliError> {
         }
         EventsCommand::Show { id } => {
             let event = client.get(&format!("/api/events/{id}"), &[])?;
-            if remote.json {
-                return print_json(&event);
-            }
-            print_event(&event);
-            Ok(())
+            remote.print(&event, print_event)
         }
         EventsCommand::Replay { id } => {
             let replay = client.post(&format!("/api/events/{id}/replay"))?;
-            if remote.json {
-                return print_json(&replay);
-            }
-            print_replay(id, &replay);
-            Ok(())
+            remote.print(&replay, |replay| print_replay(id, replay))
         }
     }
 }
 
 pub fn deliveries(remote: &Remote, command: DeliveriesCommand) -> Result<(), CliError> {
-    let client = AdminClient::new(&remote.url, remote.token.clone())?;
+    let client = remote.client()?;
     match command {
         DeliveriesCommand::Discard { id } => {
             let discarded = client.delete(&format!("/api/deliveries/{id}"))?;
-            if remote.json {
-                return print_json(&discarded);
-            }
-            println!(
-                "discarded dead delivery {id} of event {} to {}",
-                table::cell(&discarded["event"]),
-                table::cell(&discarded["plugin"])
-            );
-            Ok(())
+            remote.print(&discarded, |discarded| {
+                println!(
+                    "discarded dead delivery {id} of event {} to {}",
+                    table::cell(&discarded["event"]),
+                    table::cell(&discarded["plugin"])
+                )
+            })
         }
     }
 }
 
 pub fn plugins(remote: &Remote, command: PluginsCommand) -> Result<(), CliError> {
-    let client = AdminClient::new(&remote.url, remote.token.clone())?;
+    let client = remote.client()?;
     match command {
         PluginsCommand::List => {
             let listing = client.get("/api/plugins", &[])?;
@@ -234,49 +240,41 @@ pub fn deploy(remote: &Remote, file: &Path, id: Option<String>) -> Result<(), Cl
     }
     let bytes = std::fs::read(file)
         .map_err(|error| CliError::Host(anyhow::anyhow!("reading {}: {error}", file.display())))?;
-    let client = AdminClient::new(&remote.url, remote.token.clone())?;
+    let client = remote.client()?;
     let answer = client.put(&format!("/api/plugins/{id}"), bytes)?;
-    if remote.json {
-        return print_json(&answer);
-    }
-    println!(
-        "deployed {} {} {} (sha256 {})",
-        table::cell(&answer["id"]),
-        table::cell(&answer["name"]),
-        table::cell(&answer["version"]),
-        table::cell(&answer["sha256"])
-    );
-    Ok(())
+    remote.print(&answer, |plugin| {
+        let id = table::cell(&plugin["id"]);
+        println!("deployed {id} {}", version_line(plugin));
+    })
 }
 
 /// `hookhost deploy --rollback ID`: `POST /api/plugins/{id}/rollback`.
 pub fn rollback(remote: &Remote, id: &str) -> Result<(), CliError> {
     let id = checked_id(id)?;
-    let client = AdminClient::new(&remote.url, remote.token.clone())?;
+    let client = remote.client()?;
     let answer = client.post(&format!("/api/plugins/{id}/rollback"))?;
-    if remote.json {
-        return print_json(&answer);
-    }
-    println!(
-        "rolled back {} to {} {} (sha256 {})",
-        table::cell(&answer["id"]),
-        table::cell(&answer["name"]),
-        table::cell(&answer["version"]),
-        table::cell(&answer["sha256"])
-    );
-    Ok(())
+    remote.print(&answer, |plugin| {
+        let id = table::cell(&plugin["id"]);
+        println!("rolled back {id} to {}", version_line(plugin));
+    })
+}
+
+/// A plugin's entry in the admin API as `NAME VERSION (sha256 SHA256)`.
+fn version_line(plugin: &Value) -> String {
+    format!(
+        "{} {} (sha256 {})",
+        table::cell(&plugin["name"]),
+        table::cell(&plugin["version"]),
+        table::cell(&plugin["sha256"])
+    )
 }
 
 /// `hookhost undeploy ID`: `DELETE /api/plugins/{id}`.
 pub fn undeploy(remote: &Remote, id: &str) -> Result<(), CliError> {
     let id = checked_id(id)?;
-    let client = AdminClient::new(&remote.url, remote.token.clone())?;
+    let client = remote.client()?;
     let answer = client.delete(&format!("/api/plugins/{id}"))?;
-    if remote.json {
-        return print_json(&answer);
-    }
-    println!("undeployed {id}");
-    Ok(())
+    remote.print(&answer, |_| println!("undeployed {id}"))
 }
 
 fn checked_id(id: &str) -> Result<&str, CliError> {

@@ -36,23 +36,22 @@ pub fn call_failure(error: &CallError) -> ApiError {
             ApiError::new(status, "timeout", "the plugin did not answer in time")
         }
         CallError::Trap { .. } | CallError::UndeclaredKind { .. } => ApiError::internal(error),
-        CallError::Busy { .. } => {
-            tracing::warn!("{error}");
-            ApiError::new(
-                status,
-                "busy",
-                "the plugin is handling as many requests as it may; retry shortly",
-            )
-            .with_retry_after(BUSY_RETRY_AFTER)
-        }
-        CallError::PoolExhausted { .. } => {
-            tracing::warn!("{error}");
-            ApiError::new(
-                status,
-                "busy",
-                "the host is running as many plugin calls as it can; retry shortly",
-            )
-            .with_retry_after(BUSY_RETRY_AFTER)
-        }
+        CallError::Busy { .. } => busy(
+            error,
+            status,
+            "the plugin is handling as many requests as it may; retry shortly",
+        ),
+        CallError::PoolExhausted { .. } => busy(
+            error,
+            status,
+            "the host is running as many plugin calls as it can; retry shortly",
+        ),
     }
+}
+
+/// A `busy` answer, asking the sender to retry after `BUSY_RETRY_AFTER`; the
+/// `error` is logged as a warning, since it is load, not a fault.
+fn busy(error: &CallError, status: StatusCode, message: &str) -> ApiError {
+    tracing::warn!("{error}");
+    ApiError::new(status, "busy", message).with_retry_after(BUSY_RETRY_AFTER)
 }

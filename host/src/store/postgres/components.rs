@@ -56,13 +56,12 @@ impl ComponentStore for PostgresStore {
         let mut client = self.client().await?;
         let undeploy = async {
             let tx = begin(&mut client).await?;
-            let current = tx
-                .query_opt(
-                    "SELECT sha256 FROM deployments WHERE plugin = $1",
-                    &[&plugin],
-                )
-                .await?
-                .map(|row| row.get::<_, Option<String>>(0));
+            let current = sha256_row(
+                &tx,
+                "SELECT sha256 FROM deployments WHERE plugin = $1",
+                plugin,
+            )
+            .await?;
             let remove = match current {
                 Some(Some(_)) => true,
                 Some(None) => false,
@@ -196,13 +195,12 @@ async fn make_current(
     sha256: Option<&str>,
     now: UnixMs,
 ) -> Result<(), tokio_postgres::Error> {
-    let newest = tx
-        .query_opt(
-            "SELECT sha256 FROM deployment_history WHERE plugin = $1 ORDER BY id DESC LIMIT 1",
-            &[&plugin],
-        )
-        .await?
-        .map(|row| row.get::<_, Option<String>>(0));
+    let newest = sha256_row(
+        tx,
+        "SELECT sha256 FROM deployment_history WHERE plugin = $1 ORDER BY id DESC LIMIT 1",
+        plugin,
+    )
+    .await?;
     if newest.as_ref().map(Option::as_deref) != Some(sha256) {
         tx.execute(
             "INSERT INTO deployment_history (plugin, sha256, deployed_at) VALUES ($1, $2, $3)",
@@ -247,4 +245,15 @@ async fn collect_garbage(tx: &Transaction<'_>, plugin: &str) -> Result<(), tokio
         );
     }
     Ok(())
+}
+
+/// The `sha256` of the row `query` finds for `plugin` (its `$1`), if any: `None`
+/// inside for a tombstone.
+async fn sha256_row(
+    tx: &Transaction<'_>,
+    query: &str,
+    plugin: &str,
+) -> Result<Option<Option<String>>, tokio_postgres::Error> {
+    let row = tx.query_opt(query, &[&plugin]).await?;
+    Ok(row.map(|row| row.get(0)))
 }

@@ -39,6 +39,24 @@ macro_rules! expect {
     };
 }
 
+/// Runs `$write` on `$backend`'s writer, with `$doing` as the context of a failure,
+/// and unpacks its answer of the `$expected` variant.
+macro_rules! commit {
+    ($backend:expr, $write:expr, $expected:path, $doing:expr) => {{
+        let written = $backend.write($write).await.with_context(|| $doing)?;
+        expect!(written, $expected, writes::unexpected)
+    }};
+}
+
+/// Runs `$read` on one of `$backend`'s connections, with `$doing` as the context of
+/// a failure, and unpacks its answer of the `$expected` variant.
+macro_rules! query {
+    ($backend:expr, $read:expr, $expected:path, $doing:expr) => {{
+        let found = $backend.read($read).await.with_context(|| $doing)?;
+        expect!(found, $expected, reads::unexpected)
+    }};
+}
+
 #[async_trait::async_trait]
 impl<B: SqlBackend> EventLog for B {
     async fn persist_ingest(&self, record: IngestRecord) -> Result<Vec<Persisted>> {
@@ -47,39 +65,34 @@ impl<B: SqlBackend> EventLog for B {
     }
 
     async fn list_events(&self, filter: EventFilter) -> Result<Vec<StoredEventRow>> {
-        let found = self
-            .read(Read::Events(filter))
-            .await
-            .context("listing events")?;
-        expect!(found, Found::Events, reads::unexpected)
+        query!(self, Read::Events(filter), Found::Events, "listing events")
     }
 
     async fn get_event(&self, id: i64) -> Result<Option<(StoredEventRow, Option<RawRequest>)>> {
-        let found = self
-            .read(Read::Event(id))
-            .await
-            .with_context(|| format!("reading event {id}"))?;
-        let event = expect!(found, Found::Event, reads::unexpected)?;
+        let event = query!(
+            self,
+            Read::Event(id),
+            Found::Event,
+            format!("reading event {id}")
+        )?;
         Ok(event.map(|event| *event))
     }
 
     async fn purge(&self, step: PurgeStep) -> Result<PurgeBatch> {
-        let written = self
-            .write(Write::Purge(step))
-            .await
-            .with_context(|| format!("purging {:?} older than {}", step.target, step.cutoff))?;
-        expect!(written, Written::Purged, writes::unexpected)
+        commit!(
+            self,
+            Write::Purge(step),
+            Written::Purged,
+            format!("purging {:?} older than {}", step.target, step.cutoff)
+        )
     }
 }
 
 #[async_trait::async_trait]
 impl<B: SqlBackend> DeliveryQueue for B {
     async fn list_deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRow>> {
-        let found = self
-            .read(Read::Deliveries(filter))
-            .await
-            .context("listing deliveries")?;
-        expect!(found, Found::Deliveries, reads::unexpected)
+        let read = Read::Deliveries(filter);
+        query!(self, read, Found::Deliveries, "listing deliveries")
     }
 
     async fn claim_due(
@@ -95,40 +108,36 @@ impl<B: SqlBackend> DeliveryQueue for B {
             lease_ms: lease.as_millis() as UnixMs,
             limit,
         };
-        let written = self.write(write).await.context("claiming due deliveries")?;
-        expect!(written, Written::Claimed, writes::unexpected)
+        commit!(self, write, Written::Claimed, "claiming due deliveries")
     }
 
     async fn next_due(&self) -> Result<Option<UnixMs>> {
-        let found = self
-            .read(Read::NextDue)
-            .await
-            .context("finding the next due delivery")?;
-        expect!(found, Found::NextDue, reads::unexpected)
+        query!(
+            self,
+            Read::NextDue,
+            Found::NextDue,
+            "finding the next due delivery"
+        )
     }
 
     async fn due_in(&self, handlers: &[String], now: Clock) -> Result<Option<Duration>> {
-        let read = Read::DueIn {
-            handlers: handlers.to_vec(),
-            now,
-        };
-        let found = self
-            .read(read)
-            .await
-            .context("finding the next due delivery")?;
-        expect!(found, Found::DueIn, reads::unexpected)
+        let handlers = handlers.to_vec();
+        let read = Read::DueIn { handlers, now };
+        query!(self, read, Found::DueIn, "finding the next due delivery")
     }
 
     async fn complete(&self, delivery: i64, lease: u64, now: Clock) -> Result<Settled> {
-        let written = self
-            .write(Write::Complete {
-                delivery,
-                lease,
-                now,
-            })
-            .await
-            .with_context(|| format!("completing delivery {delivery}"))?;
-        expect!(written, Written::Settled, writes::unexpected)
+        let write = Write::Complete {
+            delivery,
+            lease,
+            now,
+        };
+        commit!(
+            self,
+            write,
+            Written::Settled,
+            format!("completing delivery {delivery}")
+        )
     }
 
     async fn fail(
@@ -146,11 +155,12 @@ impl<B: SqlBackend> DeliveryQueue for B {
             after,
             now,
         };
-        let written = self
-            .write(write)
-            .await
-            .with_context(|| format!("recording a failed attempt of delivery {delivery}"))?;
-        expect!(written, Written::Settled, writes::unexpected)
+        commit!(
+            self,
+            write,
+            Written::Settled,
+            format!("recording a failed attempt of delivery {delivery}")
+        )
     }
 
     async fn put_back(
@@ -166,47 +176,44 @@ impl<B: SqlBackend> DeliveryQueue for B {
             after,
             now,
         };
-        let written = self
-            .write(write)
-            .await
-            .with_context(|| format!("putting delivery {delivery} back unattempted"))?;
-        expect!(written, Written::Settled, writes::unexpected)
+        commit!(
+            self,
+            write,
+            Written::Settled,
+            format!("putting delivery {delivery} back unattempted")
+        )
     }
 
     async fn retry(&self, delivery: i64, now: UnixMs) -> Result<Option<DeliveryRow>> {
-        let written = self
-            .write(Write::Retry { delivery, now })
-            .await
-            .with_context(|| format!("re-queueing delivery {delivery}"))?;
-        expect!(written, Written::Delivery, writes::unexpected)
+        let write = Write::Retry { delivery, now };
+        commit!(
+            self,
+            write,
+            Written::Delivery,
+            format!("re-queueing delivery {delivery}")
+        )
     }
 
     async fn discard(&self, delivery: i64) -> Result<Discarded> {
-        let written = self
-            .write(Write::Discard { delivery })
-            .await
-            .with_context(|| format!("discarding delivery {delivery}"))?;
-        expect!(written, Written::Discarded, writes::unexpected)
+        commit!(
+            self,
+            Write::Discard { delivery },
+            Written::Discarded,
+            format!("discarding delivery {delivery}")
+        )
     }
 }
 
 #[async_trait::async_trait]
 impl<B: SqlBackend> PollBook for B {
     async fn persist_poll(&self, record: PollRecord) -> Result<Vec<Persisted>> {
-        let plugin = record.plugin.clone();
-        let written = self
-            .write(Write::Poll(record))
-            .await
-            .with_context(|| format!("saving a poll of {plugin}"))?;
-        expect!(written, Written::Persisted, writes::unexpected)
+        let doing = format!("saving a poll of {}", record.plugin);
+        commit!(self, Write::Poll(record), Written::Persisted, doing)
     }
 
     async fn poll_cursor(&self, plugin: &str) -> Result<Option<SavedCursor>> {
-        let found = self
-            .read(Read::Cursor(plugin.to_string()))
-            .await
-            .context("reading a poll cursor")?;
-        expect!(found, Found::Cursor, reads::unexpected)
+        let read = Read::Cursor(plugin.to_string());
+        query!(self, read, Found::Cursor, "reading a poll cursor")
     }
 
     async fn keep_poll_leases(
@@ -222,8 +229,7 @@ impl<B: SqlBackend> PollBook for B {
             now,
             ttl_ms: ttl.as_millis() as UnixMs,
         };
-        let written = self.write(write).await.context("renewing poll leases")?;
-        expect!(written, Written::Leases, writes::unexpected)
+        commit!(self, write, Written::Leases, "renewing poll leases")
     }
 
     async fn release_poll_leases(&self, node: &str) -> Result<()> {
@@ -242,16 +248,12 @@ impl<B: SqlBackend> StateStore for B {
             plugin: plugin.to_string(),
             key: key.to_string(),
         };
-        let found = self.read(read).await.context("reading plugin state")?;
-        expect!(found, Found::StateValue, reads::unexpected)
+        query!(self, read, Found::StateValue, "reading plugin state")
     }
 
     async fn state_len(&self, plugin: &str) -> Result<u64> {
-        let found = self
-            .read(Read::StateLen(plugin.to_string()))
-            .await
-            .context("counting plugin state keys")?;
-        expect!(found, Found::StateLen, reads::unexpected)
+        let read = Read::StateLen(plugin.to_string());
+        query!(self, read, Found::StateLen, "counting plugin state keys")
     }
 
     async fn state_apply(

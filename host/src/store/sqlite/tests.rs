@@ -7,7 +7,8 @@ use rusqlite::Connection;
 
 use super::{Commit, SqliteStore, SCHEMA_VERSION};
 use crate::store::{
-    Clock, DeliveryQueue, EventLog, EventStore, IngestRecord, NewEvent, Settled, UnixMs,
+    ClaimedDelivery, Clock, DeliveryQueue, EventLog, EventStore, IngestRecord, NewEvent, Settled,
+    UnixMs,
 };
 
 fn store(dir: &tempfile::TempDir) -> SqliteStore {
@@ -32,35 +33,30 @@ fn record(event_ids: &[&str], subscribers: &[&str], at: UnixMs) -> IngestRecord 
     }
 }
 
+/// Stores event `a`, received at 100, with a delivery to `notify`.
+async fn ingest_a_for_notify(store: &SqliteStore) {
+    let record = record(&["a"], &["notify"], 100);
+    store.persist_ingest(record).await.unwrap();
+}
+
+/// Claims what is due for `notify` at `now` (ten at the most) under `lease`.
+async fn claim_notify(store: &SqliteStore, now: UnixMs, lease: Duration) -> Vec<ClaimedDelivery> {
+    let handlers = ["notify".to_string()];
+    let claimed = store.claim_due(&handlers, Clock::At(now), lease, 10).await;
+    claimed.unwrap()
+}
+
 #[tokio::test]
 async fn leases_of_a_previous_run_are_released_on_open() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = store(&dir);
-        store
-            .persist_ingest(record(&["a"], &["notify"], 100))
-            .await
-            .unwrap();
-        let claimed = store
-            .claim_due(
-                &["notify".to_string()],
-                Clock::At(100),
-                Duration::from_secs(3600),
-                10,
-            )
-            .await
-            .unwrap();
+        ingest_a_for_notify(&store).await;
+        let claimed = claim_notify(&store, 100, Duration::from_secs(3600)).await;
         assert_eq!(claimed.len(), 1);
     }
     let store = store(&dir);
-    assert_eq!(
-        store
-            .claim_due(&["notify".to_string()], Clock::At(101), Duration::ZERO, 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(claim_notify(&store, 101, Duration::ZERO).await.len(), 1);
 }
 
 #[tokio::test]
@@ -114,53 +110,27 @@ async fn a_store_from_a_newer_schema_is_refused() {
 async fn a_put_back_delivery_is_due_again_with_its_attempt_uncounted_unless_claimed_since() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir);
-    store
-        .persist_ingest(record(&["a"], &["notify"], 100))
-        .await
-        .unwrap();
+    ingest_a_for_notify(&store).await;
     let lease = Duration::from_secs(60);
-    let claimed = store
-        .claim_due(&["notify".to_string()], Clock::At(100), lease, 10)
-        .await
-        .unwrap();
-    assert_eq!(claimed[0].attempt, 1);
+    let claimed = claim_notify(&store, 100, lease).await;
+    let first = &claimed[0];
+    assert_eq!(first.attempt, 1);
+    let after = Duration::from_millis(399);
     let put_back = store
-        .put_back(
-            claimed[0].id,
-            claimed[0].lease,
-            Duration::from_millis(399),
-            Clock::At(101),
-        )
-        .await
-        .unwrap();
-    assert_eq!(put_back, Settled::Recorded);
-    assert!(store
-        .claim_due(&["notify".to_string()], Clock::At(499), lease, 10)
-        .await
-        .unwrap()
-        .is_empty());
-    let again = store
-        .claim_due(&["notify".to_string()], Clock::At(500), lease, 10)
-        .await
-        .unwrap();
+        .put_back(first.id, first.lease, after, Clock::At(101))
+        .await;
+    assert_eq!(put_back.unwrap(), Settled::Recorded);
+    assert!(claim_notify(&store, 499, lease).await.is_empty());
+    let again = claim_notify(&store, 500, lease).await;
     assert_eq!(again[0].attempt, 1, "the put-back attempt was not counted");
 
     // A put-back under an older claim changes nothing: the first claim is not this one.
+    let after = Duration::from_millis(99);
     let stale = store
-        .put_back(
-            again[0].id,
-            claimed[0].lease,
-            Duration::from_millis(99),
-            Clock::At(501),
-        )
-        .await
-        .unwrap();
-    assert_eq!(stale, Settled::Stale);
-    assert!(store
-        .claim_due(&["notify".to_string()], Clock::At(600), lease, 10)
-        .await
-        .unwrap()
-        .is_empty());
+        .put_back(again[0].id, first.lease, after, Clock::At(501))
+        .await;
+    assert_eq!(stale.unwrap(), Settled::Stale);
+    assert!(claim_notify(&store, 600, lease).await.is_empty());
 }
 
 #[tokio::test]
