@@ -10,9 +10,8 @@
 //!   part of it, and `Host`: the wiring (`Host::start`, or `Host::with_stores` with
 //!   stores of the caller's) and `serve`.
 //! - `ingress`: `/hooks/*`: `webhook` (the route, and a plugin failure's HTTP
-//!   answer), `containment` (what crosses between plugins and the admin's
-//!   origin) and `public_url` (the URL a provider addressed, from `public_url`
-//!   or `Host`).
+//!   answer) and `containment` (what crosses between plugins and the admin's
+//!   origin).
 //! - `admin`: everything else a listener serves: `auth` (the admin token, sessions)
 //!   with `request_origin`, `events` (the event log, replay), `plugins` (the list),
 //!   `deploy` (`PUT /api/plugins/{id}`), `poll` (`POST /api/plugins/{id}/poll`),
@@ -40,7 +39,8 @@
 //!   `limits`, `host_memory` and `http_budget` (what a plugin may make the host
 //!   hold), `outbound` (plugins' outgoing HTTP), `artifact_cache`, `subscriptions`.
 //! - `config`: the TOML file, `${ENV}` expansion, `[plugins.<id>]`, the shipped
-//!   development secrets.
+//!   development secrets, `public_url` (and the URL a provider addressed, from it
+//!   or the request's `Host`).
 //! - `live` (the broadcast of changes), `metrics`, `outage` (a failing store logged
 //!   once per outage), `backoff` (the doubling wait), `node`, `retention`.
 //! - `store`: narrow traits (`EventLog`, `DeliveryQueue`, `PollBook`,

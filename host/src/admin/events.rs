@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use crate::admin::auth::AdminAuth;
+use crate::config::public_url::{request_url, PublicUrl};
 use crate::http::error::ApiError;
 use crate::ingress::containment::without_admin_credentials;
-use crate::ingress::public_url::{request_url, PublicUrl};
 use crate::ingress::webhook::call_webhook;
 use crate::live::{Change, LiveFeed};
 use crate::plugins::bindings::WebhookRequest;
@@ -38,7 +38,7 @@ pub struct EventsApi {
     /// Woken when a delivery is put back in the queue.
     pub wake_dispatcher: Arc<Notify>,
     pub live: LiveFeed,
-    /// Replay rebuilds each request's `url` from it (see `ingress::public_url`).
+    /// Replay rebuilds each request's `url` from it (see `config::public_url`).
     pub public_url: Option<PublicUrl>,
 }
 

@@ -4,6 +4,7 @@
 pub mod dev_secrets;
 mod env;
 mod plugin;
+pub mod public_url;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use env::{expand_env, expand_env_noting};
 pub use plugin::PluginConfig;
 use plugin::{ByteSize, PluginConfigFile};
 
-use crate::ingress::public_url::PublicUrl;
+use crate::config::public_url::PublicUrl;
 use crate::plugins::id::{is_valid_plugin_id, PLUGIN_ID_PATTERN};
 
 /// Everything `hookhost serve` needs to run, after the file, the environment and the

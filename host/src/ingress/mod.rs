@@ -1,5 +1,4 @@
 //! Webhooks in.
 
 pub mod containment;
-pub mod public_url;
 pub mod webhook;

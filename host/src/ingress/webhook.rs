@@ -21,12 +21,12 @@ use axum::routing::any;
 use axum::Router;
 
 use crate::admin::auth::AdminAuth;
+use crate::config::public_url::{request_url, PublicUrl};
 use crate::http::body::read_body;
 use crate::http::call_failure::call_failure;
 use crate::http::error::{ApiError, STORAGE_RETRY_AFTER};
 use crate::ingest::{Arrival, Ingest, IngestError};
 use crate::ingress::containment::{contain_response, without_admin_credentials};
-use crate::ingress::public_url::{request_url, PublicUrl};
 use crate::metrics::Metrics;
 use crate::plugins::bindings::{PluginError, WebhookRequest};
 use crate::plugins::id::is_valid_plugin_id;
