@@ -98,6 +98,11 @@ fn scaffold_builds_and_checks(lang: &str) {
         stdout.contains(&format!("emits:         {id}.*")),
         "{stdout}"
     );
+    // `hookhost new` targets the newest contract.
+    assert!(
+        stdout.contains("wit:           hookhost:plugin@0.2.0"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! `hookhost new <id> --lang ...`: writes a plugin project that builds with one
 //! command (`./build.sh`, which runs this repository's `scripts/build-plugin`) and
 //! passes `hookhost check`. The templates live in `host/templates/`; each project
-//! gets its own copy of the contract (`hookhost:plugin@0.1.0`, from
-//! `wit/v0.1.0/plugin.wit`) in `wit/plugin.wit`.
+//! gets its own copy of the contract (`hookhost:plugin@0.2.0`, from
+//! `wit/v0.2.0/plugin.wit`) in `wit/plugin.wit`.
 
 use std::path::Path;
 
@@ -24,7 +24,7 @@ fn files(lang: Lang) -> Vec<(&'static str, &'static str)> {
     let mut files = vec![
         (
             "wit/plugin.wit",
-            include_str!("../../wit/v0.1.0/plugin.wit"),
+            include_str!("../../wit/v0.2.0/plugin.wit"),
         ),
         ("build.sh", include_str!("../templates/build.sh")),
     ];

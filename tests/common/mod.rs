@@ -4,6 +4,7 @@
 
 pub mod feed;
 pub mod postgres;
+pub mod signers;
 pub mod stub_server;
 pub mod traffic;
 

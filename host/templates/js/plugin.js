@@ -5,7 +5,7 @@
 // refuse with `throw unauthorized("...")`. "./hookhost.js" is the SDK
 // ({{repo}}/plugins/sdk/js/hookhost.js), which build.sh copies next to this file.
 
-import { sha256 } from "hookhost:plugin/crypto@0.1.0";
+import { sha256 } from "hookhost:plugin/crypto@0.2.0";
 import { hex, jsonResponse, manifest, plugin } from "./hookhost.js";
 
 export const guest = plugin("{{id}}", {

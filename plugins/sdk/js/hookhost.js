@@ -12,8 +12,8 @@
 // a call with that `plugin-error` case; any other exception is a trap. Signatures are
 // computed and compared by the host (`crypto`), never in JavaScript.
 
-import { get } from "hookhost:plugin/config@0.1.0";
-import { hmacSha256 as hostHmacSha256, constantTimeEq } from "hookhost:plugin/crypto@0.1.0";
+import { get } from "hookhost:plugin/config@0.2.0";
+import { hmacSha256 as hostHmacSha256, constantTimeEq } from "hookhost:plugin/crypto@0.2.0";
 
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const encoder = new TextEncoder();

@@ -1,14 +1,14 @@
 //! hookhost plugin `{{id}}`: accepts every delivery and emits one `{{id}}.received`
 //! event keyed by the SHA-256 of the body. Replace `handle_webhook` with your
 //! provider's logic: verify its signature with
-//! `hookhost_sdk::signature::hmac_sha256_matches`, read a secret with
-//! `hookhost_sdk::config::required("secret")?`, headers with
+//! `hookhost_sdk::v0_2_0::signature::hmac_sha256_matches`, read a secret with
+//! `hookhost_sdk::v0_2_0::config::required("secret")?`, headers with
 //! `request.header(name)`. `poll` and `on_event` are the SDK's defaults (errors)
 //! until you implement them.
 
-use hookhost_sdk::signature::hex;
-use hookhost_sdk::{
-    crypto, manifest, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome,
+use hookhost_sdk::v0_2_0::signature::hex;
+use hookhost_sdk::v0_2_0::{
+    crypto, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome,
     WebhookRequest,
 };
 
@@ -16,7 +16,7 @@ struct Hooks;
 
 impl Plugin for Hooks {
     fn describe() -> Manifest {
-        manifest!("{{id}}", "TODO: what this plugin does").emits(["{{id}}.*"])
+        hookhost_sdk::v0_2_0::manifest!("{{id}}", "TODO: what this plugin does").emits(["{{id}}.*"])
     }
 
     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
@@ -31,4 +31,4 @@ impl Plugin for Hooks {
     }
 }
 
-hookhost_sdk::export!(Hooks);
+hookhost_sdk::v0_2_0::export!(Hooks);
