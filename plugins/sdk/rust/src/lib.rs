@@ -25,15 +25,15 @@
 //! # Layout
 //! - this file: the generated bindings (`bindings`, hidden), the contract's types
 //!   and imported interfaces under stable names, [`manifest!`] and [`export!`].
-//! - `config.rs`: the host's `config::get`, and [`config::required`] for a key
-//!   the plugin cannot work without.
+//! - `config.rs`: the host's `config::get`, [`config::required`] for a key
+//!   the plugin cannot work without, [`config::seconds`] for a tolerance.
 //! - `plugin.rs`: [`Plugin`], the guest trait with defaults for the calls a plugin
 //!   does not use.
 //! - `request.rs`: reading a webhook request (headers, JSON body).
 //! - `reply.rs`: building what a call returns (manifest, response, event, poll
 //!   outcome) and turning a `state` failure into a plugin error.
 //! - `signature.rs`: signature checks with the host's crypto, hex and base64,
-//!   timestamp skew.
+//!   timestamp skew (seconds as text, milliseconds as a number).
 //! - `http.rs` (feature `http`): a blocking outbound HTTP client over wasi:http.
 //! - `v0_2_0/`: the same SDK for contract 0.2.0 (`wit/v0.2.0/plugin.wit`): its own
 //!   bindings, the files above compiled again against them, and its `manifest!`

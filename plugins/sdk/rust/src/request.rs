@@ -1,9 +1,9 @@
 //! Reading what a call is given: a webhook request's headers and JSON body, a
 //! stored event's JSON payload.
 
-use super::WebhookRequest;
 #[cfg(feature = "json")]
-use super::{PluginError, StoredEvent};
+use super::StoredEvent;
+use super::{PluginError, WebhookRequest};
 
 impl WebhookRequest {
     /// The first value of header `name`, whatever its case; `None` when the
@@ -13,6 +13,16 @@ impl WebhookRequest {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
+    }
+
+    /// The first value of header `name`, whatever its case, when the header
+    /// carries what makes the request authentic (a signature, a signed timestamp):
+    /// `unauthorized` ("missing <name> header", HTTP 401) when it is absent or
+    /// empty.
+    pub fn auth_header(&self, name: &str) -> Result<&str, PluginError> {
+        self.header(name)
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| PluginError::Unauthorized(format!("missing {name} header")))
     }
 
     /// Every value of header `name`, whatever its case, in the order received (a

@@ -1,5 +1,6 @@
 //! Checking a provider's signature with the host's crypto (native, so no crypto
-//! library is linked into the plugin), and the encodings signatures come in.
+//! library is linked into the plugin), the encodings signatures come in, and how
+//! old a signed timestamp is.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -64,6 +65,16 @@ pub fn seconds_from_now(timestamp: &str) -> Option<u64> {
     Some(now.abs_diff(sent))
 }
 
+/// How many milliseconds the Unix time `timestamp_ms` (milliseconds since the
+/// epoch, as some providers put it in the signed body: Linear's `webhookTimestamp`)
+/// is from now, earlier or later.
+pub fn milliseconds_from_now(timestamp_ms: u64) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    now.abs_diff(timestamp_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +108,19 @@ mod tests {
         for bad in ["", "-1", "1.5", " 1", "1234567890123456"] {
             assert_eq!(seconds_from_now(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_millisecond_timestamp_skew_goes_either_way() {
+        let now = u64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap();
+        assert!(milliseconds_from_now(now - 61_000) >= 61_000);
+        assert!(milliseconds_from_now(now + 61_000) >= 60_000);
+        assert!(milliseconds_from_now(0) > 1_000_000_000_000);
     }
 }
