@@ -6,3 +6,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+
+mod discord;
+mod linear;
+mod zoom;

@@ -104,16 +104,17 @@ fn verify(request: &WebhookRequest) -> Result<(), PluginError> {
             "X-Signature-Timestamp is outside the {tolerance} s tolerance"
         )));
     }
-    let signature = from_hex(signature).ok_or_else(|| {
-        PluginError::Unauthorized("malformed X-Signature-Ed25519 header".into())
-    })?;
+    let signature = from_hex(signature)
+        .ok_or_else(|| PluginError::Unauthorized("malformed X-Signature-Ed25519 header".into()))?;
     let mut signed = Vec::with_capacity(timestamp.len() + request.body.len());
     signed.extend_from_slice(timestamp.as_bytes());
     signed.extend_from_slice(&request.body);
     if crypto::ed25519_verify(&public_key, &signed, &signature) {
         Ok(())
     } else {
-        Err(PluginError::Unauthorized("invalid request signature".into()))
+        Err(PluginError::Unauthorized(
+            "invalid request signature".into(),
+        ))
     }
 }
 
