@@ -7,7 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use reqwest::blocking::Response;
 use serde_json::{json, Value};
 
-use crate::common::{client, signers, Host, HostSpec};
+use super::delivery;
+use crate::common::{signers, Host, HostSpec};
 
 /// The application's key pair: the seed stays here, the public key goes in the
 /// config, as in the Developer Portal.
@@ -47,17 +48,11 @@ fn host(extra_config: &str) -> Host {
 
 /// Posts `body` with the given signature headers (`None` leaves one out).
 fn send(host: &Host, signature: Option<&str>, timestamp: Option<&str>, body: &[u8]) -> Response {
-    let mut request = client()
-        .post(host.url("/hooks/discord"))
-        .header("content-type", "application/json")
-        .body(body.to_vec());
-    if let Some(signature) = signature {
-        request = request.header("X-Signature-Ed25519", signature);
-    }
-    if let Some(timestamp) = timestamp {
-        request = request.header("X-Signature-Timestamp", timestamp);
-    }
-    request.send().unwrap()
+    let headers = [
+        ("X-Signature-Ed25519", signature),
+        ("X-Signature-Timestamp", timestamp),
+    ];
+    delivery::post(host, "discord", &headers, body)
 }
 
 /// Posts `body` signed with `seed` at `timestamp`.
@@ -68,24 +63,12 @@ fn send_signed(host: &Host, seed: &str, timestamp: u64, body: &[u8]) -> Response
 }
 
 fn stored(host: &Host) -> Vec<Value> {
-    host.get_json("/api/events?plugin=discord&limit=500")["events"]
-        .as_array()
-        .unwrap()
-        .clone()
+    delivery::stored(host, "discord")
 }
 
 /// Asserts a 200 `application/json` answer whose body is exactly `expected`.
 fn assert_answer(response: Response, expected: Value, host: &Host) {
-    assert_eq!(response.status(), 200, "{}", host.log());
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        content_type.starts_with("application/json"),
-        "{content_type}"
-    );
-    assert_eq!(response.json::<Value>().unwrap(), expected);
+    delivery::assert_json(response, &expected, host);
 }
 
 fn assert_refused(response: Response, why: &str) {
@@ -130,13 +113,7 @@ fn discord_answers_ping_and_defers_interactions_signed_with_ed25519() {
     );
 
     let events = stored(&host);
-    let event = |id: &str| {
-        events
-            .iter()
-            .find(|e| e["event_id"] == id)
-            .unwrap_or_else(|| panic!("{id} not stored: {events:?}"))
-            .clone()
-    };
+    let event = |id: &str| delivery::event(&events, id);
     let command = event("1179095532372369488");
     assert_eq!(command["kind"], "discord.application_command");
     assert_eq!(command["subject"], "blep");

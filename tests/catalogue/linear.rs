@@ -10,7 +10,8 @@ use reqwest::blocking::Response;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::common::{client, Host, HostSpec};
+use super::delivery;
+use crate::common::{Host, HostSpec};
 
 const SECRET: &str = "lin_wh_5gUq4nrjJfbpWiTXHm2ZBCAf0i6kwQGkzE9lDOt8Rccy";
 const DELIVERY: &str = "234d1a4e-b617-4388-90fe-adc3633d6b72";
@@ -48,17 +49,13 @@ fn host(extra_config: &str) -> Host {
         .start()
 }
 
-fn send(host: &Host, signature: Option<&str>, delivery: &str, body: &[u8]) -> Response {
-    let mut request = client()
-        .post(host.url("/hooks/linear"))
-        .header("content-type", "application/json; charset=utf-8")
-        .header("Linear-Delivery", delivery)
-        .header("Linear-Event", "Issue")
-        .body(body.to_vec());
-    if let Some(signature) = signature {
-        request = request.header("Linear-Signature", signature);
-    }
-    request.send().unwrap()
+fn send(host: &Host, signature: Option<&str>, delivery_id: &str, body: &[u8]) -> Response {
+    let headers = [
+        ("Linear-Signature", signature),
+        ("Linear-Delivery", Some(delivery_id)),
+        ("Linear-Event", Some("Issue")),
+    ];
+    delivery::post(host, "linear", &headers, body)
 }
 
 fn send_signed(host: &Host, secret: &str, body: &[u8]) -> Response {
@@ -66,10 +63,7 @@ fn send_signed(host: &Host, secret: &str, body: &[u8]) -> Response {
 }
 
 fn stored(host: &Host) -> Vec<Value> {
-    host.get_json("/api/events?plugin=linear&limit=500")["events"]
-        .as_array()
-        .unwrap()
-        .clone()
+    delivery::stored(host, "linear")
 }
 
 #[test]
@@ -88,7 +82,7 @@ fn linear_stores_signed_fresh_deliveries_once() {
 
     let events = stored(&host);
     assert_eq!(events.len(), 1, "{events:?}");
-    let event = events.iter().find(|e| e["event_id"] == DELIVERY).unwrap();
+    let event = delivery::event(&events, DELIVERY);
     assert_eq!(event["kind"], "linear.Issue.create");
     assert_eq!(event["subject"], "2174add1-f7c8-44e3-bbf3-2d60b5ea8bc9");
     assert_eq!(

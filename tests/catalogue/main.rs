@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod delivery;
 mod discord;
 mod linear;
 mod zoom;

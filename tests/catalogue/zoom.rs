@@ -11,7 +11,8 @@ use reqwest::blocking::Response;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::common::{client, Host, HostSpec};
+use super::delivery;
+use crate::common::{Host, HostSpec};
 
 const SECRET_TOKEN: &str = "Wf0-1RpZRk2v6QMDGsREsg";
 
@@ -45,17 +46,11 @@ fn host(extra_config: &str) -> Host {
 }
 
 fn send(host: &Host, signature: Option<&str>, timestamp: Option<&str>, body: &[u8]) -> Response {
-    let mut request = client()
-        .post(host.url("/hooks/zoom"))
-        .header("content-type", "application/json")
-        .body(body.to_vec());
-    if let Some(signature) = signature {
-        request = request.header("x-zm-signature", signature);
-    }
-    if let Some(timestamp) = timestamp {
-        request = request.header("x-zm-request-timestamp", timestamp);
-    }
-    request.send().unwrap()
+    let headers = [
+        ("x-zm-signature", signature),
+        ("x-zm-request-timestamp", timestamp),
+    ];
+    delivery::post(host, "zoom", &headers, body)
 }
 
 fn send_signed(host: &Host, secret: &str, timestamp: u64, body: &[u8]) -> Response {
@@ -69,23 +64,7 @@ fn send_signed(host: &Host, secret: &str, timestamp: u64, body: &[u8]) -> Respon
 }
 
 fn stored(host: &Host) -> Vec<Value> {
-    host.get_json("/api/events?plugin=zoom&limit=500")["events"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-fn assert_json(response: Response, expected: &Value, host: &Host) {
-    assert_eq!(response.status(), 200, "{}", host.log());
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        content_type.starts_with("application/json"),
-        "{content_type}"
-    );
-    assert_eq!(&response.json::<Value>().unwrap(), expected);
+    delivery::stored(host, "zoom")
 }
 
 /// The challenge as Zoom's documentation shows it.
@@ -102,7 +81,7 @@ fn zoom_answers_the_url_validation_and_stores_signed_events() {
         "plainToken": "qgg8vlvZRS6UYooatFL8Aw",
         "encryptedToken": hmac_hex(SECRET_TOKEN, b"qgg8vlvZRS6UYooatFL8Aw"),
     });
-    assert_json(
+    delivery::assert_json(
         send_signed(&host, SECRET_TOKEN, ts, VALIDATION),
         &expected,
         &host,
@@ -111,7 +90,7 @@ fn zoom_answers_the_url_validation_and_stores_signed_events() {
 
     let id = hex::encode(Sha256::digest(STARTED));
     let response = send_signed(&host, SECRET_TOKEN, ts, STARTED);
-    assert_json(
+    delivery::assert_json(
         response,
         &json!({"ok": true, "event": {"id": id, "kind": "zoom.meeting.started"}}),
         &host,
