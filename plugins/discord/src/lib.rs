@@ -20,7 +20,7 @@
 //! `modal_submit`), subject = the command's `data.name` or the component's
 //! `data.custom_id`, payload = the body as Discord sent it.
 
-use hookhost_sdk::v0_2_0::signature::{from_hex, seconds_from_now};
+use hookhost_sdk::v0_2_0::signature::{check_timestamp, from_hex};
 use hookhost_sdk::v0_2_0::{
     config, crypto, manifest, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome,
     WebhookRequest,
@@ -66,9 +66,7 @@ impl Plugin for Discord {
             .as_str()
             .or_else(|| body["data"]["custom_id"].as_str())
             .map(str::to_string);
-        // Stored as sent: re-serialising could change what the signature covered.
-        let payload = String::from_utf8(request.body.clone())
-            .map_err(|_| PluginError::BadRequest("body is not UTF-8".into()))?;
+        let payload = request.body_text()?;
         Ok(WebhookOutcome {
             response: HttpResponse::json(200, answer),
             events: vec![Event {
@@ -96,14 +94,7 @@ fn verify(request: &WebhookRequest) -> Result<(), PluginError> {
     let signature = request.auth_header("x-signature-ed25519")?;
     let timestamp = request.auth_header("x-signature-timestamp")?;
 
-    let skew = seconds_from_now(timestamp).ok_or_else(|| {
-        PluginError::Unauthorized("malformed X-Signature-Timestamp header".into())
-    })?;
-    if skew > tolerance {
-        return Err(PluginError::Unauthorized(format!(
-            "X-Signature-Timestamp is outside the {tolerance} s tolerance"
-        )));
-    }
+    check_timestamp("X-Signature-Timestamp", timestamp, tolerance)?;
     let signature = from_hex(signature)
         .ok_or_else(|| PluginError::Unauthorized("malformed X-Signature-Ed25519 header".into()))?;
     let mut signed = Vec::with_capacity(timestamp.len() + request.body.len());

@@ -45,9 +45,7 @@ impl Plugin for Linear {
         };
         let kind = format!("linear.{}.{}", field("type")?, field("action")?);
         let subject = body["data"]["id"].as_str().map(str::to_string);
-        // Stored as sent: re-serialising could change what the signature covered.
-        let payload = String::from_utf8(request.body.clone())
-            .map_err(|_| PluginError::BadRequest("body is not UTF-8".into()))?;
+        let payload = request.body_text()?;
         let reply = json!({ "ok": true, "event": { "id": delivery, "kind": kind } });
         Ok(WebhookOutcome {
             response: HttpResponse::json(200, reply.to_string()),

@@ -18,7 +18,7 @@
 //! (`zoom.meeting.started`), subject = `payload.object.id` when there is one,
 //! payload = the body as Zoom sent it.
 
-use hookhost_sdk::v0_2_0::signature::{from_hex, hex, hmac_sha256_matches, seconds_from_now};
+use hookhost_sdk::v0_2_0::signature::{check_timestamp, from_hex, hex, hmac_sha256_matches};
 use hookhost_sdk::v0_2_0::{
     config, crypto, manifest, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome,
     WebhookRequest,
@@ -65,9 +65,7 @@ impl Plugin for Zoom {
             Value::Number(id) => Some(id.to_string()),
             _ => None,
         };
-        // Stored as sent: re-serialising could change what the signature covered.
-        let payload = String::from_utf8(request.body.clone())
-            .map_err(|_| PluginError::BadRequest("body is not UTF-8".into()))?;
+        let payload = request.body_text()?;
         let reply = json!({ "ok": true, "event": { "id": id, "kind": kind } });
         Ok(WebhookOutcome {
             response: HttpResponse::json(200, reply.to_string()),
@@ -86,14 +84,7 @@ fn verify(request: &WebhookRequest, secret: &[u8]) -> Result<(), PluginError> {
     let signature = request.auth_header("x-zm-signature")?;
     let timestamp = request.auth_header("x-zm-request-timestamp")?;
 
-    let skew = seconds_from_now(timestamp).ok_or_else(|| {
-        PluginError::Unauthorized("malformed x-zm-request-timestamp header".into())
-    })?;
-    if skew > tolerance {
-        return Err(PluginError::Unauthorized(format!(
-            "x-zm-request-timestamp is outside the {tolerance} s tolerance"
-        )));
-    }
+    check_timestamp("x-zm-request-timestamp", timestamp, tolerance)?;
     let claimed = signature
         .strip_prefix("v0=")
         .and_then(from_hex)

@@ -1,5 +1,5 @@
-//! Reading what a call is given: a webhook request's headers and JSON body, a
-//! stored event's JSON payload.
+//! Reading what a call is given: a webhook request's headers and body (as text,
+//! as JSON), a stored event's JSON payload.
 
 #[cfg(feature = "json")]
 use super::StoredEvent;
@@ -32,6 +32,14 @@ impl WebhookRequest {
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
+    }
+
+    /// The body as text, unchanged, for storing a JSON body as the event's
+    /// payload exactly as the provider signed it (re-serialising could change
+    /// it); `bad-request` ("body is not UTF-8") when it is not text.
+    pub fn body_text(&self) -> Result<String, PluginError> {
+        String::from_utf8(self.body.clone())
+            .map_err(|_| PluginError::BadRequest("body is not UTF-8".into()))
     }
 
     /// The body parsed as JSON; `bad-request` ("body is not JSON: ...") when it is

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
-use super::crypto;
+use super::{crypto, PluginError};
 
 /// Whether `claimed` is the HMAC-SHA256 of `data` under `key`, compared in time
 /// that does not depend on where they differ.
@@ -63,6 +63,26 @@ pub fn seconds_from_now(timestamp: &str) -> Option<u64> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     Some(now.abs_diff(sent))
+}
+
+/// Refuses a signed Unix-seconds `timestamp` (the text of header `header`) that
+/// is not digits or is more than `tolerance_seconds` from now, either way:
+/// `unauthorized`, "malformed <header> header" or "<header> is outside the
+/// <n> s tolerance". Check it with the signature, so a captured delivery cannot
+/// be replayed later.
+pub fn check_timestamp(
+    header: &str,
+    timestamp: &str,
+    tolerance_seconds: u64,
+) -> Result<(), PluginError> {
+    let skew = seconds_from_now(timestamp)
+        .ok_or_else(|| PluginError::Unauthorized(format!("malformed {header} header")))?;
+    if skew > tolerance_seconds {
+        return Err(PluginError::Unauthorized(format!(
+            "{header} is outside the {tolerance_seconds} s tolerance"
+        )));
+    }
+    Ok(())
 }
 
 /// How many milliseconds the Unix time `timestamp_ms` (milliseconds since the
