@@ -233,4 +233,7 @@ fn meta_refuses_forged_tampered_and_unsigned_notifications() {
     let response = notify(&host, Some(&valid), body);
     assert_eq!(response.status(), 200, "{}", host.log());
     assert_eq!(stored(&host).len(), 1);
+    // Hex is hex in either case: the same digest in upper case passes.
+    let upper = format!("sha256={}", valid["sha256=".len()..].to_uppercase());
+    assert_eq!(notify(&host, Some(&upper), body).status(), 200);
 }
