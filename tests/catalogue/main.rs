@@ -10,4 +10,6 @@ mod common;
 mod delivery;
 mod discord;
 mod linear;
+mod meta;
+mod shopify;
 mod zoom;

@@ -17,6 +17,7 @@ import { hmacSha256 as hostHmacSha256, constantTimeEq } from "hookhost:plugin/cr
 
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 // The `guest` export: `handlers` with defaults for what a webhook-only plugin does
 // not do; `id` names the plugin in their errors.
@@ -121,6 +122,57 @@ export function jsonResponse(status, text) {
     headers: [["content-type", "application/json"]],
     body: encoder.encode(text),
   };
+}
+
+// An HTTP response of plain `text`, with `content-type: text/plain` (handshakes
+// that must echo a token exactly, such as Meta's `hub.challenge`).
+export function textResponse(status, text) {
+  return {
+    status,
+    headers: [["content-type", "text/plain"]],
+    body: encoder.encode(text),
+  };
+}
+
+// The request body parsed as JSON, which must be an object; anything else refuses
+// the call with `badRequest("body is not a JSON object")` (or "... not JSON: ...").
+export function jsonBody(request) {
+  let body;
+  try {
+    body = JSON.parse(decoder.decode(request.body));
+  } catch (error) {
+    throw badRequest(`body is not JSON: ${error}`);
+  }
+  if (body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw badRequest("body is not a JSON object");
+  }
+  return body;
+}
+
+// The first value of parameter `name` in `query`, a raw query string (the
+// request's `query`) or an application/x-www-form-urlencoded body, decoded as
+// forms are (`+` is a space, `%XX` a byte of UTF-8); undefined when absent. Names
+// are compared after decoding, with case. A value of `name` that is not valid
+// percent-encoded UTF-8 refuses the call with `badRequest`; another parameter's
+// never does.
+export function queryParam(query, name) {
+  for (const pair of query.split("&")) {
+    const at = pair.indexOf("=");
+    if (formDecode(at === -1 ? pair : pair.slice(0, at)) !== name) continue;
+    const value = formDecode(at === -1 ? "" : pair.slice(at + 1));
+    if (value === undefined) throw badRequest(`query parameter ${name} is not valid percent-encoded UTF-8`);
+    return value;
+  }
+  return undefined;
+}
+
+// `text` form-decoded; undefined when it is not valid percent-encoded UTF-8.
+function formDecode(text) {
+  try {
+    return decodeURIComponent(text.replace(/\+/g, " "));
+  } catch {
+    return undefined;
+  }
 }
 
 // Lowercase hex of bytes.
