@@ -6,3 +6,6 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+
+mod msgraph;
+mod twilio;
