@@ -17,9 +17,10 @@ hex SHA-256 of the signed string. A retry of one delivery, or a replay of a
 captured one, is then stored once; `I-Twilio-Idempotency-Token` names the same
 retries but is not signed, so an id from it could be varied by a replayer.
 Kind: `twilio.message` (a `MessageSid`/`SmsSid`), `twilio.call` (a `CallSid`),
-else `twilio.webhook`; subject: that sid; payload: the parameters as a JSON
-object (a name sent several times maps to the list of its values), or the JSON
-body as sent."""
+else `twilio.webhook`; subject: that sid; payload: the parameters (of the query
+for a GET) as a JSON object, a name sent several times mapping to the list of its
+values, or the JSON body as sent. A request that fails verification is refused
+with 401 (Twilio's own helpers answer 403; Twilio acts on neither)."""
 
 import base64
 import json
@@ -53,18 +54,23 @@ class Guest(Base):
             params = parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True)
 
         appended = sorted_params(params)
-        if not any(signature_matches([signature], base64.b64encode(sign(key, (url + appended).encode())))
-                   for url in url_variants(request.url)):
+        expected = (base64.b64encode(sign(key, (url + appended).encode()))
+                    for url in url_variants(request.url))
+        if not any(signature_matches([signature], candidate) for candidate in expected):
             raise unauthorized("no matching signature")
 
         event_id = crypto.sha256((request.url + appended).encode()).hex()
         if body_hash is not None:
             try:
-                json.loads(request.body)
+                payload = request.body.decode()
+                json.loads(payload)
             except ValueError as error:
-                raise bad_request(f"body is not JSON: {error}")
-            kind, sid, payload = "twilio.webhook", None, request.body.decode()
+                raise bad_request(f"body is not UTF-8 JSON: {error}")
+            kind, sid = "twilio.webhook", None
         else:
+            # A webhook configured for GET carries its parameters in the signed URL.
+            if request.method == "GET" and not params:
+                params = parse_qsl(request.query, keep_blank_values=True)
             kind, sid = kind_of(params)
             payload = json.dumps(as_object(params))
         return types.WebhookOutcome(

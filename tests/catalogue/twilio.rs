@@ -267,6 +267,27 @@ fn twilio_without_public_url_signs_over_the_host_header_with_or_without_its_port
         "each status callback is its own event"
     );
 
+    // A webhook configured for GET: the parameters are in the signed URL alone.
+    let get_path =
+        "/hooks/twilio/voice?CallSid=CA0123456789abcdef0123456789abcdef&CallStatus=completed";
+    let signature = form_signature(AUTH_TOKEN, &host.url(get_path), &[], "HMAC_SHA1");
+    let get = |path: &str| {
+        client()
+            .get(host.url(path))
+            .header("x-twilio-signature", &signature)
+            .send()
+            .unwrap()
+    };
+    assert_twiml(get(get_path), &host);
+    let events = stored(&host);
+    let completed = events
+        .iter()
+        .find(|e| e["payload"]["CallStatus"] == "completed")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(completed["kind"], "twilio.call");
+    let tampered = get_path.replace("completed", "canceled");
+    assert_eq!(get(&tampered).status(), 401, "a GET's query changed");
+
     let elsewhere = form_signature(
         AUTH_TOKEN,
         "http://evil.example/hooks/twilio/voice",
@@ -280,5 +301,5 @@ fn twilio_without_public_url_signs_over_the_host_header_with_or_without_its_port
         &params,
     );
     assert_eq!(response.status(), 401, "signed for another host");
-    assert_eq!(stored(&host).len(), 2);
+    assert_eq!(stored(&host).len(), 3);
 }

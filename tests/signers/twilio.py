@@ -16,7 +16,8 @@ import sys
 
 # This script's own folder is first on the path, and its name would shadow the
 # `twilio` package.
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path = [entry for entry in sys.path if os.path.abspath(entry or ".") != here]
 from twilio.request_validator import RequestValidator
 
 
