@@ -128,7 +128,7 @@ fn msgraph_stores_notifications_whose_client_state_matches_and_refuses_others() 
 
     // Forged: a wrong, missing or non-string clientState stores nothing.
     let forged = change("deleted", "W/\"x\"", "guessed");
-    let response = notify(&host, &[forged.clone()]);
+    let response = notify(&host, std::slice::from_ref(&forged));
     assert_eq!(response.status(), 401, "{}", host.log());
     let mut missing = change("deleted", "W/\"y\"", "");
     missing.as_object_mut().unwrap().remove("clientState");
