@@ -40,7 +40,10 @@ class Guest(Base):
 
     def handle_webhook(self, request: types.WebhookRequest) -> types.WebhookOutcome:
         pairs = parse_qsl(request.query, keep_blank_values=True)
-        token = next((value for name, value in pairs if name == "validationToken"), None)
+        # Graph spells it `validationToken`; ASP.NET, which its samples use, reads
+        # query names without case.
+        token = next((value for name, value in pairs if name.lower() == "validationtoken"),
+                     None)
         if token is not None:
             return types.WebhookOutcome(response=text_response(200, token, "text/plain"),
                                         events=[])
