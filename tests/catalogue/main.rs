@@ -11,5 +11,7 @@ mod delivery;
 mod discord;
 mod linear;
 mod meta;
+mod msgraph;
 mod shopify;
+mod twilio;
 mod zoom;

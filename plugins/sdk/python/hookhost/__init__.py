@@ -108,6 +108,18 @@ def hmac_sha256(key: bytes, *parts: bytes) -> bytes:
     return crypto.hmac_sha256(key, parts[0] if len(parts) == 1 else b"".join(parts))
 
 
+def hmac_sha1(key: bytes, *parts: bytes) -> bytes:
+    """HMAC-SHA1 under `key` of the parts joined, computed by the host (contract
+    0.2.0). For providers that still sign with it (Twilio)."""
+    return crypto.hmac_sha1(key, parts[0] if len(parts) == 1 else b"".join(parts))
+
+
+def hmac_sha512(key: bytes, *parts: bytes) -> bytes:
+    """HMAC-SHA512 under `key` of the parts joined, computed by the host (contract
+    0.2.0)."""
+    return crypto.hmac_sha512(key, parts[0] if len(parts) == 1 else b"".join(parts))
+
+
 def signature_matches(candidates, expected: bytes) -> bool:
     """Whether any candidate (str or bytes) equals `expected`, each compared by the
     host in constant time; empty candidates never match."""
@@ -143,5 +155,17 @@ def json_response(status: int, text: str) -> types.HttpResponse:
     return types.HttpResponse(
         status=status,
         headers=[("content-type", "application/json")],
+        body=text.encode(),
+    )
+
+
+def text_response(status: int, text: str, content_type: str) -> types.HttpResponse:
+    """An HTTP response of `text` (UTF-8) with exactly `content_type`, for the
+    answers a provider expects as something other than JSON: Twilio's TwiML
+    (`text/xml`), Microsoft Graph's validation token (`text/plain`). Sent with
+    `x-content-type-options: nosniff`, since such a body may echo request input."""
+    return types.HttpResponse(
+        status=status,
+        headers=[("content-type", content_type), ("x-content-type-options", "nosniff")],
         body=text.encode(),
     )
