@@ -87,16 +87,22 @@ impl Ingest {
     /// Stores `events`, which `plugin` emitted and which passed the outcome checks,
     /// with what `arrival` saves beside them; returns what became of each event, in
     /// order. Nothing is acknowledged before this returns: the commit is awaited.
+    /// The events are moved into the record: their payloads are not copied.
     pub async fn ingest(
         &self,
         plugin: &str,
-        events: &[Event],
+        events: Vec<Event>,
         arrival: Arrival,
     ) -> Result<Vec<Persisted>, IngestError> {
         let noun = arrival.noun();
+        // What the log line of each event names, kept before the events move.
+        let named: Vec<EventName> = events.iter().map(EventName::of).collect();
         let new_events: Vec<NewEvent> = events
-            .iter()
-            .map(|event| new_event(event, self.registry.subscribers(&event.kind, plugin)))
+            .into_iter()
+            .map(|event| {
+                let subscribers = self.registry.subscribers(&event.kind, plugin);
+                new_event(event, subscribers)
+            })
             .collect();
         let has_subscribers = new_events.iter().any(|e| !e.subscribers.is_empty());
         let persisted = match arrival {
@@ -141,7 +147,7 @@ impl Ingest {
             IngestError::Storage(error)
         })?;
         let mut new_ids = Vec::new();
-        for (event, persisted) in events.iter().zip(&persisted) {
+        for (event, persisted) in named.iter().zip(&persisted) {
             let (stored_as, duplicate) = match persisted {
                 Persisted::New(id) => (*id, false),
                 Persisted::Duplicate(id) => (*id, true),
@@ -175,12 +181,29 @@ impl Ingest {
 }
 
 /// `event` as a plugin emitted it, to be delivered to `subscribers`.
-fn new_event(event: &Event, subscribers: Vec<String>) -> NewEvent {
+fn new_event(event: Event, subscribers: Vec<String>) -> NewEvent {
     NewEvent {
-        event_id: event.id.clone(),
-        kind: event.kind.clone(),
-        subject: event.subject.clone(),
-        payload: event.payload.clone(),
+        event_id: event.id,
+        kind: event.kind,
+        subject: event.subject,
+        payload: event.payload,
         subscribers,
+    }
+}
+
+/// An event's id, kind and subject, for its log line: everything but the payload.
+struct EventName {
+    id: String,
+    kind: String,
+    subject: Option<String>,
+}
+
+impl EventName {
+    fn of(event: &Event) -> EventName {
+        EventName {
+            id: event.id.clone(),
+            kind: event.kind.clone(),
+            subject: event.subject.clone(),
+        }
     }
 }

@@ -15,6 +15,14 @@ use clap::{Parser, Subcommand};
 use hookhost::config::{Config, Overrides};
 use tracing_subscriber::EnvFilter;
 
+// Every webhook allocates and frees a few hundred small buffers (the request's
+// headers and body, the call's store and WASI context, the outcome, the store's
+// record); mimalloc serves them for less CPU than glibc's malloc, and without its
+// consolidation passes (BENCHMARKS.md). Host memory a plugin can make the host hold
+// is bounded by `plugins::host_memory`, whichever allocator serves it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "hookhost",

@@ -232,7 +232,7 @@ async fn replay_event(
     let url = request_url(state.public_url.as_ref(), host, &mount, &request.query);
     let replay = match call_webhook(
         &plugin,
-        WebhookRequest {
+        Arc::new(WebhookRequest {
             method: request.method,
             path: request.path,
             query: request.query,
@@ -240,7 +240,7 @@ async fn replay_event(
             // Rows stored before credentials were stripped on the way in may hold them.
             headers: without_admin_credentials(request.headers, &state.admin),
             body: request.body,
-        },
+        }),
     )
     .await
     {

@@ -56,25 +56,27 @@ pub fn routes<S: Clone + Send + Sync + 'static>(webhooks: Webhooks) -> Router<S>
         .route("/hooks/{id}", any(webhook_at_root))
         .route("/hooks/{id}/{*rest}", any(webhook_below_root))
         .layer(map_response(contain_response))
-        .with_state(webhooks)
+        // One `Arc` for the route's state: axum clones the state for every
+        // request, and the fields' own `Arc`s would each be counted up and down.
+        .with_state(Arc::new(webhooks))
 }
 
 async fn webhook_at_root(
-    State(state): State<Webhooks>,
+    State(state): State<Arc<Webhooks>>,
     id: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let Path(id) = id.map_err(path_rejection)?;
-    webhook(state, id, String::new(), request).await
+    webhook(&state, id, String::new(), request).await
 }
 
 async fn webhook_below_root(
-    State(state): State<Webhooks>,
+    State(state): State<Arc<Webhooks>>,
     path: Result<Path<(String, String)>, PathRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let Path((id, rest)) = path.map_err(path_rejection)?;
-    webhook(state, id, rest, request).await
+    webhook(&state, id, rest, request).await
 }
 
 /// A path axum cannot decode (percent-encoded bytes that are not UTF-8): the
@@ -88,7 +90,7 @@ fn path_rejection(_: PathRejection) -> ApiError {
 }
 
 async fn webhook(
-    state: Webhooks,
+    state: &Webhooks,
     id: String,
     rest: String,
     request: Request,
@@ -98,7 +100,7 @@ async fn webhook(
         .flatten()
         .ok_or_else(|| ApiError::not_found(format!("no plugin is loaded at /hooks/{id}")))?;
     let started = std::time::Instant::now();
-    let response = receive_webhook(&state, &plugin, rest, request).await;
+    let response = receive_webhook(state, &plugin, rest, request).await;
     let status = match &response {
         Ok(response) => response.status(),
         Err(error) => error.status,
@@ -137,17 +139,20 @@ async fn receive_webhook(
     };
     let url = request_url(state.public_url.as_ref(), host, head.uri.path(), query);
     // One request goes to the plugin and into the store, so neither sees them.
-    let request = WebhookRequest {
+    // It is shared with the call rather than copied, and is the store's again
+    // once the call (and with it the instance) is over.
+    let request = Arc::new(WebhookRequest {
         method: head.method.as_str().to_string(),
         path: format!("/{rest}"),
         query: query.to_string(),
         url,
         headers: without_admin_credentials(headers, &state.admin),
-        body: body.to_vec(),
-    };
+        body: Vec::from(body),
+    });
 
     let received_at = now_ms();
     let accepted = call_webhook(plugin, request.clone()).await?;
+    let request = Arc::unwrap_or_clone(request);
     let arrival = Arrival::Webhook {
         received_at,
         request: RawRequest {
@@ -160,7 +165,7 @@ async fn receive_webhook(
     };
     state
         .ingest
-        .ingest(plugin.id(), &accepted.events, arrival)
+        .ingest(plugin.id(), accepted.events, arrival)
         .await
         .map_err(|error| match error {
             IngestError::Storage(_) | IngestError::LeaseLost => ApiError::new(
@@ -174,10 +179,11 @@ async fn receive_webhook(
 }
 
 /// Calls the plugin's `handle-webhook` and checks what it returned; every way it
-/// can fail is already the `ApiError` the provider should get.
+/// can fail is already the `ApiError` the provider should get. The call holds its
+/// share of `request` only while it runs.
 pub async fn call_webhook(
     plugin: &LoadedPlugin,
-    request: WebhookRequest,
+    request: Arc<WebhookRequest>,
 ) -> Result<Accepted, ApiError> {
     match plugin.handle_webhook(request).await {
         // A malformed outcome is the plugin's bug: the provider gets a 500 and so

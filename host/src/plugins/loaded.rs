@@ -205,14 +205,15 @@ impl LoadedPlugin {
     }
 
     /// Calls `handle-webhook`. An outcome with an event outside the manifest's
-    /// `emits` is an `UndeclaredKind` error, never an outcome.
+    /// `emits` is an `UndeclaredKind` error, never an outcome. The call's share of
+    /// `request` is dropped when this returns, so the caller can take it back.
     pub async fn handle_webhook(
         &self,
-        request: WebhookRequest,
+        request: Arc<WebhookRequest>,
     ) -> Result<Result<WebhookOutcome, PluginError>, CallError> {
         let answer = self
             .call(Call::Webhook, move |plugin, store| {
-                Box::pin(async move { plugin.call_handle_webhook(store, request).await })
+                Box::pin(async move { plugin.call_handle_webhook(store, &request).await })
             })
             .await?;
         if let Ok(outcome) = &answer {

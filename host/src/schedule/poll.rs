@@ -127,27 +127,32 @@ pub async fn poll_once(
         state,
         lease,
     };
+    // What the report names of each event; the events themselves move into the store.
+    let named: Vec<(String, String)> = outcome
+        .events
+        .iter()
+        .map(|event| (event.id.clone(), event.kind.clone()))
+        .collect();
     let persisted =
         ingest
-            .ingest(&id, &outcome.events, arrival)
+            .ingest(&id, outcome.events, arrival)
             .await
             .map_err(|error| match error {
                 IngestError::LeaseLost => PollFailure::LeaseLost(id.clone()),
                 IngestError::Storage(error) => PollFailure::Storage(error),
             })?;
-    let events = outcome
-        .events
+    let events = named
         .into_iter()
         .zip(persisted)
-        .map(|(event, persisted)| {
+        .map(|((event_id, kind), persisted)| {
             let (stored_as, duplicate) = match persisted {
                 Persisted::New(at) => (at, false),
                 Persisted::Duplicate(at) => (at, true),
             };
             PolledEvent {
                 id: stored_as,
-                event_id: event.id,
-                kind: event.kind,
+                event_id,
+                kind,
                 duplicate,
             }
         })

@@ -31,13 +31,14 @@ pub use generated::hookhost::plugin::{config, crypto, log, state, types};
 // Exports: what the host passes in loses what 0.1.0 does not have (`url`); what
 // the plugin returns is already complete.
 
-pub fn webhook_request(request: host::WebhookRequest) -> WebhookRequest {
+/// The host keeps its request (for the store), so a 0.1.0 plugin gets a copy.
+pub fn webhook_request(request: &host::WebhookRequest) -> WebhookRequest {
     WebhookRequest {
-        method: request.method,
-        path: request.path,
-        query: request.query,
-        headers: request.headers,
-        body: request.body,
+        method: request.method.clone(),
+        path: request.path.clone(),
+        query: request.query.clone(),
+        headers: request.headers.clone(),
+        body: request.body.clone(),
     }
 }
 

@@ -114,7 +114,7 @@ impl Plugin {
     pub async fn call_handle_webhook<T: Send>(
         &self,
         store: &mut Store<T>,
-        request: WebhookRequest,
+        request: &WebhookRequest,
     ) -> wasmtime::Result<Result<WebhookOutcome, PluginError>> {
         match self {
             Plugin::V0_1_0(p) => {
@@ -127,7 +127,7 @@ impl Plugin {
             }
             Plugin::V0_2_0(p) => {
                 p.hookhost_plugin_guest()
-                    .call_handle_webhook(store, &request)
+                    .call_handle_webhook(store, request)
                     .await
             }
         }
