@@ -1,10 +1,11 @@
 //! GitHub webhooks: verifies `X-Hub-Signature-256` (HMAC-SHA256 of the raw body
 //! under config `secret`), answers `ping`, and emits one event per delivery:
 //! id = `X-GitHub-Delivery`, kind = `github.<event>[.<action>]`, subject = the
-//! repository's full name, payload = the body.
+//! repository's full name, payload = the body. Built against
+//! `hookhost:plugin@0.2.0`.
 
-use hookhost_sdk::signature::{from_hex, hmac_sha256_matches};
-use hookhost_sdk::{
+use hookhost_sdk::v0_2_0::signature::{from_hex, hmac_sha256_matches};
+use hookhost_sdk::v0_2_0::{
     config, manifest, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome,
     WebhookRequest,
 };
@@ -71,4 +72,4 @@ fn verify_signature(request: &WebhookRequest) -> Result<(), PluginError> {
     }
 }
 
-hookhost_sdk::export!(Github);
+hookhost_sdk::v0_2_0::export!(Github);
