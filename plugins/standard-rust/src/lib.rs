@@ -39,8 +39,7 @@ impl Plugin for Standard {
                     .filter(|key| key.len() == 32)
                     .ok_or_else(|| {
                         PluginError::Internal(
-                            "config `public_key` is not the base64 of a 32-byte Ed25519 key"
-                                .into(),
+                            "config `public_key` is not the base64 of a 32-byte Ed25519 key".into(),
                         )
                     })
             })
