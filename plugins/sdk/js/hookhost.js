@@ -13,9 +13,10 @@
 // computed and compared by the host (`crypto`), never in JavaScript.
 
 import { get } from "hookhost:plugin/config@0.2.0";
-import {
-  hmacSha256 as hostHmacSha256, constantTimeEq, ed25519Verify as hostEd25519Verify,
-} from "hookhost:plugin/crypto@0.2.0";
+import { hmacSha256 as hostHmacSha256, constantTimeEq } from "hookhost:plugin/crypto@0.2.0";
+// What only 0.2.0's crypto has is read from the namespace: a named import of it would
+// keep a plugin built against 0.1.0 (whose crypto lacks it) from starting at all.
+import * as hostCrypto from "hookhost:plugin/crypto@0.2.0";
 
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const encoder = new TextEncoder();
@@ -102,9 +103,9 @@ export function hmacSha256(key, ...parts) {
 // `message` (string as UTF-8, or Uint8Array) under `publicKey` (32 bytes), verified
 // strictly by the host: a non-canonical signature, a small-order key, or a key or
 // signature of the wrong length is false, never an error. Needs
-// hookhost:plugin@0.2.0.
+// hookhost:plugin@0.2.0 (built against 0.1.0, calling it throws).
 export function ed25519Verify(publicKey, message, signature) {
-  return hostEd25519Verify(publicKey, joinBytes(message), signature);
+  return hostCrypto.ed25519Verify(publicKey, joinBytes(message), signature);
 }
 
 // Whether `signatureBase64`, an Ed25519 signature as Standard Webhooks and others
