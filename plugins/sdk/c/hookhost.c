@@ -126,6 +126,13 @@ void hookhost_hmac_sha256(const plugin_list_u8_t *key, const plugin_list_u8_t *p
     free(joined.ptr);
 }
 
+// 0.2.0's crypto, declared again as weak so that this SDK still builds against 0.1.0,
+// whose bindings lack it (there, calling it traps); against 0.2.0 the bindings
+// define it and it links as usual.
+__attribute__((weak)) bool hookhost_plugin_crypto_ed25519_verify(plugin_list_u8_t *public_key,
+                                                                 plugin_list_u8_t *message,
+                                                                 plugin_list_u8_t *signature);
+
 bool hookhost_ed25519_verify(const plugin_list_u8_t *public_key, const plugin_list_u8_t *message,
                              const plugin_list_u8_t *signature) {
     // The host only reads its arguments.
