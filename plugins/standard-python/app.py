@@ -5,9 +5,10 @@ import base64
 import binascii
 import re
 
-from hookhost import (Guest as Base, bad_request, check_timestamp, hmac_sha256, internal,
-                      json_response, manifest, required_config, required_header,
-                      signature_matches, types, unauthorized)
+from hookhost import (Guest as Base, bad_request, check_timestamp, config,
+                      ed25519_base64_matches, hmac_sha256, internal, json_response, manifest,
+                      required_header, signature_matches, signatures_of_version, types,
+                      unauthorized)
 
 TOLERANCE_SECONDS = 300
 PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]{1,255}")
@@ -18,24 +19,40 @@ class Guest(Base):
 
     def describe(self) -> types.Manifest:
         return manifest("Standard Webhooks (Python)", "0.1.0",
-                        "Standard Webhooks receiver (webhook-signature v1)",
+                        "Standard Webhooks receiver (webhook-signature v1 and v1a)",
                         emits=["standard.webhook"])
 
     def handle_webhook(self, request: types.WebhookRequest) -> types.WebhookOutcome:
-        secret = required_config("secret")
-        try:
-            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-        except (binascii.Error, ValueError):
-            raise internal("config `secret` is not valid base64")
+        secret = config.get("secret")
+        public_key = config.get("public_key")
+        if not secret and not public_key:
+            raise internal("config `secret` or `public_key` must be set")
+        key = verify_key = None
+        if secret:
+            try:
+                key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+            except (binascii.Error, ValueError):
+                raise internal("config `secret` is not valid base64")
+        if public_key:
+            try:
+                verify_key = base64.b64decode(public_key.removeprefix("whpk_"), validate=True)
+            except (binascii.Error, ValueError):
+                pass
+            if verify_key is None or len(verify_key) != 32:
+                raise internal("config `public_key` is not the base64 of a 32-byte Ed25519 key")
 
         webhook_id = required_header(request, "webhook-id")
         timestamp = required_header(request, "webhook-timestamp")
         signatures = required_header(request, "webhook-signature")
         check_timestamp(timestamp, "webhook-timestamp", TOLERANCE_SECONDS)
 
-        mac = hmac_sha256(key, f"{webhook_id}.{timestamp}.".encode(), request.body)
-        expected = b"v1," + base64.b64encode(mac)
-        if not signature_matches(signatures.split(" "), expected):
+        signed = f"{webhook_id}.{timestamp}.".encode() + request.body
+        authentic = key is not None and signature_matches(
+            signatures_of_version(signatures, "v1"), base64.b64encode(hmac_sha256(key, signed)))
+        if not authentic and verify_key is not None:
+            authentic = any(ed25519_base64_matches(verify_key, signed, value)
+                            for value in signatures_of_version(signatures, "v1a"))
+        if not authentic:
             raise unauthorized("no matching signature")
 
         if not PLAIN_ID.fullmatch(webhook_id):

@@ -67,6 +67,18 @@ bool hookhost_required_config(const char *key, plugin_string_t *value, hookhost_
     return fail_with(err, HOOKHOST_PLUGIN_TYPES_PLUGIN_ERROR_INTERNAL, "config `%s` is not set", key);
 }
 
+bool hookhost_config(const char *key, plugin_string_t *value) {
+    plugin_string_t key_string;
+    plugin_string_set(&key_string, key);
+    if (hookhost_plugin_config_get(&key_string, value)) {
+        if (value->len > 0) return true;
+        plugin_string_free(value);
+    }
+    value->ptr = NULL;
+    value->len = 0;
+    return false;
+}
+
 long long hookhost_timestamp_age(const plugin_string_t *text) {
     if (text->len < 1 || text->len > 15) return -1;
     long long sent = 0;
@@ -90,19 +102,73 @@ bool hookhost_check_timestamp(const plugin_string_t *text, const char *name,
     return true;
 }
 
-void hookhost_hmac_sha256(const plugin_list_u8_t *key, const plugin_list_u8_t *parts,
-                          size_t count, plugin_list_u8_t *mac) {
-    plugin_list_u8_t joined = {NULL, 0};
-    for (size_t i = 0; i < count; i++) joined.len += parts[i].len;
-    joined.ptr = malloc(joined.len + 1);
-    uint8_t *at = joined.ptr;
+void hookhost_join(const plugin_list_u8_t *parts, size_t count, plugin_list_u8_t *joined) {
+    joined->len = 0;
+    for (size_t i = 0; i < count; i++) joined->len += parts[i].len;
+    joined->ptr = malloc(joined->len + 1);
+    uint8_t *at = joined->ptr;
     for (size_t i = 0; i < count; i++) {
         if (parts[i].len) memcpy(at, parts[i].ptr, parts[i].len);
         at += parts[i].len;
     }
+}
+
+void hookhost_hmac_sha256(const plugin_list_u8_t *key, const plugin_list_u8_t *parts,
+                          size_t count, plugin_list_u8_t *mac) {
     // The host only reads its arguments.
+    if (count == 1) {
+        hookhost_plugin_crypto_hmac_sha256((plugin_list_u8_t *)key, (plugin_list_u8_t *)parts, mac);
+        return;
+    }
+    plugin_list_u8_t joined;
+    hookhost_join(parts, count, &joined);
     hookhost_plugin_crypto_hmac_sha256((plugin_list_u8_t *)key, &joined, mac);
     free(joined.ptr);
+}
+
+// 0.2.0's crypto, declared again as weak so that this SDK still builds against 0.1.0,
+// whose bindings lack it (there, calling it traps); against 0.2.0 the bindings
+// define it and it links as usual.
+__attribute__((weak)) bool hookhost_plugin_crypto_ed25519_verify(plugin_list_u8_t *public_key,
+                                                                 plugin_list_u8_t *message,
+                                                                 plugin_list_u8_t *signature);
+
+bool hookhost_ed25519_verify(const plugin_list_u8_t *public_key, const plugin_list_u8_t *message,
+                             const plugin_list_u8_t *signature) {
+    // The host only reads its arguments.
+    return hookhost_plugin_crypto_ed25519_verify((plugin_list_u8_t *)public_key,
+                                                 (plugin_list_u8_t *)message,
+                                                 (plugin_list_u8_t *)signature);
+}
+
+bool hookhost_ed25519_base64_matches(const plugin_list_u8_t *public_key,
+                                     const plugin_list_u8_t *message, const uint8_t *text,
+                                     size_t len) {
+    plugin_list_u8_t signature;
+    if (!hookhost_base64_decode(text, len, &signature)) return false;
+    char *again = hookhost_base64_encode(signature.ptr, signature.len);
+    bool canonical = strlen(again) == len && memcmp(again, text, len) == 0;
+    free(again);
+    bool valid = canonical && hookhost_ed25519_verify(public_key, message, &signature);
+    free(signature.ptr);
+    return valid;
+}
+
+bool hookhost_next_signature(const plugin_string_t *list, const char *version, size_t *at,
+                             plugin_list_u8_t *value) {
+    size_t version_len = strlen(version);
+    while (*at < list->len) {
+        size_t start = *at, end = start;
+        while (end < list->len && list->ptr[end] != ' ') end++;
+        *at = end + 1;
+        if (end - start > version_len && memcmp(list->ptr + start, version, version_len) == 0 &&
+            list->ptr[start + version_len] == ',') {
+            value->ptr = list->ptr + start + version_len + 1;
+            value->len = end - start - version_len - 1;
+            return true;
+        }
+    }
+    return false;
 }
 
 bool hookhost_signature_in_list(const plugin_string_t *list, char separator, const char *expected) {

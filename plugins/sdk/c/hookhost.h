@@ -65,6 +65,11 @@ const plugin_string_t *hookhost_required_header(const hookhost_request_t *reques
 // unset or empty, false with `*err` set to `internal("config `<key>` is not set")`.
 bool hookhost_required_config(const char *key, plugin_string_t *value, hookhost_error_t *err);
 
+// Config `key` into `*value` (the caller frees it, plugin_string_free) and true; when
+// it is unset or empty, false and `*value` is left empty (for a setting that may be
+// left out).
+bool hookhost_config(const char *key, plugin_string_t *value);
+
 // ---- signatures ----
 
 // How many seconds Unix time `text` is from now, past or future; -1 unless it is
@@ -78,10 +83,39 @@ long long hookhost_timestamp_age(const plugin_string_t *text);
 bool hookhost_check_timestamp(const plugin_string_t *text, const char *name,
                               long long tolerance_seconds, hookhost_error_t *err);
 
+// The `count` parts joined into `*joined`, malloc'd (the caller frees it,
+// plugin_list_u8_free).
+void hookhost_join(const plugin_list_u8_t *parts, size_t count, plugin_list_u8_t *joined);
+
 // HMAC-SHA256 under `key` of the `count` parts joined, computed by the host, into
-// `*mac` (32 bytes; the caller frees it, plugin_list_u8_free).
+// `*mac` (32 bytes; the caller frees it, plugin_list_u8_free). One part is passed
+// as it is, without a copy.
 void hookhost_hmac_sha256(const plugin_list_u8_t *key, const plugin_list_u8_t *parts,
                           size_t count, plugin_list_u8_t *mac);
+
+// Whether `signature` is a valid Ed25519 signature (RFC 8032) of `message` under
+// `public_key` (32 bytes), verified strictly by the host: a non-canonical
+// signature, a small-order key, or a key or signature of the wrong length is false,
+// never an error. Needs hookhost:plugin@0.2.0.
+bool hookhost_ed25519_verify(const plugin_list_u8_t *public_key, const plugin_list_u8_t *message,
+                             const plugin_list_u8_t *signature);
+
+// Whether `text` (`len` bytes), an Ed25519 signature as Standard Webhooks and others
+// send it (standard padded base64), is a valid signature of `message` under
+// `public_key`. Only the canonical encoding of the bytes is accepted, so that two
+// texts never stand for one signature (and every SDK accepts the same strings).
+bool hookhost_ed25519_base64_matches(const plugin_list_u8_t *public_key,
+                                     const plugin_list_u8_t *message, const uint8_t *text,
+                                     size_t len);
+
+// The values of the entries of `list` (space-separated `<version>,<value>`, as
+// Standard Webhooks' `webhook-signature` sends them, several during a key rotation)
+// whose version is `version`, one per call: start with `*at = 0`; each call sets
+// `*value` (pointing into `list`) to the next one and returns true, or returns false
+// when there is none left. Empty entries, entries without a comma and other versions
+// are skipped.
+bool hookhost_next_signature(const plugin_string_t *list, const char *version, size_t *at,
+                             plugin_list_u8_t *value);
 
 // A part for hookhost_hmac_sha256 that borrows a string.
 static inline plugin_list_u8_t hookhost_bytes(const plugin_string_t *s) {

@@ -6,6 +6,7 @@
 package hookhost
 
 import (
+	"encoding/base64"
 	"strconv"
 	"strings"
 	"time"
@@ -66,8 +67,16 @@ func RequiredConfig(key string) (string, error) {
 	return value, nil
 }
 
-// HmacSha256 is the HMAC-SHA256 under key of the parts joined, computed by the host.
-func HmacSha256(key []byte, parts ...[]byte) []byte {
+// Config is config key; "" when it is unset (for a setting that may be left out).
+func Config(key string) string {
+	return hookhost_plugin_config.Get(key).SomeOr("")
+}
+
+// JoinBytes is the parts joined; a single part is returned as it is, not copied.
+func JoinBytes(parts ...[]byte) []byte {
+	if len(parts) == 1 {
+		return parts[0]
+	}
 	size := 0
 	for _, part := range parts {
 		size += len(part)
@@ -76,7 +85,45 @@ func HmacSha256(key []byte, parts ...[]byte) []byte {
 	for _, part := range parts {
 		joined = append(joined, part...)
 	}
-	return hookhost_plugin_crypto.HmacSha256(key, joined)
+	return joined
+}
+
+// HmacSha256 is the HMAC-SHA256 under key of the parts joined, computed by the host.
+func HmacSha256(key []byte, parts ...[]byte) []byte {
+	return hookhost_plugin_crypto.HmacSha256(key, JoinBytes(parts...))
+}
+
+// Ed25519Verify says whether signature is a valid Ed25519 signature (RFC 8032) of
+// message under publicKey (32 bytes), verified strictly by the host: a
+// non-canonical signature, a small-order key, or a key or signature of the wrong
+// length is false, never an error. Needs hookhost:plugin@0.2.0.
+func Ed25519Verify(publicKey, message, signature []byte) bool {
+	return hookhost_plugin_crypto.Ed25519Verify(publicKey, message, signature)
+}
+
+// Ed25519Base64Matches says whether signatureBase64, an Ed25519 signature as
+// Standard Webhooks and others send it (standard padded base64), is a valid
+// signature of message under publicKey. Only the canonical encoding of the bytes
+// is accepted (strict decoding), so that two texts never stand for one signature
+// (and every SDK accepts the same strings).
+func Ed25519Base64Matches(publicKey, message []byte, signatureBase64 string) bool {
+	signature, err := base64.StdEncoding.Strict().DecodeString(signatureBase64)
+	return err == nil && Ed25519Verify(publicKey, message, signature)
+}
+
+// SignaturesOfVersion are the values of the entries of signatures (space-separated
+// `<version>,<value>`, as Standard Webhooks' `webhook-signature` sends them, several
+// during a key rotation) whose version is version, in order. Empty entries, entries
+// without a comma and other versions are skipped: a receiver checks each value it
+// can and accepts the delivery when any one matches.
+func SignaturesOfVersion(signatures, version string) []string {
+	var values []string
+	for _, entry := range strings.Split(signatures, " ") {
+		if value, ok := strings.CutPrefix(entry, version+","); ok {
+			values = append(values, value)
+		}
+	}
+	return values
 }
 
 // SignatureMatches says whether any candidate equals expected, each compared by

@@ -14,6 +14,9 @@
 
 import { get } from "hookhost:plugin/config@0.2.0";
 import { hmacSha256 as hostHmacSha256, constantTimeEq } from "hookhost:plugin/crypto@0.2.0";
+// What only 0.2.0's crypto has is read from the namespace: a named import of it would
+// keep a plugin built against 0.1.0 (whose crypto lacks it) from starting at all.
+import * as hostCrypto from "hookhost:plugin/crypto@0.2.0";
 
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const encoder = new TextEncoder();
@@ -63,6 +66,12 @@ export function requiredHeader(request, name) {
   return value;
 }
 
+// Config `key`; undefined when it is unset or empty (for a setting that may be left
+// out).
+export function optionalConfig(key) {
+  return get(key) || undefined;
+}
+
 // Config `key`; unset or empty fails the call with
 // `internal("config `<key>` is not set")`, since only the operator can fix it.
 export function requiredConfig(key) {
@@ -71,18 +80,59 @@ export function requiredConfig(key) {
   return value;
 }
 
-// HMAC-SHA256 under `key` of the parts (strings as UTF-8, or Uint8Arrays) joined,
-// computed by the host.
-export function hmacSha256(key, ...parts) {
+// The parts (strings as UTF-8, or Uint8Arrays) joined into one Uint8Array; a single
+// Uint8Array part is returned as it is.
+export function joinBytes(...parts) {
   const bytes = parts.map((part) => (typeof part === "string" ? encoder.encode(part) : part));
-  if (bytes.length === 1) return hostHmacSha256(key, bytes[0]);
+  if (bytes.length === 1) return bytes[0];
   const joined = new Uint8Array(bytes.reduce((total, part) => total + part.length, 0));
   let at = 0;
   for (const part of bytes) {
     joined.set(part, at);
     at += part.length;
   }
-  return hostHmacSha256(key, joined);
+  return joined;
+}
+
+// HMAC-SHA256 under `key` of the parts (strings as UTF-8, or Uint8Arrays) joined,
+// computed by the host.
+export function hmacSha256(key, ...parts) {
+  return hostHmacSha256(key, joinBytes(...parts));
+}
+
+// Whether `signature` (Uint8Array) is a valid Ed25519 signature (RFC 8032) of
+// `message` (string as UTF-8, or Uint8Array) under `publicKey` (32 bytes), verified
+// strictly by the host: a non-canonical signature, a small-order key, or a key or
+// signature of the wrong length is false, never an error. Needs
+// hookhost:plugin@0.2.0 (built against 0.1.0, calling it throws).
+export function ed25519Verify(publicKey, message, signature) {
+  return hostCrypto.ed25519Verify(publicKey, joinBytes(message), signature);
+}
+
+// Whether `signatureBase64`, an Ed25519 signature as Standard Webhooks and others
+// send it (standard padded base64), is a valid signature of `message` under
+// `publicKey`. Only the canonical encoding of the bytes is accepted, so that two
+// texts never stand for one signature (and every SDK accepts the same strings).
+export function ed25519Base64Matches(publicKey, message, signatureBase64) {
+  const signature = base64Decode(signatureBase64);
+  return (
+    signature !== null &&
+    base64Encode(signature) === signatureBase64 &&
+    ed25519Verify(publicKey, message, signature)
+  );
+}
+
+// The values of the entries of `signatures` (space-separated `<version>,<value>`, as
+// Standard Webhooks' `webhook-signature` sends them, several during a key rotation)
+// whose version is `version`, in order. Empty entries, entries without a comma and
+// other versions are skipped: a receiver checks each value it can and accepts the
+// delivery when any one matches.
+export function signaturesOfVersion(signatures, version) {
+  const prefix = version + ",";
+  return signatures
+    .split(" ")
+    .filter((entry) => entry.startsWith(prefix))
+    .map((entry) => entry.slice(prefix.length));
 }
 
 // Whether any candidate (string or Uint8Array) equals `expected`, each compared by

@@ -23,17 +23,28 @@ var (
 
 func Describe() hookhost.Manifest {
 	return hookhost.WebhookManifest("Standard Webhooks (Go)", "0.1.0",
-		"Standard Webhooks receiver (webhook-signature v1)", "standard.webhook")
+		"Standard Webhooks receiver (webhook-signature v1 and v1a)", "standard.webhook")
 }
 
 func handle(request hookhost.Request) (hookhost.Outcome, error) {
-	secret, err := hookhost.RequiredConfig("secret")
-	if err != nil {
-		return hookhost.Outcome{}, err
+	secret, publicKey := hookhost.Config("secret"), hookhost.Config("public_key")
+	if secret == "" && publicKey == "" {
+		return hookhost.Outcome{}, hookhost.Internal("config `secret` or `public_key` must be set")
 	}
-	key, err := base64.StdEncoding.Strict().DecodeString(strings.TrimPrefix(secret, "whsec_"))
-	if err != nil {
-		return hookhost.Outcome{}, hookhost.Internal("config `secret` is not valid base64")
+	var key, verifyKey []byte
+	if secret != "" {
+		var err error
+		key, err = base64.StdEncoding.Strict().DecodeString(strings.TrimPrefix(secret, "whsec_"))
+		if err != nil {
+			return hookhost.Outcome{}, hookhost.Internal("config `secret` is not valid base64")
+		}
+	}
+	if publicKey != "" {
+		var err error
+		verifyKey, err = base64.StdEncoding.Strict().DecodeString(strings.TrimPrefix(publicKey, "whpk_"))
+		if err != nil || len(verifyKey) != 32 {
+			return hookhost.Outcome{}, hookhost.Internal("config `public_key` is not the base64 of a 32-byte Ed25519 key")
+		}
 	}
 
 	headers, err := hookhost.RequiredHeaders(request, "webhook-id", "webhook-timestamp", "webhook-signature")
@@ -45,9 +56,21 @@ func handle(request hookhost.Request) (hookhost.Outcome, error) {
 		return hookhost.Outcome{}, err
 	}
 
-	mac := hookhost.HmacSha256(key, []byte(id+"."+timestamp+"."), request.Body)
-	expected := []byte("v1," + base64.StdEncoding.EncodeToString(mac))
-	if !hookhost.SignatureMatches(strings.Split(signatures, " "), expected) {
+	signed := hookhost.JoinBytes([]byte(id+"."+timestamp+"."), request.Body)
+	authentic := false
+	if secret != "" {
+		expected := []byte("v1," + base64.StdEncoding.EncodeToString(hookhost.HmacSha256(key, signed)))
+		authentic = hookhost.SignatureMatches(strings.Split(signatures, " "), expected)
+	}
+	if publicKey != "" && !authentic {
+		for _, value := range hookhost.SignaturesOfVersion(signatures, "v1a") {
+			if hookhost.Ed25519Base64Matches(verifyKey, signed, value) {
+				authentic = true
+				break
+			}
+		}
+	}
+	if !authentic {
 		return hookhost.Outcome{}, hookhost.Unauthorized("no matching signature")
 	}
 

@@ -1,8 +1,10 @@
 //! Standard Webhooks receiver, the Rust one of five identical implementations;
 //! `../../STANDARD-WEBHOOKS.md` is the specification all five follow step by step.
 
-use hookhost_sdk::signature::{base64, from_base64, seconds_from_now};
-use hookhost_sdk::{
+use hookhost_sdk::v0_2_0::signature::{
+    base64, ed25519_base64_matches, from_base64, seconds_from_now, signatures_of_version,
+};
+use hookhost_sdk::v0_2_0::{
     config, crypto, manifest, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome,
     WebhookRequest,
 };
@@ -17,9 +19,31 @@ impl Plugin for Standard {
     }
 
     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
-        let secret = config::required("secret")?;
-        let key = from_base64(secret.strip_prefix("whsec_").unwrap_or(&secret))
-            .ok_or_else(|| PluginError::Internal("config `secret` is not valid base64".into()))?;
+        let secret = config::get("secret").filter(|s| !s.is_empty());
+        let public_key = config::get("public_key").filter(|s| !s.is_empty());
+        if secret.is_none() && public_key.is_none() {
+            return Err(PluginError::Internal(
+                "config `secret` or `public_key` must be set".into(),
+            ));
+        }
+        let key = secret
+            .map(|secret| {
+                from_base64(secret.strip_prefix("whsec_").unwrap_or(&secret)).ok_or_else(|| {
+                    PluginError::Internal("config `secret` is not valid base64".into())
+                })
+            })
+            .transpose()?;
+        let public_key = public_key
+            .map(|public_key| {
+                from_base64(public_key.strip_prefix("whpk_").unwrap_or(&public_key))
+                    .filter(|key| key.len() == 32)
+                    .ok_or_else(|| {
+                        PluginError::Internal(
+                            "config `public_key` is not the base64 of a 32-byte Ed25519 key".into(),
+                        )
+                    })
+            })
+            .transpose()?;
 
         let id = required_header(&request, "webhook-id")?;
         let timestamp = required_header(&request, "webhook-timestamp")?;
@@ -40,11 +64,16 @@ impl Plugin for Standard {
         signed.extend_from_slice(timestamp.as_bytes());
         signed.push(b'.');
         signed.extend_from_slice(&request.body);
-        let expected = format!("v1,{}", base64(&crypto::hmac_sha256(&key, &signed)));
-        let authentic = signatures
-            .split(' ')
-            .filter(|entry| !entry.is_empty())
-            .any(|entry| crypto::constant_time_eq(entry.as_bytes(), expected.as_bytes()));
+        let symmetric = key.is_some_and(|key| {
+            let expected = base64(&crypto::hmac_sha256(&key, &signed));
+            signatures_of_version(signatures, "v1")
+                .any(|value| crypto::constant_time_eq(value.as_bytes(), expected.as_bytes()))
+        });
+        let authentic = symmetric
+            || public_key.is_some_and(|public_key| {
+                signatures_of_version(signatures, "v1a")
+                    .any(|value| ed25519_base64_matches(&public_key, &signed, value))
+            });
         if !authentic {
             return Err(PluginError::Unauthorized("no matching signature".into()));
         }
@@ -83,4 +112,4 @@ fn plain_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
-hookhost_sdk::export!(Standard);
+hookhost_sdk::v0_2_0::export!(Standard);

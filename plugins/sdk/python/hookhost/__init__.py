@@ -14,6 +14,8 @@ Errors: `raise unauthorized("...")` (and `bad_request`, `unavailable`, `internal
 refuses a call with that `plugin-error` case; any other exception is a trap.
 Signatures are computed and compared by the host (`crypto`), never in Python."""
 
+import base64
+import binascii
 import time
 
 from componentize_py_types import Err
@@ -126,6 +128,38 @@ def signature_matches(candidates, expected: bytes) -> bool:
     return any(crypto.constant_time_eq(
         candidate.encode() if isinstance(candidate, str) else candidate, expected)
         for candidate in candidates if candidate)
+
+
+def signatures_of_version(signatures: str, version: str) -> list:
+    """The values of the entries of `signatures` (space-separated
+    `<version>,<value>`, as Standard Webhooks' `webhook-signature` sends them,
+    several during a key rotation) whose version is `version`, in order. Empty
+    entries, entries without a comma and other versions are skipped: a receiver
+    checks each value it can and accepts the delivery when any one matches."""
+    prefix = version + ","
+    return [entry[len(prefix):] for entry in signatures.split(" ") if entry.startswith(prefix)]
+
+
+def ed25519_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """Whether `signature` is a valid Ed25519 signature (RFC 8032) of `message`
+    under `public_key` (32 bytes), verified strictly by the host: a non-canonical
+    signature, a small-order key, or a key or signature of the wrong length is
+    False, never an error. Needs hookhost:plugin@0.2.0."""
+    return crypto.ed25519_verify(public_key, message, signature)
+
+
+def ed25519_base64_matches(public_key: bytes, message: bytes, signature_base64: str) -> bool:
+    """Whether `signature_base64`, an Ed25519 signature as Standard Webhooks and
+    others send it (standard padded base64), is a valid signature of `message`
+    under `public_key`. Only the canonical encoding of the bytes is accepted, so
+    that two texts never stand for one signature (and every SDK accepts the same
+    strings)."""
+    try:
+        signature = base64.b64decode(signature_base64, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return (base64.b64encode(signature).decode() == signature_base64
+            and ed25519_verify(public_key, message, signature))
 
 
 def timestamp_age(text: str):

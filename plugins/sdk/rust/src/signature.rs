@@ -48,6 +48,21 @@ pub fn from_base64(text: &str) -> Option<Vec<u8>> {
     BASE64.decode(text).ok()
 }
 
+/// The values of the entries of `list` (space-separated `<version>,<value>`, as
+/// Standard Webhooks' `webhook-signature` sends them, several during a key
+/// rotation) whose version is `version`, in order. Empty entries, entries without a
+/// comma and entries of other versions are skipped: a receiver checks each value it
+/// can and accepts the delivery when any one matches.
+pub fn signatures_of_version<'a>(
+    list: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    list.split(' ').filter_map(move |entry| {
+        let (entry_version, value) = entry.split_once(',')?;
+        (entry_version == version).then_some(value)
+    })
+}
+
 /// How many seconds the Unix time `timestamp` (as providers send it: ASCII digits)
 /// is from now, earlier or later; `None` unless it is 1 to 15 digits. Compare it
 /// with the provider's tolerance to refuse replays of old deliveries.
@@ -115,6 +130,20 @@ mod tests {
         assert_eq!(from_base64("aGk/"), Some(b"hi?".to_vec()));
         assert_eq!(from_base64("aGk_"), None);
         assert_eq!(from_base64("aGk"), None);
+    }
+
+    #[test]
+    fn signatures_of_a_version_are_picked_from_the_list() {
+        let list = "v1,a  v1a,b v2,c v1,d nocomma v1,";
+        assert_eq!(
+            signatures_of_version(list, "v1").collect::<Vec<_>>(),
+            ["a", "d", ""]
+        );
+        assert_eq!(
+            signatures_of_version(list, "v1a").collect::<Vec<_>>(),
+            ["b"]
+        );
+        assert_eq!(signatures_of_version("", "v1").count(), 0);
     }
 
     #[test]

@@ -40,7 +40,7 @@ mod plugin;
 mod reply;
 #[path = "../request.rs"]
 mod request;
-#[path = "../signature.rs"]
+/// `../signature.rs`, and Ed25519 (`ed25519_verify`, `ed25519_base64_matches`).
 pub mod signature;
 
 pub use bindings::hookhost::plugin::types::{
