@@ -68,10 +68,14 @@ fn check_says_what_is_wrong_with_a_bad_file() {
 }
 
 /// `hookhost new`, then the project's one build command, then `hookhost check`.
-fn scaffold_builds_and_checks(lang: &str) {
+/// `hookhost new` in `lang`, built with its `build.sh` and checked. With `contract`
+/// (`"0.1.0"`), the project's `wit/plugin.wit` is first replaced by that frozen
+/// version, as in a project made before 0.2.0: the SDK must still build it.
+fn scaffold_builds_and_checks_on(lang: &str, contract: &str) {
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("project");
-    let id = format!("hello-{lang}");
+    // Its own id per contract: the build dir (target/build/<id>) is per id.
+    let id = format!("hello-{lang}-{}", contract.replace('.', "-"));
     let output = hookhost(&[
         "new".as_ref(),
         id.as_ref(),
@@ -81,6 +85,9 @@ fn scaffold_builds_and_checks(lang: &str) {
         project.as_os_str(),
     ]);
     assert!(output.status.success(), "new: {}", output_text(&output));
+    if contract != "0.2.0" {
+        as_made_for(&project, contract);
+    }
 
     // Through sh rather than executed directly: another test thread forking while
     // this file was still open for writing would make exec fail with ETXTBSY.
@@ -98,11 +105,40 @@ fn scaffold_builds_and_checks(lang: &str) {
         stdout.contains(&format!("emits:         {id}.*")),
         "{stdout}"
     );
-    // `hookhost new` targets the newest contract.
     assert!(
-        stdout.contains("wit:           hookhost:plugin@0.2.0"),
+        stdout.contains(&format!("wit:           hookhost:plugin@{contract}")),
         "{stdout}"
     );
+}
+
+/// Turns a fresh project into one made when `contract` was the newest: its
+/// `wit/plugin.wit` is that frozen version and its sources import that version's
+/// interfaces (the JS template names them).
+fn as_made_for(project: &Path, contract: &str) {
+    std::fs::copy(
+        repo_root().join(format!("wit/v{contract}/plugin.wit")),
+        project.join("wit/plugin.wit"),
+    )
+    .unwrap();
+    for entry in std::fs::read_dir(project).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|ext| ext == "js") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, text.replace("@0.2.0\"", &format!("@{contract}\""))).unwrap();
+        }
+    }
+}
+
+/// `hookhost new` targets the newest contract.
+fn scaffold_builds_and_checks(lang: &str) {
+    scaffold_builds_and_checks_on(lang, "0.2.0");
+}
+
+#[test]
+fn projects_on_the_frozen_0_1_0_contract_still_build_with_the_sdks() {
+    for lang in ["python", "js", "c", "go"] {
+        scaffold_builds_and_checks_on(lang, "0.1.0");
+    }
 }
 
 #[test]

@@ -6,7 +6,6 @@
 package hookhost
 
 import (
-	"encoding/base64"
 	"strconv"
 	"strings"
 	"time"
@@ -91,24 +90,6 @@ func JoinBytes(parts ...[]byte) []byte {
 // HmacSha256 is the HMAC-SHA256 under key of the parts joined, computed by the host.
 func HmacSha256(key []byte, parts ...[]byte) []byte {
 	return hookhost_plugin_crypto.HmacSha256(key, JoinBytes(parts...))
-}
-
-// Ed25519Verify says whether signature is a valid Ed25519 signature (RFC 8032) of
-// message under publicKey (32 bytes), verified strictly by the host: a
-// non-canonical signature, a small-order key, or a key or signature of the wrong
-// length is false, never an error. Needs hookhost:plugin@0.2.0.
-func Ed25519Verify(publicKey, message, signature []byte) bool {
-	return hookhost_plugin_crypto.Ed25519Verify(publicKey, message, signature)
-}
-
-// Ed25519Base64Matches says whether signatureBase64, an Ed25519 signature as
-// Standard Webhooks and others send it (standard padded base64), is a valid
-// signature of message under publicKey. Only the canonical encoding of the bytes
-// is accepted (strict decoding), so that two texts never stand for one signature
-// (and every SDK accepts the same strings).
-func Ed25519Base64Matches(publicKey, message []byte, signatureBase64 string) bool {
-	signature, err := base64.StdEncoding.Strict().DecodeString(signatureBase64)
-	return err == nil && Ed25519Verify(publicKey, message, signature)
 }
 
 // SignaturesOfVersion are the values of the entries of signatures (space-separated

@@ -1,8 +1,9 @@
 //! The crate root's `signature.rs` compiled against 0.2.0's crypto, and the
 //! signature checks only 0.2.0 can do: Ed25519, verified by the host.
 
-// `../signature.rs` names the host's crypto as `super::crypto`: this import.
-use super::crypto;
+// `../signature.rs` names the host's crypto and the plugin error as
+// `super::{crypto, PluginError}`: these imports.
+use super::{crypto, PluginError};
 
 #[path = "../signature.rs"]
 mod common;
