@@ -1,8 +1,6 @@
 package hookhost
 
 import (
-	"runtime"
-
 	types "wit_component/hookhost_plugin_types"
 
 	wit "go.bytecodealliance.org/pkg/wit/types"
@@ -53,12 +51,11 @@ func pluginError(err error) types.PluginError {
 //		OnEvent       = hookhost.HandlesNoEvents("acme")
 //	)
 //
-// Each export made from a handler collects garbage on the way out (see gc.go).
+// None of them collects garbage (see gc.go).
 
 // WebhookExport is the `handle-webhook` export calling handle.
 func WebhookExport(handle func(Request) (Outcome, error)) func(Request) wit.Result[Outcome, types.PluginError] {
 	return func(request Request) wit.Result[Outcome, types.PluginError] {
-		defer runtime.GC()
 		outcome, err := handle(request)
 		if err != nil {
 			return wit.Err[Outcome](pluginError(err))
@@ -70,7 +67,6 @@ func WebhookExport(handle func(Request) (Outcome, error)) func(Request) wit.Resu
 // PollExport is the `poll` export calling poll.
 func PollExport(poll func(cursor wit.Option[string]) (PollOutcome, error)) func(wit.Option[string]) wit.Result[PollOutcome, types.PluginError] {
 	return func(cursor wit.Option[string]) wit.Result[PollOutcome, types.PluginError] {
-		defer runtime.GC()
 		outcome, err := poll(cursor)
 		if err != nil {
 			return wit.Err[PollOutcome](pluginError(err))
@@ -82,7 +78,6 @@ func PollExport(poll func(cursor wit.Option[string]) (PollOutcome, error)) func(
 // OnEventExport is the `on-event` export calling handle.
 func OnEventExport(handle func(StoredEvent) error) func(StoredEvent) wit.Result[wit.Unit, types.PluginError] {
 	return func(event StoredEvent) wit.Result[wit.Unit, types.PluginError] {
-		defer runtime.GC()
 		if err := handle(event); err != nil {
 			return wit.Err[wit.Unit](pluginError(err))
 		}
