@@ -26,11 +26,13 @@ use deadpool_postgres::Transaction;
 use crate::store::sql::rows::headers_to_json;
 use crate::store::{IngestRecord, Persisted};
 
-/// The ids of stored events among the keys given as two arrays (plugins, event ids).
-const FIND_EVENTS: &str = "SELECT e.plugin, e.event_id, e.id
-     FROM events e
-     JOIN unnest($1::text[], $2::text[]) AS k(plugin, event_id)
-       ON e.plugin = k.plugin AND e.event_id = k.event_id";
+/// The ids of stored events among the keys given as two arrays (plugins, event
+/// ids); NULL for a key not stored. A lookup per key, never a join: a join's plan,
+/// made while the table was small, may scan the whole table on every call once
+/// it has grown (the statement is prepared once per connection).
+const FIND_EVENTS: &str = "SELECT k.plugin, k.event_id,
+         (SELECT e.id FROM events e WHERE e.plugin = k.plugin AND e.event_id = k.event_id)
+     FROM unnest($1::text[], $2::text[]) AS k(plugin, event_id)";
 
 // `request_rows` is materialized once (nextval is volatile), so each request gets
 // one id, which its events refer to. Deliveries are due at once by the database's
@@ -240,8 +242,9 @@ async fn find<'k>(
         .await
         .context("looking for stored events")?
     {
-        let key: (String, String) = (row.try_get(0)?, row.try_get(1)?);
-        stored.insert(key, row.try_get::<_, i64>(2)?);
+        if let Some(id) = row.try_get::<_, Option<i64>>(2)? {
+            stored.insert((row.try_get(0)?, row.try_get(1)?), id);
+        }
     }
     Ok(stored)
 }
