@@ -266,12 +266,8 @@ fn plan<'r>(
     };
     // A provider's retry of something fully stored changes nothing, not even the
     // request log.
-    if !record.events.is_empty()
-        && keys(record).all(|key| known(key, claimed).is_some())
-    {
-        return Ok(keys(record)
-            .filter_map(|key| known(key, claimed))
-            .collect());
+    if !record.events.is_empty() && keys(record).all(|key| known(key, claimed).is_some()) {
+        return Ok(keys(record).filter_map(|key| known(key, claimed)).collect());
     }
     let received_at = record.received_at as i64;
     let request = match &record.request {
