@@ -1184,6 +1184,56 @@ async fn an_event_sent_to_two_nodes_at_once_is_stored_once_and_both_get_its_id()
     );
 }
 
+/// PostgreSQL persists a group's webhook writes in one statement; one write the
+/// database refuses (a NUL in text, which PostgreSQL cannot store) must fail alone,
+/// and the others must keep their dedup: `shared` is new for exactly one of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_write_the_database_refuses_fails_alone() {
+    let server = shared_server();
+    let url = server.create_database("refused_alone");
+    let store = open(&url).await;
+    let mut tasks = Vec::new();
+    for n in 0..90u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let own = if n % 9 == 0 {
+                format!("bad\0{n}")
+            } else {
+                format!("e{n}")
+            };
+            let saved = store
+                .persist_ingest(record(&[&own, "shared"], &["notify"], n))
+                .await;
+            (n, saved)
+        }));
+    }
+    let mut shared = Vec::new();
+    for task in tasks {
+        let (n, saved) = task.await.unwrap();
+        if n % 9 == 0 {
+            assert!(saved.is_err(), "write {n} should have been refused");
+            continue;
+        }
+        let saved = saved.unwrap();
+        assert!(matches!(saved[0], Persisted::New(_)), "e{n}: {saved:?}");
+        shared.push(saved[1]);
+    }
+    let id_of = |p: &Persisted| match p {
+        Persisted::New(id) | Persisted::Duplicate(id) => *id,
+    };
+    let new = shared
+        .iter()
+        .filter(|p| matches!(p, Persisted::New(_)))
+        .count();
+    assert_eq!(new, 1, "{shared:?}");
+    assert!(shared.iter().all(|p| id_of(p) == id_of(&shared[0])));
+    assert_eq!(store.list_events(all(1000)).await.unwrap().len(), 81);
+    assert_eq!(
+        store.list_deliveries(all_deliveries()).await.unwrap().len(),
+        81
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_nodes_claiming_at_once_never_get_the_same_delivery() {
     let server = shared_server();

@@ -3,7 +3,8 @@
 //! shared core's (`sql`); this module holds only what PostgreSQL needs:
 //!
 //! - Writes go through group commit (`writer`): a few writer tasks, each on its
-//!   own pooled connection, commit queued writes together, a savepoint per write.
+//!   own pooled connection, commit queued writes together: a group's webhook
+//!   writes in two statements (`batched_ingest`), any other write in a savepoint.
 //! - Reads go straight to a pooled connection (`pool`), through the driver
 //!   (`conn`).
 //! - Migrations run at open under an advisory lock (`schema`), so nodes starting
@@ -16,6 +17,7 @@
 //! - The fleet's deployed components (`components`), and the connection setting
 //!   and TLS (`database_url`, `tls`).
 
+mod batched_ingest;
 mod components;
 mod conn;
 mod database_url;

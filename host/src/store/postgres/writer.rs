@@ -10,16 +10,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use deadpool_postgres::{Object, Pool, Transaction};
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, Mutex};
 use tokio_postgres::error::SqlState;
 
+use super::batched_ingest;
 use super::conn::PgConn;
 use super::pool::GROUP_TIMEOUT;
 use crate::store::sql::group::{self, GroupFailure, Job, MAX_GROUP};
 use crate::store::sql::writes::{self, Write, Written};
+use crate::store::IngestRecord;
 
 /// How often a write that lost a deadlock (or a serialization conflict) with a
 /// concurrent transaction is run again, in a transaction of its own, before it
@@ -111,9 +113,9 @@ async fn run_group(pool: &Pool, group: Vec<Job>) {
     group::answer(group, finished, commit);
 }
 
-/// Runs every job of `group` in its own savepoint of one transaction, pushing each
-/// job's outcome to `finished` in order, and commits. A job that fails has its
-/// savepoint rolled back, leaving the other jobs' writes intact.
+/// Runs every job of `group` in one transaction (see `commit_together`), pushing
+/// each job's outcome to `finished` in order, and commits. A job that fails leaves
+/// the other jobs' writes intact.
 ///
 /// A deadlock cannot be settled inside the group: rolling back one savepoint keeps
 /// the locks the group's earlier writes took, which are what the other transaction
@@ -138,7 +140,66 @@ async fn commit_group(
     }
 }
 
+/// Runs the group in one transaction and commits: its webhook writes together
+/// (`batched_ingest`), every other write in its own savepoint. When the webhook
+/// writes fail together for a reason of their own (not a lost connection or a
+/// deadlock, which fail or retry the group as a whole), the group is rolled back
+/// and run again a savepoint per write, so that the failing write fails alone.
 async fn commit_together(
+    client: &mut Object,
+    group: &[Job],
+    finished: &mut Vec<Result<Written>>,
+) -> Result<()> {
+    let ingests: Vec<&IngestRecord> = group
+        .iter()
+        .filter_map(|job| match &job.write {
+            Write::Ingest(record) => Some(record),
+            _ => None,
+        })
+        .collect();
+    if ingests.is_empty() {
+        return commit_in_savepoints(client, group, finished).await;
+    }
+    let mut tx = client
+        .transaction()
+        .await
+        .context("beginning a transaction")?;
+    let mut persisted = match batched_ingest::persist(&tx, &ingests).await {
+        Ok(persisted) => persisted.into_iter(),
+        Err(error) => {
+            tx.rollback().await.context("rolling back a group")?;
+            if is_try_later(&error) || lost_a_conflict(&error) {
+                return Err(error);
+            }
+            tracing::debug!(
+                "event store: a group's webhook writes failed together ({error:#}); \
+                 writing each in its own savepoint"
+            );
+            return commit_in_savepoints(client, group, finished).await;
+        }
+    };
+    let mut outcomes = Vec::with_capacity(group.len());
+    for job in group {
+        let outcome = match &job.write {
+            Write::Ingest(_) => match persisted.next() {
+                Some(outcome) => outcome.map(Written::Persisted),
+                None => Err(anyhow!("the group's webhook writes lost an answer")),
+            },
+            write => match run_in_savepoint(&mut tx, write).await {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    tx.rollback().await.context("rolling back a group")?;
+                    return Err(error);
+                }
+            },
+        };
+        outcomes.push(outcome);
+    }
+    finished.extend(outcomes);
+    tx.commit().await.context("committing")
+}
+
+async fn commit_in_savepoints(
     client: &mut Object,
     group: &[Job],
     finished: &mut Vec<Result<Written>>,
