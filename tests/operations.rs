@@ -475,8 +475,8 @@ fn the_shipped_config_refuses_development_secrets_off_loopback_and_warns_on_it()
     assert_eq!(
         log.matches("is a published development secret").count(),
         // github, stripe, slack, five standard-*, twilio, msgraph, zoom, linear,
-        // shopify, meta.
-        14,
+        // shopify, meta's app secret and verify token.
+        15,
         "{log}"
     );
 }

@@ -334,10 +334,17 @@ fn the_shipped_development_secrets_are_refused_off_loopback_naming_key_and_varia
         variables: vec!["GITHUB_WEBHOOK_SECRET".into()],
     };
     assert!(config.development_secrets.contains(&github));
-    assert_eq!(config.development_secrets.len(), 8);
+    // github, stripe, slack, five standard-*, twilio, msgraph, zoom, linear,
+    // shopify, meta's app secret and verify token.
+    assert_eq!(config.development_secrets.len(), 15);
 
     // With every variable set, nothing is left to refuse.
-    let real = |name: &str| name.ends_with("SECRET").then(|| format!("real-{name}"));
+    let real = |name: &str| {
+        let secret = ["SECRET", "TOKEN", "STATE"]
+            .iter()
+            .any(|end| name.ends_with(end));
+        (secret && name != ADMIN_TOKEN_ENV).then(|| format!("real-{name}"))
+    };
     let config = load_shipped("0.0.0.0:8080", &|name| {
         real(name).or_else(|| (name == ADMIN_TOKEN_ENV).then(|| "t".repeat(32)))
     })
