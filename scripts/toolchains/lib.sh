@@ -21,8 +21,9 @@ apt_install() {
 
 # pinned_venv VENV REQUIREMENTS CHECK...: a Python venv at VENV holding exactly the
 # pins in REQUIREMENTS. Skips the install when the venv was made from the same file
-# and CHECK (a command, run quietly) succeeds, else makes it afresh; CHECK should run something from the
-# venv, since a venv that was moved or copied keeps its old absolute paths.
+# and CHECK (a command, run quietly) succeeds, else makes it afresh. CHECK should
+# run something from the venv, since a venv that was moved or copied keeps its old
+# absolute paths.
 pinned_venv() {
     local venv=$1 req=$2
     shift 2
