@@ -20,23 +20,45 @@
 //! `modal_submit`), subject = the command's `data.name` or the component's
 //! `data.custom_id`, payload = the body as Discord sent it.
 
+use hookhost_sdk::v0_2_0::prelude::*;
 use hookhost_sdk::v0_2_0::signature::{check_timestamp, from_hex};
-use hookhost_sdk::v0_2_0::{
-    config, crypto, manifest, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome,
-    WebhookRequest,
-};
 
 const DEFAULT_TOLERANCE_SECONDS: u64 = 300;
 
 struct Discord;
 
 impl Plugin for Discord {
-    fn describe() -> Manifest {
-        manifest!("Discord").emits(["discord.*"])
+    const MANIFEST: StaticManifest = StaticManifest::named("Discord").emits(&["discord.*"]);
+
+    /// Checks the timestamp's age, then `X-Signature-Ed25519` over timestamp + body
+    /// under config `public_key`.
+    fn verify(request: &WebhookRequest) -> Result<(), PluginError> {
+        let public_key = from_hex(&config::required("public_key")?)
+            .filter(|key| key.len() == 32)
+            .ok_or_else(|| {
+                PluginError::Internal("config `public_key` is not 32 bytes of hex".into())
+            })?;
+        let tolerance = config::seconds("tolerance", DEFAULT_TOLERANCE_SECONDS)?;
+        let signature = request.auth_header("x-signature-ed25519")?;
+        let timestamp = request.auth_header("x-signature-timestamp")?;
+
+        check_timestamp("X-Signature-Timestamp", timestamp, tolerance)?;
+        let signature = from_hex(signature).ok_or_else(|| {
+            PluginError::Unauthorized("malformed X-Signature-Ed25519 header".into())
+        })?;
+        let mut signed = Vec::with_capacity(timestamp.len() + request.body.len());
+        signed.extend_from_slice(timestamp.as_bytes());
+        signed.extend_from_slice(&request.body);
+        if crypto::ed25519_verify(&public_key, &signed, &signature) {
+            Ok(())
+        } else {
+            Err(PluginError::Unauthorized(
+                "invalid request signature".into(),
+            ))
+        }
     }
 
     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
-        verify(&request)?;
         let body = request.json_body()?;
         let interaction_type = body["type"]
             .as_u64()
@@ -81,32 +103,5 @@ impl Plugin for Discord {
 const DEFERRED: &str = r#"{"type":5}"#;
 /// APPLICATION_COMMAND_AUTOCOMPLETE_RESULT with no suggestions.
 const NO_CHOICES: &str = r#"{"type":8,"data":{"choices":[]}}"#;
-
-/// Checks the timestamp's age, then `X-Signature-Ed25519` over timestamp + body
-/// under config `public_key`.
-fn verify(request: &WebhookRequest) -> Result<(), PluginError> {
-    let public_key = from_hex(&config::required("public_key")?)
-        .filter(|key| key.len() == 32)
-        .ok_or_else(|| {
-            PluginError::Internal("config `public_key` is not 32 bytes of hex".into())
-        })?;
-    let tolerance = config::seconds("tolerance", DEFAULT_TOLERANCE_SECONDS)?;
-    let signature = request.auth_header("x-signature-ed25519")?;
-    let timestamp = request.auth_header("x-signature-timestamp")?;
-
-    check_timestamp("X-Signature-Timestamp", timestamp, tolerance)?;
-    let signature = from_hex(signature)
-        .ok_or_else(|| PluginError::Unauthorized("malformed X-Signature-Ed25519 header".into()))?;
-    let mut signed = Vec::with_capacity(timestamp.len() + request.body.len());
-    signed.extend_from_slice(timestamp.as_bytes());
-    signed.extend_from_slice(&request.body);
-    if crypto::ed25519_verify(&public_key, &signed, &signature) {
-        Ok(())
-    } else {
-        Err(PluginError::Unauthorized(
-            "invalid request signature".into(),
-        ))
-    }
-}
 
 hookhost_sdk::v0_2_0::export!(Discord);

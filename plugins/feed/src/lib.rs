@@ -14,7 +14,7 @@
 //! `plugin-error::unavailable`: the host keeps the cursor and backs off.
 
 use hookhost_sdk::http::{Request, Response};
-use hookhost_sdk::{config, manifest, state, Event, Manifest, Plugin, PluginError, PollOutcome};
+use hookhost_sdk::prelude::*;
 use serde_json::Value;
 
 /// How often the host polls unless `[plugins.feed] poll_interval` says otherwise.
@@ -24,14 +24,10 @@ const ETAG_KEY: &str = "etag";
 struct Feed;
 
 impl Plugin for Feed {
-    fn describe() -> Manifest {
-        manifest!(
-            "Feed",
-            "Polls a JSON feed (config `url`), one event per new item",
-        )
-        .emits(["feed.item"])
-        .polls_every(POLL_INTERVAL_SECONDS)
-    }
+    const MANIFEST: StaticManifest = StaticManifest::named("Feed")
+        .description("Polls a JSON feed (config `url`), one event per new item")
+        .emits(&["feed.item"])
+        .polls_every(POLL_INTERVAL_SECONDS);
 
     fn poll(cursor: Option<String>) -> Result<PollOutcome, PluginError> {
         let url = config::required("url")?;

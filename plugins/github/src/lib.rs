@@ -4,22 +4,35 @@
 //! repository's full name, payload = the body. Built against
 //! `hookhost:plugin@0.2.0`.
 
+use hookhost_sdk::v0_2_0::prelude::*;
 use hookhost_sdk::v0_2_0::signature::{from_hex, hmac_sha256_matches};
-use hookhost_sdk::v0_2_0::{
-    config, manifest, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome,
-    WebhookRequest,
-};
 
 struct Github;
 
 impl Plugin for Github {
-    fn describe() -> Manifest {
-        manifest!("GitHub").emits(["github.*"])
+    const MANIFEST: StaticManifest = StaticManifest::named("GitHub").emits(&["github.*"]);
+
+    /// Checks `X-Hub-Signature-256: sha256=<hex>` against the body under config
+    /// `secret`, in constant time.
+    fn verify(request: &WebhookRequest) -> Result<(), PluginError> {
+        let secret = config::required("secret")?;
+        let signature = request.header("x-hub-signature-256").ok_or_else(|| {
+            PluginError::Unauthorized("missing X-Hub-Signature-256 header".into())
+        })?;
+        let claimed = signature
+            .strip_prefix("sha256=")
+            .and_then(from_hex)
+            .ok_or_else(|| {
+                PluginError::Unauthorized("malformed X-Hub-Signature-256 header".into())
+            })?;
+        if hmac_sha256_matches(secret.as_bytes(), &request.body, &claimed) {
+            Ok(())
+        } else {
+            Err(PluginError::Unauthorized("signature does not match".into()))
+        }
     }
 
     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
-        verify_signature(&request)?;
-
         let event = request
             .header("x-github-event")
             .ok_or_else(|| PluginError::BadRequest("missing X-GitHub-Event header".into()))?;
@@ -43,32 +56,10 @@ impl Plugin for Github {
             .pointer("/repository/full_name")
             .and_then(|n| n.as_str())
             .map(str::to_string);
-        let reply = serde_json::json!({ "ok": true, "event": { "id": delivery, "kind": kind } });
-        Ok(WebhookOutcome {
-            response: HttpResponse::json(200, reply.to_string()),
-            events: vec![Event {
-                subject,
-                ..Event::new(delivery, kind, body.to_string())
-            }],
-        })
-    }
-}
-
-/// Checks `X-Hub-Signature-256: sha256=<hex>` against the body under config
-/// `secret`, in constant time.
-fn verify_signature(request: &WebhookRequest) -> Result<(), PluginError> {
-    let secret = config::required("secret")?;
-    let signature = request
-        .header("x-hub-signature-256")
-        .ok_or_else(|| PluginError::Unauthorized("missing X-Hub-Signature-256 header".into()))?;
-    let claimed = signature
-        .strip_prefix("sha256=")
-        .and_then(from_hex)
-        .ok_or_else(|| PluginError::Unauthorized("malformed X-Hub-Signature-256 header".into()))?;
-    if hmac_sha256_matches(secret.as_bytes(), &request.body, &claimed) {
-        Ok(())
-    } else {
-        Err(PluginError::Unauthorized("signature does not match".into()))
+        Ok(WebhookOutcome::accepted(Event {
+            subject,
+            ..Event::new(delivery, kind, body.to_string())
+        }))
     }
 }
 

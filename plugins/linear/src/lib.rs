@@ -12,24 +12,31 @@
 //! both as Linear sends them (`linear.Issue.create`, `linear.Comment.remove`),
 //! subject = `data.id` when there is one, payload = the body as Linear sent it.
 
+use hookhost_sdk::v0_2_0::prelude::*;
 use hookhost_sdk::v0_2_0::signature::{from_hex, hmac_sha256_matches, milliseconds_from_now};
-use hookhost_sdk::v0_2_0::{
-    config, manifest, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome,
-    WebhookRequest,
-};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const DEFAULT_TOLERANCE_SECONDS: u64 = 60;
 
 struct Linear;
 
 impl Plugin for Linear {
-    fn describe() -> Manifest {
-        manifest!("Linear").emits(["linear.*"])
+    const MANIFEST: StaticManifest = StaticManifest::named("Linear").emits(&["linear.*"]);
+
+    /// Checks `Linear-Signature` against the body under config `secret`, in
+    /// constant time.
+    fn verify(request: &WebhookRequest) -> Result<(), PluginError> {
+        let secret = config::required("secret")?;
+        let claimed = from_hex(request.auth_header("linear-signature")?)
+            .ok_or_else(|| PluginError::Unauthorized("malformed Linear-Signature header".into()))?;
+        if hmac_sha256_matches(secret.as_bytes(), &request.body, &claimed) {
+            Ok(())
+        } else {
+            Err(PluginError::Unauthorized("signature does not match".into()))
+        }
     }
 
     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
-        verify_signature(&request)?;
         let body = request.json_body()?;
         verify_freshness(&body)?;
 
@@ -46,27 +53,10 @@ impl Plugin for Linear {
         let kind = format!("linear.{}.{}", field("type")?, field("action")?);
         let subject = body["data"]["id"].as_str().map(str::to_string);
         let payload = request.body_text()?;
-        let reply = json!({ "ok": true, "event": { "id": delivery, "kind": kind } });
-        Ok(WebhookOutcome {
-            response: HttpResponse::json(200, reply.to_string()),
-            events: vec![Event {
-                subject,
-                ..Event::new(delivery, kind, payload)
-            }],
-        })
-    }
-}
-
-/// Checks `Linear-Signature` against the body under config `secret`, in
-/// constant time.
-fn verify_signature(request: &WebhookRequest) -> Result<(), PluginError> {
-    let secret = config::required("secret")?;
-    let claimed = from_hex(request.auth_header("linear-signature")?)
-        .ok_or_else(|| PluginError::Unauthorized("malformed Linear-Signature header".into()))?;
-    if hmac_sha256_matches(secret.as_bytes(), &request.body, &claimed) {
-        Ok(())
-    } else {
-        Err(PluginError::Unauthorized("signature does not match".into()))
+        Ok(WebhookOutcome::accepted(Event {
+            subject,
+            ..Event::new(delivery, kind, payload)
+        }))
     }
 }
 

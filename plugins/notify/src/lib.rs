@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use hookhost_sdk::http::Request;
 use hookhost_sdk::log::{log, Level};
-use hookhost_sdk::{config, manifest, Manifest, Plugin, PluginError, StoredEvent};
+use hookhost_sdk::prelude::*;
 
 /// Below the host's default 10 s call timeout, so that a stalled receiver ends as
 /// this plugin's own error (with a reason) rather than as an interrupted call.

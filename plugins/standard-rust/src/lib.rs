@@ -1,12 +1,9 @@
 //! Standard Webhooks receiver, the Rust one of five identical implementations;
 //! `../../STANDARD-WEBHOOKS.md` is the specification all five follow step by step.
 
+use hookhost_sdk::v0_2_0::prelude::*;
 use hookhost_sdk::v0_2_0::signature::{
     base64, ed25519_base64_matches, from_base64, seconds_from_now, signatures_of_version,
-};
-use hookhost_sdk::v0_2_0::{
-    config, crypto, manifest, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome,
-    WebhookRequest,
 };
 
 const TOLERANCE_SECONDS: u64 = 300;
@@ -14,9 +11,8 @@ const TOLERANCE_SECONDS: u64 = 300;
 struct Standard;
 
 impl Plugin for Standard {
-    fn describe() -> Manifest {
-        manifest!("Standard Webhooks (Rust)").emits(["standard.webhook"])
-    }
+    const MANIFEST: StaticManifest =
+        StaticManifest::named("Standard Webhooks (Rust)").emits(&["standard.webhook"]);
 
     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
         let secret = config::get("secret").filter(|s| !s.is_empty());

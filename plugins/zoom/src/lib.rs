@@ -18,11 +18,8 @@
 //! (`zoom.meeting.started`), subject = `payload.object.id` when there is one,
 //! payload = the body as Zoom sent it.
 
+use hookhost_sdk::v0_2_0::prelude::*;
 use hookhost_sdk::v0_2_0::signature::{check_timestamp, from_hex, hex, hmac_sha256_matches};
-use hookhost_sdk::v0_2_0::{
-    config, crypto, manifest, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome,
-    WebhookRequest,
-};
 use serde_json::{json, Value};
 
 const DEFAULT_TOLERANCE_SECONDS: u64 = 300;
@@ -30,9 +27,7 @@ const DEFAULT_TOLERANCE_SECONDS: u64 = 300;
 struct Zoom;
 
 impl Plugin for Zoom {
-    fn describe() -> Manifest {
-        manifest!("Zoom").emits(["zoom.*"])
-    }
+    const MANIFEST: StaticManifest = StaticManifest::named("Zoom").emits(&["zoom.*"]);
 
     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
         let secret = config::required("secret_token")?;
@@ -66,14 +61,10 @@ impl Plugin for Zoom {
             _ => None,
         };
         let payload = request.body_text()?;
-        let reply = json!({ "ok": true, "event": { "id": id, "kind": kind } });
-        Ok(WebhookOutcome {
-            response: HttpResponse::json(200, reply.to_string()),
-            events: vec![Event {
-                subject,
-                ..Event::new(id, kind, payload)
-            }],
-        })
+        Ok(WebhookOutcome::accepted(Event {
+            subject,
+            ..Event::new(id, kind, payload)
+        }))
     }
 }
 

@@ -4,23 +4,28 @@
 //! logic:
 //!
 //! ```ignore
-//! use hookhost_sdk::{Manifest, Plugin, PluginError, WebhookOutcome, WebhookRequest};
+//! use hookhost_sdk::prelude::*;
 //!
 //! struct Acme;
 //!
 //! impl Plugin for Acme {
-//!     fn describe() -> Manifest {
-//!         // The description is Cargo.toml's `description`.
-//!         hookhost_sdk::manifest!("Acme").emits(["acme.*"])
+//!     // The version and description are Cargo.toml's.
+//!     const MANIFEST: StaticManifest = StaticManifest::named("Acme").emits(&["acme.*"]);
+//!
+//!     fn verify(request: &WebhookRequest) -> Result<(), PluginError> {
+//!         // the signature; runs before handle_webhook, which it can refuse
 //!     }
 //!
 //!     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
-//!         // verify, parse, answer
+//!         // parse, answer (`WebhookOutcome::accepted(event)`, usually)
 //!     }
 //! }
 //!
 //! hookhost_sdk::export!(Acme);
 //! ```
+//!
+//! A plugin whose manifest depends on its config implements `fn describe() ->
+//! Manifest` instead of declaring `MANIFEST`, building it with [`manifest!`].
 //!
 //! # Layout
 //! - this file: the generated bindings (`bindings`, hidden), the contract's types
@@ -28,10 +33,12 @@
 //! - `config.rs`: the host's `config::get`, [`config::required`] for a key
 //!   the plugin cannot work without, [`config::seconds`] for a tolerance.
 //! - `plugin.rs`: [`Plugin`], the guest trait with defaults for the calls a plugin
-//!   does not use.
+//!   does not use, and `verify` run before every `handle_webhook`.
+//! - `static_manifest.rs`: [`StaticManifest`], the manifest declared as a constant.
+//! - `prelude.rs`: what nearly every plugin names, for `use hookhost_sdk::prelude::*`.
 //! - `request.rs`: reading a webhook request (headers, JSON body).
-//! - `reply.rs`: building what a call returns (manifest, response, event, poll
-//!   outcome) and turning a `state` failure into a plugin error.
+//! - `reply.rs`: building what a call returns (manifest, response, a webhook's
+//!   usual answer, event, poll outcome) and turning a `state` failure into a plugin error.
 //! - `signature.rs`: signature checks with the host's crypto, hex and base64,
 //!   timestamp skew (seconds as text, milliseconds as a number).
 //! - `http.rs` (feature `http`): a blocking outbound HTTP client over wasi:http.
@@ -46,9 +53,11 @@
 
 pub mod config;
 mod plugin;
+pub mod prelude;
 mod reply;
 mod request;
 pub mod signature;
+mod static_manifest;
 
 #[cfg(feature = "http")]
 pub mod http;
@@ -80,6 +89,7 @@ pub use bindings::hookhost::plugin::types::{
 /// (and `config::get`, in [`config`] with [`config::required`]).
 pub use bindings::hookhost::plugin::{crypto, log, state};
 pub use plugin::{Plugin, PluginName};
+pub use static_manifest::StaticManifest;
 
 /// A [`Manifest`] named `name`, whose version is the calling crate's
 /// (`CARGO_PKG_VERSION`, so Cargo.toml is the one place to bump it) and whose
@@ -108,6 +118,8 @@ macro_rules! export {
     ($plugin:ident) => {
         impl $crate::PluginName for $plugin {
             const NAME: &'static str = env!("CARGO_PKG_NAME");
+            const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+            const DESCRIPTION: &'static str = env!("CARGO_PKG_DESCRIPTION");
         }
         $crate::bindings::export!($plugin with_types_in $crate::bindings);
     };
@@ -136,6 +148,8 @@ macro_rules! __export_v0_2_0 {
     ($plugin:ident) => {
         impl $crate::v0_2_0::PluginName for $plugin {
             const NAME: &'static str = env!("CARGO_PKG_NAME");
+            const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+            const DESCRIPTION: &'static str = env!("CARGO_PKG_DESCRIPTION");
         }
         $crate::v0_2_0::bindings::export!($plugin with_types_in $crate::v0_2_0::bindings);
     };

@@ -1,8 +1,8 @@
-//! Building what a call returns: the manifest, a response, an event, a poll
-//! outcome; and the plugin error for a failed `state` call.
+//! Building what a call returns: the manifest, a response, a webhook's usual
+//! answer, an event, a poll outcome; and the plugin error for a failed `state` call.
 
 use super::state::StateError;
-use super::{Event, HttpResponse, Manifest, PluginError, PollOutcome};
+use super::{Event, HttpResponse, Manifest, PluginError, PollOutcome, WebhookOutcome};
 
 impl Manifest {
     /// A plugin that emits nothing, does not poll and subscribes to nothing; the
@@ -71,6 +71,21 @@ impl HttpResponse {
     }
 }
 
+impl WebhookOutcome {
+    /// The usual answer to a delivery stored as one event: 200 with the JSON
+    /// `{"event":{"id":...,"kind":...},"ok":true}` (serde_json's key order), and
+    /// `event`.
+    #[cfg(feature = "json")]
+    pub fn accepted(event: Event) -> Self {
+        let reply =
+            serde_json::json!({ "ok": true, "event": { "id": event.id, "kind": event.kind } });
+        WebhookOutcome {
+            response: HttpResponse::json(200, reply.to_string()),
+            events: vec![event],
+        }
+    }
+}
+
 impl Event {
     /// An event about no particular subject; set `subject` for one that is.
     /// `payload` must be a JSON document.
@@ -101,5 +116,26 @@ impl PollOutcome {
 impl From<StateError> for PluginError {
     fn from(error: StateError) -> Self {
         PluginError::Unavailable(format!("plugin state: {error:?}"))
+    }
+}
+
+#[cfg(all(test, feature = "json"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_usual_answer_names_the_stored_event() {
+        let outcome = WebhookOutcome::accepted(Event::new("d-1", "acme.\"push\"", "{}"));
+        assert_eq!(outcome.response.status, 200);
+        assert_eq!(
+            String::from_utf8(outcome.response.body).unwrap(),
+            r#"{"event":{"id":"d-1","kind":"acme.\"push\""},"ok":true}"#
+        );
+        assert_eq!(
+            outcome.response.headers,
+            [("content-type".to_string(), "application/json".to_string())]
+        );
+        assert_eq!(outcome.events.len(), 1);
+        assert_eq!(outcome.events[0].id, "d-1");
     }
 }

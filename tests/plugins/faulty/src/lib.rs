@@ -15,9 +15,7 @@
 //! `describe` reports version `config.get("version")`, or `1` when unset, so tests can
 //! tell two loads apart.
 
-use hookhost_sdk::{
-    config, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome, WebhookRequest,
-};
+use hookhost_sdk::prelude::*;
 
 struct Faulty;
 

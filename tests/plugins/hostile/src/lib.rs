@@ -60,10 +60,7 @@ mod host_memory;
 
 use std::fmt::Write as _;
 
-use hookhost_sdk::{
-    config, log, Event, HttpResponse, Manifest, Plugin, PluginError, PollOutcome, WebhookOutcome,
-    WebhookRequest,
-};
+use hookhost_sdk::prelude::*;
 
 struct Hostile;
 

@@ -7,10 +7,7 @@
 //! Config `kind`, when set, replaces the kind of the events it polls (its manifest
 //! still emits only `ticker.tick`), for tests of the host refusing undeclared kinds.
 
-use hookhost_sdk::{
-    config, state, Event, HttpResponse, Manifest, Plugin, PluginError, PollOutcome, WebhookOutcome,
-    WebhookRequest,
-};
+use hookhost_sdk::prelude::*;
 
 const INTERVAL: u32 = if cfg!(feature = "v2") { 1 } else { 3600 };
 const VERSION: &str = if cfg!(feature = "v2") {

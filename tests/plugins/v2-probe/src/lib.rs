@@ -14,10 +14,8 @@
 //!   such JSON, or hex that is not hex, is `bad-request`.
 //! - `poll`, `on-event`: the SDK's default errors.
 
+use hookhost_sdk::v0_2_0::prelude::*;
 use hookhost_sdk::v0_2_0::signature::{from_hex, hex};
-use hookhost_sdk::v0_2_0::{
-    crypto, Event, HttpResponse, Manifest, Plugin, PluginError, WebhookOutcome, WebhookRequest,
-};
 use serde_json::{json, Value};
 
 struct Probe;
@@ -38,9 +36,7 @@ fn list<'a>(body: &'a Value, name: &str) -> &'a [Value] {
 }
 
 impl Plugin for Probe {
-    fn describe() -> Manifest {
-        hookhost_sdk::v0_2_0::manifest!("V2 probe").emits(["v2-probe.*"])
-    }
+    const MANIFEST: StaticManifest = StaticManifest::named("V2 probe").emits(&["v2-probe.*"]);
 
     fn handle_webhook(request: WebhookRequest) -> Result<WebhookOutcome, PluginError> {
         let body = if request.body.is_empty() {

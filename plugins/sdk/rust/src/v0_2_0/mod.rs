@@ -5,7 +5,7 @@
 //! turn another plugin's contract:
 //!
 //! ```ignore
-//! use hookhost_sdk::v0_2_0::{Manifest, Plugin, PluginError, WebhookOutcome, WebhookRequest};
+//! use hookhost_sdk::v0_2_0::prelude::*;
 //! // ...
 //! hookhost_sdk::v0_2_0::export!(Acme);
 //! ```
@@ -36,12 +36,16 @@ pub mod config;
 pub mod http;
 #[path = "../plugin.rs"]
 mod plugin;
+#[path = "../prelude.rs"]
+pub mod prelude;
 #[path = "../reply.rs"]
 mod reply;
 #[path = "../request.rs"]
 mod request;
 /// `../signature.rs`, and Ed25519 (`ed25519_verify`, `ed25519_base64_matches`).
 pub mod signature;
+#[path = "../static_manifest.rs"]
+mod static_manifest;
 
 pub use bindings::hookhost::plugin::types::{
     Event, Header, HttpResponse, Manifest, PluginError, PollOutcome, StoredEvent, WebhookOutcome,
@@ -51,6 +55,7 @@ pub use bindings::hookhost::plugin::types::{
 /// hmac_sha1, hmac_sha512}`.
 pub use bindings::hookhost::plugin::{crypto, log, state};
 pub use plugin::{Plugin, PluginName};
+pub use static_manifest::StaticManifest;
 
 #[doc(inline)]
 pub use crate::__export_v0_2_0 as export;
