@@ -39,10 +39,8 @@ const LISTS = [
 const MESSAGING_ENVELOPE = new Set(["sender", "recipient", "timestamp"]);
 
 export const guest = plugin("meta", {
-  describe() {
-    return manifest("Meta (WhatsApp, Messenger, Instagram)", "0.1.0",
-      "Meta Webhooks: hub.challenge handshake, X-Hub-Signature-256", ["meta.*"]);
-  },
+  manifest: manifest("Meta (WhatsApp, Messenger, Instagram)", "0.1.0",
+    "Meta Webhooks: hub.challenge handshake, X-Hub-Signature-256", ["meta.*"]),
 
   handleWebhook(request) {
     if (request.method === "GET") return subscription(request.query);
@@ -77,7 +75,7 @@ function subscription(query) {
 // is the same digest, so it passes too.
 function verify(request, secret) {
   const signature = requiredHeader(request, "X-Hub-Signature-256").toLowerCase();
-  const expected = "sha256=" + hex(hmacSha256(encoder.encode(secret), request.body));
+  const expected = "sha256=" + hex(hmacSha256(secret, request.body));
   if (!signatureMatches([signature], expected)) throw unauthorized("X-Hub-Signature-256 does not match");
 }
 

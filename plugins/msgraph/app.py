@@ -30,11 +30,8 @@ from hookhost import (Guest as Base, bad_request, crypto, log, manifest, require
                       signature_matches, text_response, types, unauthorized)
 
 
-class Guest(Base):
-    plugin_id = "msgraph"
-
-    def describe(self) -> types.Manifest:
-        return manifest("Microsoft Graph", "0.1.0",
+class Guest(Base, plugin_id="msgraph"):
+    manifest = manifest("Microsoft Graph", "0.1.0",
                         "Microsoft Graph change notifications checked by clientState",
                         emits=["msgraph.*"])
 

@@ -12,13 +12,10 @@ import {
   requiredConfig, requiredHeader, signatureMatches, unauthorized,
 } from "./hookhost.js";
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 export const guest = plugin("shopify", {
-  describe() {
-    return manifest("Shopify", "0.1.0", "Shopify webhooks, verified with X-Shopify-Hmac-Sha256", ["shopify.*"]);
-  },
+  manifest: manifest("Shopify", "0.1.0", "Shopify webhooks, verified with X-Shopify-Hmac-Sha256", ["shopify.*"]),
 
   handleWebhook(request) {
     verify(request, requiredConfig("secret"));
@@ -51,7 +48,7 @@ export const guest = plugin("shopify", {
 // bytes, so nothing but the 32 bytes of the right digest passes.
 function verify(request, secret) {
   const digest = base64Decode(requiredHeader(request, "X-Shopify-Hmac-Sha256"));
-  const expected = hmacSha256(encoder.encode(secret), request.body);
+  const expected = hmacSha256(secret, request.body);
   if (digest === null || !signatureMatches([digest], expected)) {
     throw unauthorized("X-Shopify-Hmac-Sha256 does not match");
   }

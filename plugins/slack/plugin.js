@@ -12,13 +12,10 @@ import {
 
 // Slack's own guard against replays: a signature is only good for five minutes.
 const TOLERANCE_SECONDS = 300;
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 export const guest = plugin("slack", {
-  describe() {
-    return manifest("Slack", "0.1.0", "Slack Events API, verified with X-Slack-Signature", ["slack.*"]);
-  },
+  manifest: manifest("Slack", "0.1.0", "Slack Events API, verified with X-Slack-Signature", ["slack.*"]),
 
   handleWebhook(request) {
     verify(request, requiredConfig("signing_secret"));
@@ -61,6 +58,6 @@ function verify(request, secret) {
   const timestamp = requiredHeader(request, "X-Slack-Request-Timestamp");
   const signature = requiredHeader(request, "X-Slack-Signature");
   checkTimestamp(timestamp, "X-Slack-Request-Timestamp", TOLERANCE_SECONDS);
-  const expected = "v0=" + hex(hmacSha256(encoder.encode(secret), `v0:${timestamp}:`, request.body));
+  const expected = "v0=" + hex(hmacSha256(secret, `v0:${timestamp}:`, request.body));
   if (!signatureMatches([signature], expected)) throw unauthorized("signature does not match");
 }

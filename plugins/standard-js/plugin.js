@@ -10,10 +10,8 @@ import {
 const TOLERANCE_SECONDS = 300;
 
 export const guest = plugin("standard-js", {
-  describe() {
-    return manifest("Standard Webhooks (JavaScript)", "0.1.0",
-      "Standard Webhooks receiver (webhook-signature v1 and v1a)", ["standard.webhook"]);
-  },
+  manifest: manifest("Standard Webhooks (JavaScript)", "0.1.0",
+    "Standard Webhooks receiver (webhook-signature v1 and v1a)", ["standard.webhook"]),
 
   handleWebhook(request) {
     const secret = optionalConfig("secret");

@@ -14,11 +14,8 @@ TOLERANCE_SECONDS = 300
 PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]{1,255}")
 
 
-class Guest(Base):
-    plugin_id = "standard-python"
-
-    def describe(self) -> types.Manifest:
-        return manifest("Standard Webhooks (Python)", "0.1.0",
+class Guest(Base, plugin_id="standard-python"):
+    manifest = manifest("Standard Webhooks (Python)", "0.1.0",
                         "Standard Webhooks receiver (webhook-signature v1 and v1a)",
                         emits=["standard.webhook"])
 

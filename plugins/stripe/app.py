@@ -34,11 +34,8 @@ DEFAULT_API_BASE = "https://api.stripe.com"
 DIGITS = re.compile(r"[0-9]{1,15}")
 
 
-class Guest(Base):
-    plugin_id = "stripe"
-
-    def describe(self) -> types.Manifest:
-        return manifest("Stripe", "0.1.0", "Stripe webhooks verified with Stripe-Signature",
+class Guest(Base, plugin_id="stripe"):
+    manifest = manifest("Stripe", "0.1.0", "Stripe webhooks verified with Stripe-Signature",
                         emits=["stripe.*"])
 
     def handle_webhook(self, request: types.WebhookRequest) -> types.WebhookOutcome:

@@ -34,11 +34,8 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 SIGNERS = {"HMAC_SHA1": hmac_sha1, "HMAC_SHA256": hmac_sha256}
 
 
-class Guest(Base):
-    plugin_id = "twilio"
-
-    def describe(self) -> types.Manifest:
-        return manifest("Twilio", "0.1.0", "Twilio webhooks verified with X-Twilio-Signature",
+class Guest(Base, plugin_id="twilio"):
+    manifest = manifest("Twilio", "0.1.0", "Twilio webhooks verified with X-Twilio-Signature",
                         emits=["twilio.*"])
 
     def handle_webhook(self, request: types.WebhookRequest) -> types.WebhookOutcome:

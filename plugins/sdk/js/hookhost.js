@@ -4,9 +4,11 @@
 //
 //     import { plugin, jsonResponse, manifest, requiredHeader, unauthorized } from "./hookhost.js";
 //     export const guest = plugin("acme", {
-//       describe: () => manifest("Acme", "0.1.0", "...", ["acme.*"]),
+//       manifest: manifest("Acme", "0.1.0", "...", ["acme.*"]),
 //       handleWebhook(request) { ... },
 //     });
+//
+// A plugin whose manifest depends on its config gives a `describe()` method instead.
 //
 // Errors: `throw unauthorized("...")` (and badRequest, unavailable, internal) refuses
 // a call with that `plugin-error` case; any other exception is a trap. Signatures are
@@ -23,9 +25,14 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 // The `guest` export: `handlers` with defaults for what a webhook-only plugin does
-// not do; `id` names the plugin in their errors.
-export function plugin(id, handlers) {
+// not do; `id` names the plugin in their errors. Its `describe` answers the
+// `manifest` field unless `handlers` has a `describe()` of its own.
+export function plugin(id, { manifest: declared, ...handlers }) {
   return {
+    describe() {
+      if (declared === undefined) throw new Error(`${id}: give plugin() a manifest or a describe()`);
+      return declared;
+    },
     poll(_cursor) {
       throw internal(`${id} does not poll`);
     },
@@ -36,8 +43,8 @@ export function plugin(id, handlers) {
   };
 }
 
-// The manifest `describe` returns; by default the plugin neither polls nor
-// subscribes to events.
+// The manifest (`plugin`'s `manifest` field, or what `describe` returns); by
+// default the plugin neither polls nor subscribes to events.
 export function manifest(name, version, description, emits, { pollIntervalSeconds, subscriptions = [] } = {}) {
   return { name, version, description, emits, pollIntervalSeconds, subscriptions };
 }
@@ -94,10 +101,10 @@ export function joinBytes(...parts) {
   return joined;
 }
 
-// HMAC-SHA256 under `key` of the parts (strings as UTF-8, or Uint8Arrays) joined,
-// computed by the host.
+// HMAC-SHA256 under `key` of the parts joined, computed by the host; the key and
+// each part are a string (as UTF-8) or a Uint8Array.
 export function hmacSha256(key, ...parts) {
-  return hostHmacSha256(key, joinBytes(...parts));
+  return hostHmacSha256(joinBytes(key), joinBytes(...parts));
 }
 
 // Whether `signature` (Uint8Array) is a valid Ed25519 signature (RFC 8032) of

@@ -5,10 +5,11 @@ logic. `scripts/build-plugin python` puts this folder on componentize-py's path,
 
     from hookhost import Guest as Base, json_response, manifest, required_header, ...
 
-    class Guest(Base):
-        plugin_id = "acme"          # names the plugin in the default poll/on_event errors
-        def describe(self): return manifest("Acme", "0.1.0", "...", emits=["acme.*"])
+    class Guest(Base, plugin_id="acme"):  # the id names it in the default errors
+        manifest = manifest("Acme", "0.1.0", "...", emits=["acme.*"])
         def handle_webhook(self, request): ...
+
+A plugin whose manifest depends on its config defines `describe(self)` instead.
 
 Errors: `raise unauthorized("...")` (and `bad_request`, `unavailable`, `internal`)
 refuses a call with that `plugin-error` case; any other exception is a trap.
@@ -32,10 +33,24 @@ except ImportError:
 
 class Guest(exports.Guest):
     """The `guest` export with defaults for what a webhook-only plugin does not do.
-    Subclass it as `Guest` in `app.py`, set `plugin_id`, and override `describe`,
-    `handle_webhook` and whatever else the manifest says the plugin uses."""
+    Subclass it as `Guest` in `app.py`, naming the plugin (`class Guest(Base,
+    plugin_id="acme")`, or a `plugin_id` attribute), set `manifest` (or define
+    `describe` to compute the manifest when loaded), and override `handle_webhook`
+    and whatever else the manifest says the plugin uses."""
 
     plugin_id = "this plugin"
+    manifest = None
+
+    def __init_subclass__(cls, plugin_id=None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if plugin_id is not None:
+            cls.plugin_id = plugin_id
+
+    def describe(self) -> types.Manifest:
+        if self.manifest is None:
+            raise TypeError(f"{self.plugin_id}: set `manifest = manifest(...)` in Guest, "
+                            "or define describe")
+        return self.manifest
 
     def poll(self, cursor):
         raise internal(f"{self.plugin_id} does not poll")
@@ -46,8 +61,8 @@ class Guest(exports.Guest):
 
 def manifest(name: str, version: str, description: str, emits,
              poll_interval_seconds=None, subscriptions=()) -> types.Manifest:
-    """The manifest `describe` returns; by default the plugin neither polls nor
-    subscribes to events."""
+    """The manifest (`Guest.manifest`, or what `describe` returns); by default the
+    plugin neither polls nor subscribes to events."""
     return types.Manifest(
         name=name,
         version=version,
