@@ -16,11 +16,6 @@ static bool all_bytes(const plugin_string_t *s, size_t max, const char *allowed)
     return true;
 }
 
-void exports_hookhost_plugin_guest_describe(hookhost_manifest_t *ret) {
-    hookhost_manifest(ret, "Standard Webhooks (C)", "0.1.0",
-                      "Standard Webhooks receiver (webhook-signature v1 and v1a)", "standard.webhook");
-}
-
 // The bytes of config `text` after the optional `prefix`, standard padded base64.
 static bool decode_key(plugin_string_t *text, const char *prefix, plugin_list_u8_t *key) {
     size_t n = strlen(prefix);
@@ -102,6 +97,8 @@ static bool handle(hookhost_request_t *request, hookhost_outcome_t *ret, hookhos
     return true;
 }
 
+HOOKHOST_MANIFEST("Standard Webhooks (C)", "0.1.0",
+                  "Standard Webhooks receiver (webhook-signature v1 and v1a)", "standard.webhook")
 HOOKHOST_HANDLE_WEBHOOK(handle)
 HOOKHOST_DOES_NOT_POLL("standard-c")
 HOOKHOST_HANDLES_NO_EVENTS("standard-c")

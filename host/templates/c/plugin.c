@@ -24,10 +24,7 @@ static bool handle(hookhost_request_t *request, hookhost_outcome_t *ret, hookhos
     return true;
 }
 
-void exports_hookhost_plugin_guest_describe(hookhost_manifest_t *ret) {
-    hookhost_manifest(ret, "{{id}}", "0.1.0", "TODO: what this plugin does", "{{id}}.*");
-}
-
+HOOKHOST_MANIFEST("{{id}}", "0.1.0", "TODO: what this plugin does", "{{id}}.*")
 HOOKHOST_HANDLE_WEBHOOK(handle)
 HOOKHOST_DOES_NOT_POLL("{{id}}")
 HOOKHOST_HANDLES_NO_EVENTS("{{id}}")

@@ -9,9 +9,7 @@ import { sha256 } from "hookhost:plugin/crypto@0.2.0";
 import { hex, jsonResponse, manifest, plugin } from "./hookhost.js";
 
 export const guest = plugin("{{id}}", {
-  describe() {
-    return manifest("{{id}}", "0.1.0", "TODO: what this plugin does", ["{{id}}.*"]);
-  },
+  manifest: manifest("{{id}}", "0.1.0", "TODO: what this plugin does", ["{{id}}.*"]),
 
   handleWebhook(request) {
     return {

@@ -11,11 +11,8 @@ import json
 from hookhost import Guest as Base, crypto, json_response, manifest, types
 
 
-class Guest(Base):
-    plugin_id = "{{id}}"
-
-    def describe(self) -> types.Manifest:
-        return manifest("{{id}}", "0.1.0", "TODO: what this plugin does", emits=["{{id}}.*"])
+class Guest(Base, plugin_id="{{id}}"):
+    manifest = manifest("{{id}}", "0.1.0", "TODO: what this plugin does", emits=["{{id}}.*"])
 
     def handle_webhook(self, request: types.WebhookRequest) -> types.WebhookOutcome:
         return types.WebhookOutcome(

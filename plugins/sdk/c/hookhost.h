@@ -162,6 +162,14 @@ hookhost_event_t *hookhost_emit(hookhost_outcome_t *outcome);
 
 // ---- the exports ----
 
+// The `describe` export of a plugin whose manifest is the same on every load:
+// hookhost_manifest's, declared once. A plugin that computes its manifest defines
+// `exports_hookhost_plugin_guest_describe` itself instead.
+#define HOOKHOST_MANIFEST(name, version, description, emits)                             \
+    void exports_hookhost_plugin_guest_describe(hookhost_manifest_t *ret) {              \
+        hookhost_manifest(ret, name, version, description, emits);                       \
+    }
+
 // The `handle-webhook` export, calling `handler` with a zeroed outcome. The request
 // is freed after it (so `handler` may point into it), and so is the outcome when the
 // handler fails.

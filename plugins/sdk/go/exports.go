@@ -101,6 +101,13 @@ func HandlesNoEvents(id string) func(StoredEvent) wit.Result[wit.Unit, types.Plu
 	}
 }
 
+// Describes is the `describe` export of a plugin whose manifest is the same on
+// every load: `Describe = hookhost.Describes(hookhost.WebhookManifest(...))`. A
+// plugin that computes its manifest declares `func Describe() hookhost.Manifest`.
+func Describes(manifest Manifest) func() Manifest {
+	return func() Manifest { return manifest }
+}
+
 // WebhookManifest is what `describe` returns for a plugin that neither polls nor
 // subscribes to events.
 func WebhookManifest(name, version, description string, emits ...string) Manifest {

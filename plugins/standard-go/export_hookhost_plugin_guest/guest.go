@@ -16,15 +16,12 @@ const toleranceSeconds = 300
 var plainID = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,255}$`)
 
 var (
+	Describe = hookhost.Describes(hookhost.WebhookManifest("Standard Webhooks (Go)", "0.1.0",
+		"Standard Webhooks receiver (webhook-signature v1 and v1a)", "standard.webhook"))
 	HandleWebhook = hookhost.WebhookExport(handle)
 	Poll          = hookhost.DoesNotPoll("standard-go")
 	OnEvent       = hookhost.HandlesNoEvents("standard-go")
 )
-
-func Describe() hookhost.Manifest {
-	return hookhost.WebhookManifest("Standard Webhooks (Go)", "0.1.0",
-		"Standard Webhooks receiver (webhook-signature v1 and v1a)", "standard.webhook")
-}
 
 func handle(request hookhost.Request) (hookhost.Outcome, error) {
 	secret, publicKey := hookhost.Config("secret"), hookhost.Config("public_key")

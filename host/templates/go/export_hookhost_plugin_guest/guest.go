@@ -18,14 +18,11 @@ import (
 )
 
 var (
+	Describe      = hookhost.Describes(hookhost.WebhookManifest("{{id}}", "0.1.0", "TODO: what this plugin does", "{{id}}.*"))
 	HandleWebhook = hookhost.WebhookExport(handle)
 	Poll          = hookhost.DoesNotPoll("{{id}}")
 	OnEvent       = hookhost.HandlesNoEvents("{{id}}")
 )
-
-func Describe() hookhost.Manifest {
-	return hookhost.WebhookManifest("{{id}}", "0.1.0", "TODO: what this plugin does", "{{id}}.*")
-}
 
 func handle(request hookhost.Request) (hookhost.Outcome, error) {
 	return hookhost.Outcome{
