@@ -13,9 +13,9 @@ use common::test_plugin;
 use hookhost::config::Config;
 use hookhost::store::backend::Stores;
 use hookhost::store::{
-    AfterFailure, ClaimedDelivery, Clock, DeliveryFilter, DeliveryQueue, DeliveryRow, Discarded,
-    EventFilter, EventLog, EventStore, IngestRecord, Persisted, PollBook, PollLease, PollRecord,
-    PurgeBatch, PurgeStep, RawRequest, SavedCursor, Settled, StateChange, StateRefused, StateStore,
+    ClaimedDelivery, Clock, DeliveryFilter, DeliveryQueue, DeliveryRow, Discarded, EventFilter,
+    EventLog, EventStore, IngestRecord, Persisted, PollBook, PollLease, PollRecord, PurgeBatch,
+    PurgeStep, RawRequest, SavedCursor, Settled, Settlement, StateChange, StateRefused, StateStore,
     StoredEventRow, Unavailable, UnixMs,
 };
 use hookhost::Host;
@@ -64,16 +64,10 @@ impl DeliveryQueue for FailingStore {
     async fn due_in(&self, _: &[String], _: Clock) -> Result<Option<Duration>> {
         down()
     }
-    async fn complete(&self, _: i64, _: u64, _: Clock) -> Result<Settled> {
-        down()
-    }
-    async fn fail(&self, _: i64, _: u64, _: String, _: AfterFailure, _: Clock) -> Result<Settled> {
+    async fn settle(&self, _: i64, _: u64, _: Settlement, _: Clock) -> Result<Settled> {
         down()
     }
     async fn retry(&self, _: i64, _: UnixMs) -> Result<Option<DeliveryRow>> {
-        down()
-    }
-    async fn put_back(&self, _: i64, _: u64, _: Duration, _: Clock) -> Result<Settled> {
         down()
     }
     async fn discard(&self, _: i64) -> Result<Discarded> {
