@@ -23,10 +23,7 @@ pub fn post(host: &Host, plugin: &str, headers: &[(&str, Option<&str>)], body: &
 
 /// Every event `plugin` has stored, from the admin API.
 pub fn stored(host: &Host, plugin: &str) -> Vec<Value> {
-    host.get_json(&format!("/api/events?plugin={plugin}&limit=500"))["events"]
-        .as_array()
-        .unwrap()
-        .clone()
+    host.get_list(&format!("/api/events?plugin={plugin}&limit=500"), "events")
 }
 
 /// The stored event the provider calls `event_id` in `events`; panics naming

@@ -9,6 +9,7 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
+use super::delivery;
 use crate::common::{client, Host, HostSpec};
 
 const APP_SECRET: &str = "9f3c2b7e1d4a6f8e0b5c7d9e1f2a3b4c";
@@ -41,21 +42,11 @@ fn meta_host() -> Host {
 }
 
 fn notify(host: &Host, signature: Option<&str>, body: &[u8]) -> reqwest::blocking::Response {
-    let mut request = client()
-        .post(host.url("/hooks/meta"))
-        .header("content-type", "application/json")
-        .body(body.to_vec());
-    if let Some(signature) = signature {
-        request = request.header("X-Hub-Signature-256", signature);
-    }
-    request.send().unwrap()
+    delivery::post(host, "meta", &[("X-Hub-Signature-256", signature)], body)
 }
 
 fn stored(host: &Host) -> Vec<Value> {
-    host.get_json("/api/events?plugin=meta")["events"]
-        .as_array()
-        .unwrap()
-        .clone()
+    delivery::stored(host, "meta")
 }
 
 fn with_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {

@@ -6,6 +6,7 @@
 use reqwest::blocking::Response;
 use serde_json::{json, Value};
 
+use super::delivery;
 use crate::common::{client, Host, HostSpec};
 
 const CLIENT_STATE: &str = "secretClientValue-7c41e2";
@@ -23,8 +24,7 @@ fn graph_host() -> Host {
 }
 
 fn stored(host: &Host) -> Vec<Value> {
-    let listing = host.get_json("/api/events?plugin=msgraph&limit=500");
-    listing["events"].as_array().unwrap().clone()
+    delivery::stored(host, "msgraph")
 }
 
 /// A change notification as Graph sends one for a message.

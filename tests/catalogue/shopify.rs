@@ -9,6 +9,7 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
+use super::delivery;
 use crate::common::{client, Host, HostSpec};
 
 const SECRET: &str = "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";
@@ -63,10 +64,7 @@ fn order_headers(webhook_id: &'static str) -> [(&'static str, &'static str); 2] 
 }
 
 fn stored(host: &Host) -> Vec<Value> {
-    host.get_json("/api/events?plugin=shopify")["events"]
-        .as_array()
-        .unwrap()
-        .clone()
+    delivery::stored(host, "shopify")
 }
 
 #[test]
