@@ -4,7 +4,16 @@
 use reqwest::blocking::Response;
 use serde_json::Value;
 
-use crate::common::{client, Host};
+use crate::common::{client, Host, HostSpec};
+
+/// A host running the example plugin `plugin` alone, configured with `config`:
+/// the inside of its `config = { ... }` table.
+pub fn provider_host(plugin: &str, config: &str) -> Host {
+    HostSpec::default()
+        .example_plugin(plugin)
+        .config(&format!("[plugins.{plugin}]\nconfig = {{ {config} }}\n"))
+        .start()
+}
 
 /// POSTs `body` as `application/json` to `/hooks/<plugin>` with each header
 /// whose value is `Some`, so a test leaves one out by passing `None`.

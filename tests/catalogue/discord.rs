@@ -6,7 +6,7 @@ use reqwest::blocking::Response;
 use serde_json::{json, Value};
 
 use super::delivery;
-use crate::common::{now_secs, signers, Host, HostSpec};
+use crate::common::{now_secs, signers, Host};
 
 /// The application's key pair: the seed stays here, the public key goes in the
 /// config, as in the Developer Portal.
@@ -28,13 +28,10 @@ fn public_key(seed: &str) -> String {
 }
 
 fn host(extra_config: &str) -> Host {
-    HostSpec::default()
-        .example_plugin("discord")
-        .config(&format!(
-            "[plugins.discord]\nconfig = {{ public_key = \"{}\"{extra_config} }}\n",
-            public_key(SEED)
-        ))
-        .start()
+    delivery::provider_host(
+        "discord",
+        &format!("public_key = \"{}\"{extra_config}", public_key(SEED)),
+    )
 }
 
 /// Posts `body` with the given signature headers (`None` leaves one out).

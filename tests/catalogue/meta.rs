@@ -10,7 +10,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use super::delivery;
-use crate::common::{client, Host, HostSpec};
+use crate::common::{client, Host};
 
 const APP_SECRET: &str = "9f3c2b7e1d4a6f8e0b5c7d9e1f2a3b4c";
 const VERIFY_TOKEN: &str = "meaty ham&hock";
@@ -33,12 +33,10 @@ fn sign(secret: &str, body: &[u8]) -> String {
 }
 
 fn meta_host() -> Host {
-    HostSpec::default()
-        .example_plugin("meta")
-        .config(&format!(
-            "[plugins.meta]\nconfig = {{ app_secret = \"{APP_SECRET}\", verify_token = \"{VERIFY_TOKEN}\" }}\n"
-        ))
-        .start()
+    delivery::provider_host(
+        "meta",
+        &format!("app_secret = \"{APP_SECRET}\", verify_token = \"{VERIFY_TOKEN}\""),
+    )
 }
 
 fn notify(host: &Host, signature: Option<&str>, body: &[u8]) -> reqwest::blocking::Response {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use super::delivery;
-use crate::common::{client, Host, HostSpec};
+use crate::common::{client, Host};
 
 const SECRET: &str = "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";
 const SHOP: &str = "jsmith.myshopify.com";
@@ -26,12 +26,7 @@ fn sign(secret: &str, body: &[u8]) -> String {
 }
 
 fn shopify_host() -> Host {
-    HostSpec::default()
-        .example_plugin("shopify")
-        .config(&format!(
-            "[plugins.shopify]\nconfig = {{ secret = \"{SECRET}\" }}\n"
-        ))
-        .start()
+    delivery::provider_host("shopify", &format!("secret = \"{SECRET}\""))
 }
 
 /// POSTs `body` as Shopify does, with `signature` unless `None`, and `headers`.

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::delivery;
-use crate::common::{now_secs, Host, HostSpec};
+use crate::common::{now_secs, Host};
 
 const SECRET_TOKEN: &str = "Wf0-1RpZRk2v6QMDGsREsg";
 
@@ -28,12 +28,10 @@ fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
 }
 
 fn host(extra_config: &str) -> Host {
-    HostSpec::default()
-        .example_plugin("zoom")
-        .config(&format!(
-            "[plugins.zoom]\nconfig = {{ secret_token = \"{SECRET_TOKEN}\"{extra_config} }}\n"
-        ))
-        .start()
+    delivery::provider_host(
+        "zoom",
+        &format!("secret_token = \"{SECRET_TOKEN}\"{extra_config}"),
+    )
 }
 
 fn send(host: &Host, signature: Option<&str>, timestamp: Option<&str>, body: &[u8]) -> Response {
