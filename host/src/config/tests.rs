@@ -132,25 +132,22 @@ fn sources_default_to_any_and_must_name_plugin_ids() {
 }
 
 #[test]
-fn max_connections_defaults_and_refuses_zero() {
-    assert_eq!(parse("").unwrap().max_connections, DEFAULT_MAX_CONNECTIONS);
-    assert_eq!(parse("max_connections = 8").unwrap().max_connections, 8);
-    let error = parse("max_connections = 0").unwrap_err();
-    assert!(
-        format!("{error:#}").contains("`max_connections` must be at least 1"),
-        "{error:#}"
-    );
-}
-
-#[test]
-fn write_queue_defaults_and_refuses_zero() {
-    assert_eq!(parse("").unwrap().write_queue, DEFAULT_WRITE_QUEUE);
-    assert_eq!(parse("write_queue = 8").unwrap().write_queue, 8);
-    let error = parse("write_queue = 0").unwrap_err();
-    assert!(
-        format!("{error:#}").contains("`write_queue` must be at least 1"),
-        "{error:#}"
-    );
+fn counts_default_and_refuse_zero() {
+    let counts: [(&str, usize, fn(&Config) -> usize); 2] = [
+        ("max_connections", DEFAULT_MAX_CONNECTIONS, |c| {
+            c.max_connections
+        }),
+        ("write_queue", DEFAULT_WRITE_QUEUE, |c| c.write_queue),
+    ];
+    for (key, default, value) in counts {
+        assert_eq!(value(&parse("").unwrap()), default, "{key}");
+        assert_eq!(value(&parse(&format!("{key} = 8")).unwrap()), 8, "{key}");
+        let error = parse(&format!("{key} = 0")).unwrap_err();
+        assert!(
+            format!("{error:#}").contains(&format!("`{key}` must be at least 1")),
+            "{error:#}"
+        );
+    }
 }
 
 #[test]
