@@ -451,6 +451,15 @@ impl Host {
         self.dir.path().join("plugins")
     }
 
+    /// Replaces plugin `id`'s file with `bytes` as editors and deploy tools do:
+    /// written beside it under a hidden name, then renamed over it, so that the
+    /// watcher never sees a partial file.
+    pub fn replace_plugin_file(&self, id: &str, bytes: &[u8]) {
+        let tmp = self.plugins_dir().join(format!(".{id}.wasm.partial"));
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, self.plugins_dir().join(format!("{id}.wasm"))).unwrap();
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
