@@ -30,6 +30,22 @@ pub fn post(host: &Host, plugin: &str, headers: &[(&str, Option<&str>)], body: &
     request.send().unwrap()
 }
 
+/// A refused delivery: what the case is, the signature sent (`None` for none)
+/// and the body.
+pub type Refused = (&'static str, Option<String>, Vec<u8>);
+
+/// The deliveries any signature check refuses, for a provider that signs `body`
+/// into `valid`: signed with another secret (`forged`), the body tampered with
+/// after signing, no signature, an empty one.
+pub fn forgeries(body: &[u8], valid: &str, forged: String, tampered: Vec<u8>) -> Vec<Refused> {
+    vec![
+        ("forged: another secret", Some(forged), body.to_vec()),
+        ("tampered body", Some(valid.to_string()), tampered),
+        ("no signature", None, body.to_vec()),
+        ("empty signature", Some(String::new()), body.to_vec()),
+    ]
+}
+
 /// Every event `plugin` has stored, from the admin API.
 pub fn stored(host: &Host, plugin: &str) -> Vec<Value> {
     host.get_list(&format!("/api/events?plugin={plugin}&limit=500"), "events")
