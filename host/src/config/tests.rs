@@ -132,7 +132,8 @@ fn sources_default_to_any_and_must_name_plugin_ids() {
 
 #[test]
 fn counts_default_and_refuse_zero() {
-    let counts: [(&str, usize, fn(&Config) -> usize); 2] = [
+    type Count = (&'static str, usize, fn(&Config) -> usize);
+    let counts: [Count; 2] = [
         ("max_connections", DEFAULT_MAX_CONNECTIONS, |c| {
             c.max_connections
         }),
