@@ -16,11 +16,9 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use common::{client, signers};
+use common::{client, now_secs, signers};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -67,13 +65,6 @@ struct Case {
     log_contains: Option<&'static str>,
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">` under `SECRET`'s key.
 fn sign(id: &str, timestamp: &str, body: &[u8]) -> String {
     let key = BASE64
@@ -100,7 +91,7 @@ fn headers(id: &str, timestamp: &str, signature: &str) -> Vec<(&'static str, Str
 }
 
 fn cases() -> Vec<Case> {
-    let ts = now().to_string();
+    let ts = now_secs().to_string();
     let body = br#"{"type":"invoice.paid","data":{"amount":1200}}"#.to_vec();
     let valid = sign(ID, &ts, &body);
     let mut cases = Vec::new();
@@ -144,7 +135,7 @@ fn cases() -> Vec<Case> {
         None,
         Some("no matching signature"),
     );
-    // One second before the signed one, never equal to it (`now() - 1` was, when
+    // One second before the signed one, never equal to it (`now_secs() - 1` was, when
     // the clock ticked between signing and here).
     let other_ts = (ts.parse::<u64>().unwrap() - 1).to_string();
     case(
@@ -167,7 +158,7 @@ fn cases() -> Vec<Case> {
         Some("no matching signature"),
     );
 
-    let expired = (now() - 301 - 60).to_string();
+    let expired = (now_secs() - 301 - 60).to_string();
     case(
         "expired timestamp",
         headers(ID, &expired, &sign(ID, &expired, &body)),
@@ -176,7 +167,7 @@ fn cases() -> Vec<Case> {
         None,
         Some("outside the 300 s tolerance"),
     );
-    let future = (now() + 301 + 60).to_string();
+    let future = (now_secs() + 301 + 60).to_string();
     case(
         "future timestamp",
         headers(ID, &future, &sign(ID, &future, &body)),
@@ -319,125 +310,70 @@ fn sign_v1a(seed: &str, id: &str, timestamp: &str, body: &[u8]) -> String {
 /// configuration; each accepted one has an id of its own, so that the events
 /// stored show which deliveries got through.
 fn key_cases() -> Vec<Case> {
-    let ts = now().to_string();
+    let ts = now_secs().to_string();
     let body = br#"{"type":"invoice.paid","data":{"amount":1200}}"#.to_vec();
-    let mut cases = Vec::new();
-    let mut case = |plugin,
-                    name,
-                    id: &str,
-                    ts: &str,
-                    signature: &str,
-                    body: &[u8],
-                    status,
-                    body_contains,
-                    log_contains| {
-        cases.push(Case {
-            name,
-            plugin,
-            headers: headers(id, ts, signature),
-            body: body.to_vec(),
-            status,
-            body_is: if status == 200 { accepted(id) } else { None },
-            body_contains,
-            log_contains,
-        })
-    };
     let refused = Some("no matching signature");
+    // Sent to configuration `plugin` with `signature` at `ts` over `body`: accepted
+    // (200, the plugin's answer naming `id`) or refused for want of a matching
+    // signature.
+    let signed = |plugin, name, id: &str, signature: &str, status| Case {
+        name,
+        plugin,
+        headers: headers(id, &ts, signature),
+        body: body.clone(),
+        status,
+        body_is: if status == 200 { accepted(id) } else { None },
+        body_contains: if status == 200 { None } else { refused },
+        log_contains: None,
+    };
+    let mut cases = Vec::new();
 
     // The library and this file's `sign` agree, so the v1 cases above are the spec's.
-    let official = sign_v1_official("msg_official_v1", &ts, &body);
-    assert_eq!(official, sign("msg_official_v1", &ts, &body));
-    case(
-        "",
-        "v1 signed by the standardwebhooks library",
-        "msg_official_v1",
-        &ts,
-        &official,
-        &body,
-        200,
-        None,
-        None,
-    );
-    let v1a = sign_v1a(SEED, "msg_v1a_to_secret_only", &ts, &body);
-    case(
-        "",
-        "v1a without public_key",
-        "msg_v1a_to_secret_only",
-        &ts,
-        &v1a,
-        &body,
-        401,
-        refused,
-        None,
-    );
+    let id = "msg_official_v1";
+    let official = sign_v1_official(id, &ts, &body);
+    assert_eq!(official, sign(id, &ts, &body));
+    let name = "v1 signed by the standardwebhooks library";
+    cases.push(signed("", name, id, &official, 200));
+    let id = "msg_v1a_to_secret_only";
+    let v1a = sign_v1a(SEED, id, &ts, &body);
+    cases.push(signed("", "v1a without public_key", id, &v1a, 401));
 
     let id = "msg_v1a_valid";
     let valid = sign_v1a(SEED, id, &ts, &body);
-    case(
-        "-ed25519",
-        "v1a valid",
-        id,
-        &ts,
-        &valid,
-        &body,
-        200,
-        None,
-        None,
-    );
+    cases.push(signed("-ed25519", "v1a valid", id, &valid, 200));
     let id = "msg_v1a_forged";
     let forged = sign_v1a(OTHER_SEED, id, &ts, &body);
-    case(
+    cases.push(signed(
         "-ed25519",
         "v1a forged (another key)",
         id,
-        &ts,
         &forged,
-        &body,
         401,
-        refused,
-        None,
-    );
+    ));
     let id = "msg_v1a_tampered_body";
     let mut tampered_body = body.clone();
     tampered_body[10] ^= 1;
-    case(
-        "-ed25519",
-        "v1a tampered body",
-        id,
-        &ts,
-        &sign_v1a(SEED, id, &ts, &body),
-        &tampered_body,
-        401,
-        refused,
-        None,
-    );
+    let valid = sign_v1a(SEED, id, &ts, &body);
+    cases.push(Case {
+        body: tampered_body,
+        ..signed("-ed25519", "v1a tampered body", id, &valid, 401)
+    });
     let id = "msg_v1a_tampered_timestamp";
     // Relative to `ts`, not to now: signing takes long enough for now - 1 to be `ts`.
     let earlier = (ts.parse::<u64>().unwrap() - 1).to_string();
-    case(
-        "-ed25519",
-        "v1a tampered timestamp",
-        id,
-        &earlier,
-        &sign_v1a(SEED, id, &ts, &body),
-        &body,
-        401,
-        refused,
-        None,
-    );
+    let valid = sign_v1a(SEED, id, &ts, &body);
+    cases.push(Case {
+        headers: headers(id, &earlier, &valid),
+        ..signed("-ed25519", "v1a tampered timestamp", id, &valid, 401)
+    });
     let id = "msg_v1a_stale";
-    let stale = (now() - 301 - 60).to_string();
-    case(
-        "-ed25519",
-        "v1a stale timestamp",
-        id,
-        &stale,
-        &sign_v1a(SEED, id, &stale, &body),
-        &body,
-        401,
-        Some("outside the 300 s tolerance"),
-        None,
-    );
+    let stale = (now_secs() - 301 - 60).to_string();
+    let signature = sign_v1a(SEED, id, &stale, &body);
+    cases.push(Case {
+        headers: headers(id, &stale, &signature),
+        body_contains: Some("outside the 300 s tolerance"),
+        ..signed("-ed25519", "v1a stale timestamp", id, &signature, 401)
+    });
     // 64 bytes are `...Xy==` in base64: `y` carries 2 bits of the last byte and 4
     // zero bits; setting one of those gives another text for the same bytes.
     let id = "msg_v1a_not_canonical";
@@ -448,41 +384,19 @@ fn key_cases() -> Vec<Case> {
     assert_eq!(digit & 15, 0, "{}", String::from_utf8_lossy(&text));
     text[at] = ALPHABET[digit | 1];
     let not_canonical = String::from_utf8(text).unwrap();
-    case(
-        "-ed25519",
-        "v1a signature in non-canonical base64",
-        id,
-        &ts,
-        &not_canonical,
-        &body,
-        401,
-        refused,
-        None,
-    );
+    let name = "v1a signature in non-canonical base64";
+    cases.push(signed("-ed25519", name, id, &not_canonical, 401));
     let id = "msg_v1a_short";
-    case(
+    cases.push(signed(
         "-ed25519",
         "v1a signature of 3 bytes",
         id,
-        &ts,
         "v1a,AAAA",
-        &body,
         401,
-        refused,
-        None,
-    );
+    ));
     let id = "msg_v1_to_public_key_only";
-    case(
-        "-ed25519",
-        "v1 without secret",
-        id,
-        &ts,
-        &sign_v1_official(id, &ts, &body),
-        &body,
-        401,
-        refused,
-        None,
-    );
+    let v1 = sign_v1_official(id, &ts, &body);
+    cases.push(signed("-ed25519", "v1 without secret", id, &v1, 401));
 
     let id = "msg_v1_bad_v1a_good";
     let list = format!(
@@ -490,51 +404,33 @@ fn key_cases() -> Vec<Case> {
         sign("msg_other", &ts, &body),
         sign_v1a(SEED, id, &ts, &body)
     );
-    case(
+    cases.push(signed(
         "-both",
         "v1 invalid, then v1a valid",
         id,
-        &ts,
         &list,
-        &body,
         200,
-        None,
-        None,
-    );
+    ));
     let id = "msg_v1a_bad_v1_good";
     let list = format!(
         "{} {}",
         sign_v1a(OTHER_SEED, id, &ts, &body),
         sign_v1_official(id, &ts, &body)
     );
-    case(
+    cases.push(signed(
         "-both",
         "v1a invalid, then v1 valid",
         id,
-        &ts,
         &list,
-        &body,
         200,
-        None,
-        None,
-    );
+    ));
     let id = "msg_unknown_versions";
     let list = format!(
         "v2,{} v1b,AAAA nocomma  {}",
         &sign_v1a(SEED, id, &ts, &body)[4..],
         sign_v1a(SEED, id, &ts, &body)
     );
-    case(
-        "-both",
-        "unknown versions skipped",
-        id,
-        &ts,
-        &list,
-        &body,
-        200,
-        None,
-        None,
-    );
+    cases.push(signed("-both", "unknown versions skipped", id, &list, 200));
     let id = "msg_all_invalid";
     let list = format!(
         "{} {} v2,{}",
@@ -542,24 +438,13 @@ fn key_cases() -> Vec<Case> {
         sign_v1a(OTHER_SEED, id, &ts, &body),
         &sign_v1a(SEED, id, &ts, &body)[4..]
     );
-    case(
-        "-both",
-        "v1 and v1a, all invalid",
-        id,
-        &ts,
-        &list,
-        &body,
-        401,
-        refused,
-        None,
-    );
+    cases.push(signed("-both", "v1 and v1a, all invalid", id, &list, 401));
 
     let list = format!(
         "{} {}",
         sign_v1_official("msg_unset", &ts, &body),
         sign_v1a(SEED, "msg_unset", &ts, &body)
     );
-    let internal = Some("internal error");
     for (plugin, name, message) in [
         (
             "-unset",
@@ -577,17 +462,11 @@ fn key_cases() -> Vec<Case> {
             "config `public_key` is not the base64 of a 32-byte Ed25519 key",
         ),
     ] {
-        case(
-            plugin,
-            name,
-            "msg_unset",
-            &ts,
-            &list,
-            &body,
-            500,
-            internal,
-            Some(message),
-        );
+        cases.push(Case {
+            body_contains: Some("internal error"),
+            log_contains: Some(message),
+            ..signed(plugin, name, "msg_unset", &list, 500)
+        });
     }
     cases
 }

@@ -56,10 +56,7 @@ fn send_event(host: &Host, id: &str, payload: &str) {
 
 /// The handler's deliveries, as `host` lists them.
 fn deliveries(host: &Host) -> Vec<Value> {
-    host.get_json("/api/deliveries?plugin=handler&limit=500")["deliveries"]
-        .as_array()
-        .unwrap()
-        .clone()
+    host.get_list("/api/deliveries?plugin=handler&limit=500", "deliveries")
 }
 
 #[test]

@@ -30,10 +30,7 @@ fn replacing_a_plugin_20_times_under_load_fails_no_request() {
             // In place: truncate and write, as `cp` does; the watcher sees partial files.
             std::fs::write(&path, bytes).unwrap();
         } else {
-            // Write then rename, as editors and deploy tools do.
-            let tmp = host.plugins_dir().join(".app.wasm.partial");
-            std::fs::write(&tmp, bytes).unwrap();
-            std::fs::rename(&tmp, &path).unwrap();
+            host.replace_plugin_file("app", bytes);
         }
         let since = traffic.count();
         eventually(&format!("round {round} to answer {expected}"), WAIT, || {

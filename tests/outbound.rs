@@ -10,10 +10,9 @@ mod common;
 
 use std::io::ErrorKind;
 use std::net::TcpListener;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::stub_server::{Reply, StubServer};
-use common::{client, example_plugin, github_signature, Host, HostSpec};
+use common::{client, event_in, example_plugin, github_signature, now_secs, Host, HostSpec};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -260,15 +259,8 @@ fn a_bare_name_allows_https_only() {
 
 // ---- the stripe plugin's invoice follow-up ----
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn stripe_signature(body: &[u8]) -> String {
-    let t = now();
+    let t = now_secs();
     let mut mac = Hmac::<Sha256>::new_from_slice(STRIPE_SECRET.as_bytes()).unwrap();
     mac.update(format!("{t}.").as_bytes());
     mac.update(body);
@@ -396,11 +388,8 @@ fn the_stripe_invoice_follow_up_reaches_the_api_lands_in_the_event_and_notify_po
         .filter(|r| r.target.starts_with("/v1/"))
         .count();
     assert_eq!(api_calls, 1);
-    let events = stored_events(&host, "stripe");
-    let customer = events
-        .iter()
-        .find(|e| e["event_id"] == "evt_customer_1")
-        .unwrap();
+    let listing = get(&host, "/api/events?plugin=stripe");
+    let customer = event_in(&listing, "evt_customer_1").unwrap();
     assert_eq!(
         customer["payload"],
         serde_json::from_str::<Value>(body).unwrap()

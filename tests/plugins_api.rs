@@ -7,8 +7,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 fn plugins(host: &common::Host) -> Vec<Value> {
-    let reply: Value = host.get_json("/api/plugins");
-    reply["plugins"].as_array().unwrap().clone()
+    host.get_list("/api/plugins", "plugins")
 }
 
 #[test]

@@ -3,22 +3,13 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use common::{client, HostSpec};
+use common::{client, now_secs, HostSpec};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
 const STRIPE_SECRET: &str = "whsec_test_5WbX5kEWLlfzsGNjH64I8lOOqUB6e8FH";
 const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 fn hmac_hex(key: &str, parts: &[&[u8]]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
@@ -56,7 +47,7 @@ fn stripe_verifies_stripe_signature() {
             .send()
             .unwrap()
     };
-    let t = now();
+    let t = now_secs();
     let valid = stripe_signature(t, body);
 
     let response = send(format!("t={t},v1={valid}"), body);
@@ -96,7 +87,7 @@ fn stripe_tolerance_is_configurable() {
         ))
         .start();
     let body = br#"{"id":"evt_2","type":"customer.created","data":{"object":{}}}"#;
-    let t = now() - 600;
+    let t = now_secs() - 600;
     let response = client()
         .post(host.url("/hooks/stripe"))
         .header(
@@ -127,7 +118,7 @@ fn slack_verifies_and_answers_the_url_challenge() {
             .send()
             .unwrap()
     };
-    let ts = now();
+    let ts = now_secs();
 
     let challenge = br#"{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
     let response = send(ts, slack_signature(ts, challenge), challenge);

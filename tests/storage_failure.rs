@@ -6,117 +6,32 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use common::test_plugin;
 use hookhost::config::Config;
 use hookhost::store::backend::Stores;
-use hookhost::store::{
-    AfterFailure, ClaimedDelivery, Clock, DeliveryFilter, DeliveryQueue, DeliveryRow, Discarded,
-    EventFilter, EventLog, EventStore, IngestRecord, Persisted, PollBook, PollLease, PollRecord,
-    PurgeBatch, PurgeStep, RawRequest, SavedCursor, Settled, StateChange, StateRefused, StateStore,
-    StoredEventRow, Unavailable, UnixMs,
-};
+use hookhost::store::sql::impls::SqlBackend;
+use hookhost::store::sql::reads::{Found, Read};
+use hookhost::store::sql::writes::{Write, Written};
+use hookhost::store::{EventStore, Unavailable};
 use hookhost::Host;
 
-/// Fails every call, as a database that cannot be reached would.
+/// A SQL database that cannot be reached: every read and write fails, and the
+/// store traits (`sql::impls`) carry that failure up as the real backends do.
 struct FailingStore;
 
-/// What every call of `FailingStore` answers.
+/// What every read and write of `FailingStore` answers.
 fn down<T>() -> Result<T> {
     Err(anyhow!("connection refused").context(Unavailable))
 }
 
-#[async_trait::async_trait]
-impl EventLog for FailingStore {
-    async fn persist_ingest(&self, _: IngestRecord) -> Result<Vec<Persisted>> {
+impl SqlBackend for FailingStore {
+    async fn write(&self, _: Write) -> Result<Written> {
         down()
     }
-    async fn list_events(&self, _: EventFilter) -> Result<Vec<StoredEventRow>> {
-        down()
-    }
-    async fn get_event(&self, _: i64) -> Result<Option<(StoredEventRow, Option<RawRequest>)>> {
-        down()
-    }
-    async fn purge(&self, _: PurgeStep) -> Result<PurgeBatch> {
-        down()
-    }
-}
 
-#[async_trait::async_trait]
-impl DeliveryQueue for FailingStore {
-    async fn list_deliveries(&self, _: DeliveryFilter) -> Result<Vec<DeliveryRow>> {
-        down()
-    }
-    async fn claim_due(
-        &self,
-        _: &[String],
-        _: Clock,
-        _: Duration,
-        _: u32,
-    ) -> Result<Vec<ClaimedDelivery>> {
-        down()
-    }
-    async fn next_due(&self) -> Result<Option<UnixMs>> {
-        down()
-    }
-    async fn due_in(&self, _: &[String], _: Clock) -> Result<Option<Duration>> {
-        down()
-    }
-    async fn complete(&self, _: i64, _: u64, _: Clock) -> Result<Settled> {
-        down()
-    }
-    async fn fail(&self, _: i64, _: u64, _: String, _: AfterFailure, _: Clock) -> Result<Settled> {
-        down()
-    }
-    async fn retry(&self, _: i64, _: UnixMs) -> Result<Option<DeliveryRow>> {
-        down()
-    }
-    async fn put_back(&self, _: i64, _: u64, _: Duration, _: Clock) -> Result<Settled> {
-        down()
-    }
-    async fn discard(&self, _: i64) -> Result<Discarded> {
-        down()
-    }
-}
-
-#[async_trait::async_trait]
-impl PollBook for FailingStore {
-    async fn persist_poll(&self, _: PollRecord) -> Result<Vec<Persisted>> {
-        down()
-    }
-    async fn poll_cursor(&self, _: &str) -> Result<Option<SavedCursor>> {
-        down()
-    }
-    async fn keep_poll_leases(
-        &self,
-        _: &str,
-        _: &[String],
-        _: Clock,
-        _: Duration,
-    ) -> Result<Vec<PollLease>> {
-        down()
-    }
-    async fn release_poll_leases(&self, _: &str) -> Result<()> {
-        down()
-    }
-}
-
-#[async_trait::async_trait]
-impl StateStore for FailingStore {
-    async fn state_get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>> {
-        down()
-    }
-    async fn state_len(&self, _: &str) -> Result<u64> {
-        down()
-    }
-    async fn state_apply(
-        &self,
-        _: &str,
-        _: Vec<StateChange>,
-        _: UnixMs,
-    ) -> Result<Result<(), StateRefused>> {
+    async fn read(&self, _: Read) -> Result<Found> {
         down()
     }
 }

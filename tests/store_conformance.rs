@@ -15,7 +15,7 @@ use hookhost::store::{
     AfterFailure, ClaimedDelivery, Clock, DeliveryFilter, DeliveryQueue, DeliveryRow,
     DeliveryState, Discarded, EventFilter, EventLog, EventStore, IngestRecord, NewEvent, Persisted,
     PollBook, PollLease, PollRecord, PurgeBatch, PurgeStep, PurgeTarget, RawRequest, SavedCursor,
-    Settled, StateChange, StateRefused, UnixMs, STATE_MAX_KEYS,
+    Settled, Settlement, StateChange, StateRefused, UnixMs, STATE_MAX_KEYS,
 };
 
 use common::postgres::Postgres;
@@ -204,6 +204,23 @@ async fn purge_events(store: &dyn EventLog, cutoff: UnixMs) -> u64 {
     let events = purge_all(store, PurgeTarget::Events, cutoff).await;
     purge_all(store, PurgeTarget::Requests, cutoff).await;
     events
+}
+
+/// The settlement of a failed attempt that dead-letters the delivery.
+fn dead_letter(error: &str) -> Settlement {
+    Settlement::Failed {
+        error: error.into(),
+        after: AfterFailure::Dead,
+    }
+}
+
+/// The settlement of a failed attempt that makes the delivery due again `ms`
+/// after the failure.
+fn retry_in(error: &str, ms: u64) -> Settlement {
+    Settlement::Failed {
+        error: error.into(),
+        after: AfterFailure::RetryIn(Duration::from_millis(ms)),
+    }
 }
 
 fn new_id(persisted: Persisted) -> i64 {
@@ -408,22 +425,20 @@ mod cases {
         let again = claim(&*store, 1100.into(), lease, 10).await;
         assert_eq!(again[0].attempt, 2);
         let stale = store
-            .fail(
+            .settle(
                 again[0].id,
                 claimed[0].lease,
-                "late".into(),
-                AfterFailure::Dead,
+                dead_letter("late"),
                 1150.into(),
             )
             .await
             .unwrap();
         assert_eq!(stale, Settled::Stale);
         store
-            .fail(
+            .settle(
                 again[0].id,
                 again[0].lease,
-                "boom".into(),
-                AfterFailure::Dead,
+                dead_letter("boom"),
                 1200.into(),
             )
             .await
@@ -451,13 +466,13 @@ mod cases {
         // The claim before the retry is fenced off too.
         assert_eq!(
             store
-                .complete(third[0].id, again[0].lease, 2001.into())
+                .settle(third[0].id, again[0].lease, Settlement::Done, 2001.into())
                 .await
                 .unwrap(),
             Settled::Stale
         );
         store
-            .complete(third[0].id, third[0].lease, 2001.into())
+            .settle(third[0].id, third[0].lease, Settlement::Done, 2001.into())
             .await
             .unwrap();
         assert_eq!(store.next_due().await.unwrap(), None);
@@ -476,11 +491,10 @@ mod cases {
         let rest = claim(&*store, 100.into(), lease, 10).await;
         assert_eq!(rest.len(), 1);
         store
-            .fail(
+            .settle(
                 first[0].id,
                 first[0].lease,
-                "later".into(),
-                AfterFailure::RetryIn(Duration::from_millis(4800)),
+                retry_in("later", 4800),
                 200.into(),
             )
             .await
@@ -502,7 +516,12 @@ mod cases {
         let claimed = claim(&*store, 100.into(), lease, 10).await;
         assert_eq!(claimed.len(), 1);
         store
-            .complete(claimed[0].id, claimed[0].lease, 150.into())
+            .settle(
+                claimed[0].id,
+                claimed[0].lease,
+                Settlement::Done,
+                150.into(),
+            )
             .await
             .unwrap();
         assert_eq!(purge_events(store.as_ref(), 500).await, 1);
@@ -546,19 +565,19 @@ mod cases {
         for delivery in &claimed {
             let (id, lease) = (delivery.id, delivery.lease);
             let settled = match (delivery.event.id, delivery.plugin.as_str()) {
-                (event, _) if event == delivered => store.complete(id, lease, 150.into()).await,
+                (event, _) if event == delivered => {
+                    store.settle(id, lease, Settlement::Done, 150.into()).await
+                }
                 (event, _) if event == dead => {
-                    let error = "gave up".to_string();
                     store
-                        .fail(id, lease, error, AfterFailure::Dead, 150.into())
+                        .settle(id, lease, dead_letter("gave up"), 150.into())
                         .await
                 }
-                (_, "notify") => store.complete(id, lease, 150.into()).await,
+                (_, "notify") => store.settle(id, lease, Settlement::Done, 150.into()).await,
                 _ => {
                     audit = Some((id, lease));
-                    let later = AfterFailure::RetryIn(Duration::from_millis(9_850));
                     store
-                        .fail(id, lease, "later".into(), later, 150.into())
+                        .settle(id, lease, retry_in("later", 9_850), 150.into())
                         .await
                 }
             };
@@ -602,7 +621,10 @@ mod cases {
 
         // Once its last delivery is delivered, the event goes at the next purge.
         let (audit, lease) = audit.expect("the audit delivery was claimed");
-        store.complete(audit, lease, 10_000.into()).await.unwrap();
+        store
+            .settle(audit, lease, Settlement::Done, 10_000.into())
+            .await
+            .unwrap();
         assert_eq!(purge_events(store.as_ref(), 500).await, 1);
         assert!(store.get_event(retrying).await.unwrap().is_none());
         let deliveries = store.list_deliveries(all_deliveries()).await.unwrap();
@@ -625,31 +647,18 @@ mod cases {
         };
         let (first, second, pending) = (by_event("first"), by_event("second"), by_event("pending"));
         store
-            .fail(
-                first.id,
-                first.lease,
-                "no".into(),
-                AfterFailure::Dead,
-                200.into(),
-            )
+            .settle(first.id, first.lease, dead_letter("no"), 200.into())
             .await
             .unwrap();
         store
-            .fail(
-                second.id,
-                second.lease,
-                "no".into(),
-                AfterFailure::Dead,
-                300.into(),
-            )
+            .settle(second.id, second.lease, dead_letter("no"), 300.into())
             .await
             .unwrap();
         store
-            .fail(
+            .settle(
                 pending.id,
                 pending.lease,
-                "later".into(),
-                AfterFailure::RetryIn(Duration::from_millis(9_700)),
+                retry_in("later", 9_700),
                 300.into(),
             )
             .await
@@ -671,13 +680,7 @@ mod cases {
         let third = claim(&*store, 100.into(), Duration::from_secs(30), 10).await;
         assert_eq!(third.len(), 1);
         store
-            .fail(
-                third[0].id,
-                third[0].lease,
-                "no".into(),
-                AfterFailure::Dead,
-                400.into(),
-            )
+            .settle(third[0].id, third[0].lease, dead_letter("no"), 400.into())
             .await
             .unwrap();
         // Younger than its retention: kept; the event stays for it.
@@ -950,7 +953,12 @@ mod cases {
         assert!(wait > Duration::from_secs(3000), "{wait:?}");
         assert_eq!(
             store
-                .complete(by_database[0].id, by_database[0].lease, Clock::Database)
+                .settle(
+                    by_database[0].id,
+                    by_database[0].lease,
+                    Settlement::Done,
+                    Clock::Database
+                )
                 .await
                 .unwrap(),
             Settled::Recorded

@@ -193,17 +193,13 @@ fn a_plugin_hot_reloaded_between_0_1_0_and_0_2_0_builds_fails_no_request() {
     let new = std::fs::read(test_plugin("v2-probe")).unwrap();
     let host = HostSpec::default().versioned_app().start();
     let traffic = SteadyTraffic::start(vec![host.url("/hooks/app")]);
-    let path = host.plugins_dir().join("app.wasm");
     for round in 0..6 {
         let (bytes, wit) = if round % 2 == 0 {
             (&new, "hookhost:plugin@0.2.0")
         } else {
             (&old, "hookhost:plugin@0.1.0")
         };
-        // Write then rename, as deploy tools do.
-        let tmp = host.plugins_dir().join(".app.wasm.partial");
-        std::fs::write(&tmp, bytes).unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
+        host.replace_plugin_file("app", bytes);
         eventually(
             &format!("round {round} to serve {wit}"),
             Duration::from_secs(60),

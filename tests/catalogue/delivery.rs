@@ -4,7 +4,16 @@
 use reqwest::blocking::Response;
 use serde_json::Value;
 
-use crate::common::{client, Host};
+use crate::common::{client, Host, HostSpec};
+
+/// A host running the example plugin `plugin` alone, configured with `config`:
+/// the inside of its `config = { ... }` table.
+pub fn provider_host(plugin: &str, config: &str) -> Host {
+    HostSpec::default()
+        .example_plugin(plugin)
+        .config(&format!("[plugins.{plugin}]\nconfig = {{ {config} }}\n"))
+        .start()
+}
 
 /// POSTs `body` as `application/json` to `/hooks/<plugin>` with each header
 /// whose value is `Some`, so a test leaves one out by passing `None`.
@@ -21,12 +30,25 @@ pub fn post(host: &Host, plugin: &str, headers: &[(&str, Option<&str>)], body: &
     request.send().unwrap()
 }
 
+/// A refused delivery: what the case is, the signature sent (`None` for none)
+/// and the body.
+pub type Refused = (&'static str, Option<String>, Vec<u8>);
+
+/// The deliveries any signature check refuses, for a provider that signs `body`
+/// into `valid`: signed with another secret (`forged`), the body tampered with
+/// after signing, no signature, an empty one.
+pub fn forgeries(body: &[u8], valid: &str, forged: String, tampered: Vec<u8>) -> Vec<Refused> {
+    vec![
+        ("forged: another secret", Some(forged), body.to_vec()),
+        ("tampered body", Some(valid.to_string()), tampered),
+        ("no signature", None, body.to_vec()),
+        ("empty signature", Some(String::new()), body.to_vec()),
+    ]
+}
+
 /// Every event `plugin` has stored, from the admin API.
 pub fn stored(host: &Host, plugin: &str) -> Vec<Value> {
-    host.get_json(&format!("/api/events?plugin={plugin}&limit=500"))["events"]
-        .as_array()
-        .unwrap()
-        .clone()
+    host.get_list(&format!("/api/events?plugin={plugin}&limit=500"), "events")
 }
 
 /// The stored event the provider calls `event_id` in `events`; panics naming

@@ -2,26 +2,17 @@
 //! libsodium through PyNaCl (`tests/signers/ed25519.py`), the library Discord's
 //! own Python example verifies with.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use reqwest::blocking::Response;
 use serde_json::{json, Value};
 
 use super::delivery;
-use crate::common::{signers, Host, HostSpec};
+use crate::common::{now_secs, signers, Host};
 
 /// The application's key pair: the seed stays here, the public key goes in the
 /// config, as in the Developer Portal.
 const SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
 /// Someone else's key: what a forger signs with.
 const OTHER_SEED: &str = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 /// `(public key hex, signature hex)` of `timestamp` + `body` under `seed`.
 fn sign(seed: &str, timestamp: &str, body: &[u8]) -> (String, String) {
@@ -37,13 +28,10 @@ fn public_key(seed: &str) -> String {
 }
 
 fn host(extra_config: &str) -> Host {
-    HostSpec::default()
-        .example_plugin("discord")
-        .config(&format!(
-            "[plugins.discord]\nconfig = {{ public_key = \"{}\"{extra_config} }}\n",
-            public_key(SEED)
-        ))
-        .start()
+    delivery::provider_host(
+        "discord",
+        &format!("public_key = \"{}\"{extra_config}", public_key(SEED)),
+    )
 }
 
 /// Posts `body` with the given signature headers (`None` leaves one out).
@@ -80,7 +68,7 @@ const COMMAND: &[u8] = br#"{"app_permissions":"442368","application_id":"1179085
 #[test]
 fn discord_answers_ping_and_defers_interactions_signed_with_ed25519() {
     let host = host("");
-    let ts = now();
+    let ts = now_secs();
 
     // PING, sent when the URL is saved: PONG, exactly, and nothing stored.
     let ping = br#"{"application_id":"1179085452146176021","id":"1179095532372369400","token":"aW50ZXJhY3Rpb24","type":1,"user":{"id":"53908232506183680"},"version":1}"#;
@@ -134,7 +122,7 @@ fn discord_answers_ping_and_defers_interactions_signed_with_ed25519() {
 #[test]
 fn discord_refuses_forged_tampered_stale_and_unsigned_interactions() {
     let host = host("");
-    let ts = now();
+    let ts = now_secs();
     let stamp = ts.to_string();
     let (_, valid) = sign(SEED, &stamp, COMMAND);
 
@@ -163,7 +151,7 @@ fn discord_refuses_forged_tampered_stale_and_unsigned_interactions() {
     assert!(stale.text().unwrap().contains("tolerance"));
     // Well past the tolerance: signing takes a while, and the clock runs on.
     assert_refused(
-        send_signed(&host, SEED, now() + 400, COMMAND),
+        send_signed(&host, SEED, now_secs() + 400, COMMAND),
         "a timestamp 400 s ahead",
     );
     assert_refused(send(&host, None, Some(&stamp), COMMAND), "no signature");
@@ -185,10 +173,10 @@ fn discord_refuses_forged_tampered_stale_and_unsigned_interactions() {
 #[test]
 fn discord_tolerance_is_configurable() {
     let host = host(", tolerance = \"900\"");
-    let response = send_signed(&host, SEED, now() - 600, COMMAND);
+    let response = send_signed(&host, SEED, now_secs() - 600, COMMAND);
     assert_answer(response, json!({"type": 5}), &host);
     assert_refused(
-        send_signed(&host, SEED, now() - 901, COMMAND),
+        send_signed(&host, SEED, now_secs() - 901, COMMAND),
         "older than the configured tolerance",
     );
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::delivery;
-use crate::common::{Host, HostSpec};
+use crate::common::Host;
 
 const SECRET: &str = "lin_wh_5gUq4nrjJfbpWiTXHm2ZBCAf0i6kwQGkzE9lDOt8Rccy";
 const DELIVERY: &str = "234d1a4e-b617-4388-90fe-adc3633d6b72";
@@ -41,12 +41,7 @@ fn issue_created(timestamp_ms: u64) -> Vec<u8> {
 }
 
 fn host(extra_config: &str) -> Host {
-    HostSpec::default()
-        .example_plugin("linear")
-        .config(&format!(
-            "[plugins.linear]\nconfig = {{ secret = \"{SECRET}\"{extra_config} }}\n"
-        ))
-        .start()
+    delivery::provider_host("linear", &format!("secret = \"{SECRET}\"{extra_config}"))
 }
 
 fn send(host: &Host, signature: Option<&str>, delivery_id: &str, body: &[u8]) -> Response {

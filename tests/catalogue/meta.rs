@@ -9,7 +9,8 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::common::{client, Host, HostSpec};
+use super::delivery;
+use crate::common::{client, Host};
 
 const APP_SECRET: &str = "9f3c2b7e1d4a6f8e0b5c7d9e1f2a3b4c";
 const VERIFY_TOKEN: &str = "meaty ham&hock";
@@ -32,30 +33,18 @@ fn sign(secret: &str, body: &[u8]) -> String {
 }
 
 fn meta_host() -> Host {
-    HostSpec::default()
-        .example_plugin("meta")
-        .config(&format!(
-            "[plugins.meta]\nconfig = {{ app_secret = \"{APP_SECRET}\", verify_token = \"{VERIFY_TOKEN}\" }}\n"
-        ))
-        .start()
+    delivery::provider_host(
+        "meta",
+        &format!("app_secret = \"{APP_SECRET}\", verify_token = \"{VERIFY_TOKEN}\""),
+    )
 }
 
 fn notify(host: &Host, signature: Option<&str>, body: &[u8]) -> reqwest::blocking::Response {
-    let mut request = client()
-        .post(host.url("/hooks/meta"))
-        .header("content-type", "application/json")
-        .body(body.to_vec());
-    if let Some(signature) = signature {
-        request = request.header("X-Hub-Signature-256", signature);
-    }
-    request.send().unwrap()
+    delivery::post(host, "meta", &[("X-Hub-Signature-256", signature)], body)
 }
 
 fn stored(host: &Host) -> Vec<Value> {
-    host.get_json("/api/events?plugin=meta")["events"]
-        .as_array()
-        .unwrap()
-        .clone()
+    delivery::stored(host, "meta")
 }
 
 fn with_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -174,15 +163,9 @@ fn meta_refuses_forged_tampered_and_unsigned_notifications() {
     let at = WHATSAPP.find("another color").unwrap();
     tampered[at] = b'A';
 
-    let refused: Vec<(&str, Option<String>, Vec<u8>)> = vec![
-        (
-            "forged: another secret",
-            Some(sign("not-the-app-secret", body)),
-            body.to_vec(),
-        ),
-        ("tampered body", Some(valid.clone()), tampered),
-        ("no signature", None, body.to_vec()),
-        ("empty signature", Some(String::new()), body.to_vec()),
+    let forged = sign("not-the-app-secret", body);
+    let mut refused = delivery::forgeries(body, &valid, forged, tampered);
+    refused.extend([
         (
             "the digest without sha256=",
             Some(valid["sha256=".len()..].to_string()),
@@ -198,7 +181,7 @@ fn meta_refuses_forged_tampered_and_unsigned_notifications() {
             Some(valid[..valid.len() - 2].to_string()),
             body.to_vec(),
         ),
-    ];
+    ]);
     for (case, signature, body) in refused {
         let response = notify(&host, signature.as_deref(), &body);
         assert_eq!(response.status(), 401, "{case}: {}", host.log());

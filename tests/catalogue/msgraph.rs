@@ -6,7 +6,8 @@
 use reqwest::blocking::Response;
 use serde_json::{json, Value};
 
-use crate::common::{client, Host, HostSpec};
+use super::delivery;
+use crate::common::{client, Host};
 
 const CLIENT_STATE: &str = "secretClientValue-7c41e2";
 const SUBSCRIPTION: &str = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07";
@@ -14,17 +15,11 @@ const TENANT: &str = "84bd8158-6d4d-4958-8b9f-9d6445542f95";
 const RESOURCE: &str = "Users/622eaaff-0683-4862-9de4-f2ec83c2bd98/Messages/AAMkADMxZmEz";
 
 fn graph_host() -> Host {
-    HostSpec::default()
-        .example_plugin("msgraph")
-        .config(&format!(
-            "[plugins.msgraph]\nconfig = {{ client_state = \"{CLIENT_STATE}\" }}\n"
-        ))
-        .start()
+    delivery::provider_host("msgraph", &format!("client_state = \"{CLIENT_STATE}\""))
 }
 
 fn stored(host: &Host) -> Vec<Value> {
-    let listing = host.get_json("/api/events?plugin=msgraph&limit=500");
-    listing["events"].as_array().unwrap().clone()
+    delivery::stored(host, "msgraph")
 }
 
 /// A change notification as Graph sends one for a message.

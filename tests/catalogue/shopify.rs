@@ -9,7 +9,8 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::common::{client, Host, HostSpec};
+use super::delivery;
+use crate::common::{client, Host};
 
 const SECRET: &str = "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";
 const SHOP: &str = "jsmith.myshopify.com";
@@ -25,12 +26,7 @@ fn sign(secret: &str, body: &[u8]) -> String {
 }
 
 fn shopify_host() -> Host {
-    HostSpec::default()
-        .example_plugin("shopify")
-        .config(&format!(
-            "[plugins.shopify]\nconfig = {{ secret = \"{SECRET}\" }}\n"
-        ))
-        .start()
+    delivery::provider_host("shopify", &format!("secret = \"{SECRET}\""))
 }
 
 /// POSTs `body` as Shopify does, with `signature` unless `None`, and `headers`.
@@ -63,10 +59,7 @@ fn order_headers(webhook_id: &'static str) -> [(&'static str, &'static str); 2] 
 }
 
 fn stored(host: &Host) -> Vec<Value> {
-    host.get_json("/api/events?plugin=shopify")["events"]
-        .as_array()
-        .unwrap()
-        .clone()
+    delivery::stored(host, "shopify")
 }
 
 #[test]
@@ -147,15 +140,9 @@ fn shopify_refuses_forged_tampered_and_unsigned_deliveries() {
 
     let mut tampered = body.to_vec();
     tampered[7] ^= 1;
-    let refused: Vec<(&str, Option<String>, Vec<u8>)> = vec![
-        (
-            "forged: another secret",
-            Some(sign("not-the-secret", body)),
-            body.to_vec(),
-        ),
-        ("tampered body", Some(valid.clone()), tampered),
-        ("no signature", None, body.to_vec()),
-        ("empty signature", Some(String::new()), body.to_vec()),
+    let forged = sign("not-the-secret", body);
+    let mut refused = delivery::forgeries(body, &valid, forged, tampered);
+    refused.extend([
         (
             "the digest in hex",
             Some(hex::encode(&digest)),
@@ -176,7 +163,7 @@ fn shopify_refuses_forged_tampered_and_unsigned_deliveries() {
             Some(sign(SECRET, b"")),
             body.to_vec(),
         ),
-    ];
+    ]);
     for (case, signature, body) in refused {
         let response = deliver(&host, signature.as_deref(), &order_headers(id), &body);
         assert_eq!(response.status(), 401, "{case}: {}", host.log());

@@ -7,6 +7,7 @@
 use reqwest::blocking::Response;
 use serde_json::{json, Value};
 
+use super::delivery;
 use crate::common::{client, sha256_hex, signers::sign, Host, HostSpec};
 
 const AUTH_TOKEN: &str = "9f3c1be0a8d24c6e85b7f01d2e4a6c88";
@@ -61,8 +62,7 @@ fn post_form(
 }
 
 fn stored(host: &Host) -> Vec<Value> {
-    let listing = host.get_json("/api/events?plugin=twilio&limit=500");
-    listing["events"].as_array().unwrap().clone()
+    delivery::stored(host, "twilio")
 }
 
 fn assert_twiml(response: Response, host: &Host) {

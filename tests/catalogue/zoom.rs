@@ -4,24 +4,15 @@
 //! algorithm with the RustCrypto `hmac` crate, using the example challenge of
 //! Zoom's documentation.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use hmac::{Hmac, Mac};
 use reqwest::blocking::Response;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::delivery;
-use crate::common::{Host, HostSpec};
+use crate::common::{now_secs, Host};
 
 const SECRET_TOKEN: &str = "Wf0-1RpZRk2v6QMDGsREsg";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 fn hmac_hex(key: &str, message: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
@@ -37,12 +28,10 @@ fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
 }
 
 fn host(extra_config: &str) -> Host {
-    HostSpec::default()
-        .example_plugin("zoom")
-        .config(&format!(
-            "[plugins.zoom]\nconfig = {{ secret_token = \"{SECRET_TOKEN}\"{extra_config} }}\n"
-        ))
-        .start()
+    delivery::provider_host(
+        "zoom",
+        &format!("secret_token = \"{SECRET_TOKEN}\"{extra_config}"),
+    )
 }
 
 fn send(host: &Host, signature: Option<&str>, timestamp: Option<&str>, body: &[u8]) -> Response {
@@ -75,7 +64,7 @@ const STARTED: &[u8] = br#"{"event":"meeting.started","event_ts":1626230691572,"
 #[test]
 fn zoom_answers_the_url_validation_and_stores_signed_events() {
     let host = host("");
-    let ts = now();
+    let ts = now_secs();
 
     let expected = json!({
         "plainToken": "qgg8vlvZRS6UYooatFL8Aw",
@@ -117,7 +106,7 @@ fn zoom_answers_the_url_validation_and_stores_signed_events() {
 #[test]
 fn zoom_refuses_forged_tampered_stale_and_unsigned_requests() {
     let host = host("");
-    let ts = now();
+    let ts = now_secs();
     let stamp = ts.to_string();
     let valid = signature(SECRET_TOKEN, &stamp, STARTED);
 
@@ -180,13 +169,13 @@ fn zoom_refuses_forged_tampered_stale_and_unsigned_requests() {
 fn zoom_tolerance_is_configurable() {
     let host = host(", tolerance = \"900\"");
     assert_eq!(
-        send_signed(&host, SECRET_TOKEN, now() - 600, STARTED).status(),
+        send_signed(&host, SECRET_TOKEN, now_secs() - 600, STARTED).status(),
         200,
         "{}",
         host.log()
     );
     assert_eq!(
-        send_signed(&host, SECRET_TOKEN, now() - 901, STARTED).status(),
+        send_signed(&host, SECRET_TOKEN, now_secs() - 901, STARTED).status(),
         401
     );
 }

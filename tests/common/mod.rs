@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -37,6 +37,15 @@ pub fn test_plugin(name: &str) -> PathBuf {
             .join("target/test-plugins")
             .join(format!("{name}.wasm")),
     )
+}
+
+/// Seconds since the Unix epoch, now: the timestamp a provider signs a delivery
+/// with.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// The `event_id` of each event in `listing`, an answer of `/api/events`, in its order.
@@ -287,6 +296,12 @@ impl Host {
         self.get(path).json().unwrap()
     }
 
+    /// The list under `key` in the JSON answer to GET `path`.
+    pub fn get_list(&self, path: &str, key: &str) -> Vec<serde_json::Value> {
+        let answer = self.get_json(path);
+        answer[key].as_array().unwrap().clone()
+    }
+
     /// The entry of plugin `id` in `/api/plugins`, if it is loaded.
     pub fn plugin_listing(&self, id: &str) -> Option<serde_json::Value> {
         plugin_in(&self.get_json("/api/plugins"), id)
@@ -434,6 +449,15 @@ impl Host {
 
     pub fn plugins_dir(&self) -> PathBuf {
         self.dir.path().join("plugins")
+    }
+
+    /// Replaces plugin `id`'s file with `bytes` as editors and deploy tools do:
+    /// written beside it under a hidden name, then renamed over it, so that the
+    /// watcher never sees a partial file.
+    pub fn replace_plugin_file(&self, id: &str, bytes: &[u8]) {
+        let tmp = self.plugins_dir().join(format!(".{id}.wasm.partial"));
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, self.plugins_dir().join(format!("{id}.wasm"))).unwrap();
     }
 
     pub fn data_dir(&self) -> PathBuf {

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use hookhost::store::{
-    now_ms, AfterFailure, ClaimedDelivery, Clock, DeliveryFilter, DeliveryQueue, DeliveryRow,
-    Discarded, EventFilter, EventLog, EventStore, IngestRecord, Persisted, PollBook, PollLease,
-    PollRecord, PurgeBatch, PurgeStep, RawRequest, SavedCursor, Settled, StateChange, StateRefused,
+    now_ms, ClaimedDelivery, Clock, DeliveryFilter, DeliveryQueue, DeliveryRow, Discarded,
+    EventFilter, EventLog, EventStore, IngestRecord, Persisted, PollBook, PollLease, PollRecord,
+    PurgeBatch, PurgeStep, RawRequest, SavedCursor, Settled, Settlement, StateChange, StateRefused,
     StateStore, StoredEventRow, UnixMs,
 };
 
@@ -50,17 +50,11 @@ impl DeliveryQueue for NullStore {
     async fn due_in(&self, _: &[String], _: Clock) -> Result<Option<Duration>> {
         Ok(None)
     }
-    async fn complete(&self, _: i64, _: u64, _: Clock) -> Result<Settled> {
-        Ok(Settled::Recorded)
-    }
-    async fn fail(&self, _: i64, _: u64, _: String, _: AfterFailure, _: Clock) -> Result<Settled> {
+    async fn settle(&self, _: i64, _: u64, _: Settlement, _: Clock) -> Result<Settled> {
         Ok(Settled::Recorded)
     }
     async fn retry(&self, _: i64, _: UnixMs) -> Result<Option<DeliveryRow>> {
         Ok(None)
-    }
-    async fn put_back(&self, _: i64, _: u64, _: Duration, _: Clock) -> Result<Settled> {
-        Ok(Settled::Recorded)
     }
     async fn discard(&self, _: i64) -> Result<Discarded> {
         Ok(Discarded::NotFound)

@@ -103,15 +103,7 @@ async fn deploy(
         let deployed = components
             .deploy(&id, bytes.to_vec(), now_ms())
             .await
-            .map_err(|error| {
-                tracing::error!(plugin = %id, "storing a deployed component: {error:#}");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage",
-                    "the component could not be stored; nothing was deployed; retry later",
-                )
-                .with_retry_after(5)
-            })?;
+            .map_err(|error| storage_error(&id, "deploy", error))?;
         deployed_at = Some(deployed.deployed_at);
     }
     make_current(&state, plugin, bytes, "deployed", deployed_at).await

@@ -15,6 +15,11 @@ fn parse(text: &str) -> Result<Config> {
     Config::from_file(file, Path::new("/etc/hookhost"), Overrides::default(), &env)
 }
 
+/// The error, with its context, that refuses the config `text`.
+fn refusal(text: &str) -> String {
+    format!("{:#}", parse(text).unwrap_err())
+}
+
 #[test]
 fn defaults_apply_without_a_file() {
     let config = Config::load(None, Overrides::default(), env).unwrap();
@@ -64,14 +69,13 @@ fn file_values_expand_env_and_resolve_relative_to_the_file() {
     assert_eq!(github.max_attempts, Some(3));
     assert_eq!(github.retry_base, Some(Duration::from_millis(100)));
     assert_eq!(github.poll_interval, Some(Duration::from_secs(30)));
-    let error = parse("[plugins.feed]\npoll_interval = \"0s\"").unwrap_err();
-    assert!(format!("{error:#}").contains("poll_interval"), "{error:#}");
+    let error = refusal("[plugins.feed]\npoll_interval = \"0s\"");
+    assert!(error.contains("poll_interval"), "{error}");
 }
 
 #[test]
 fn a_missing_env_var_is_an_error_naming_it() {
-    let err = parse("[plugins.github]\nconfig = { secret = \"${NOPE}\" }").unwrap_err();
-    let text = format!("{err:#}");
+    let text = refusal("[plugins.github]\nconfig = { secret = \"${NOPE}\" }");
     assert!(text.contains("NOPE"), "{text}");
     assert!(text.contains("plugins.github"), "{text}");
 }
@@ -85,13 +89,10 @@ fn limits_parse_as_sizes_and_are_checked_at_load() {
     assert_eq!(p.memory, Some(64 << 20));
     assert_eq!(p.max_log_bytes, Some(1000));
     assert_eq!(p.max_concurrent_calls, Some(2));
-    let error = parse("[plugins.p]\nmemory = \"lots\"").unwrap_err();
-    assert!(
-        format!("{error:#}").contains("[plugins.p] memory"),
-        "{error:#}"
-    );
-    let error = parse("[plugins.p]\nmemory = \"1GiB\"").unwrap_err();
-    assert!(format!("{error:#}").contains("ceiling"), "{error:#}");
+    let error = refusal("[plugins.p]\nmemory = \"lots\"");
+    assert!(error.contains("[plugins.p] memory"), "{error}");
+    let error = refusal("[plugins.p]\nmemory = \"1GiB\"");
+    assert!(error.contains("ceiling"), "{error}");
 }
 
 #[test]
@@ -105,8 +106,7 @@ fn allowed_hosts_entries_are_checked_at_load() {
             "127.0.0.1:9000".parse().unwrap()
         ]
     );
-    let error = parse("[plugins.p]\nallowed_hosts = [\"https://api.github.com\"]").unwrap_err();
-    let text = format!("{error:#}");
+    let text = refusal("[plugins.p]\nallowed_hosts = [\"https://api.github.com\"]");
     assert!(text.contains("[plugins.p] allowed_hosts"), "{text}");
     assert!(text.contains("host:port"), "{text}");
 }
@@ -124,33 +124,30 @@ fn sources_default_to_any_and_must_name_plugin_ids() {
     );
     assert_eq!(config.plugins["other"].sources, None);
     assert_eq!(config.plugins["none"].sources.as_deref(), Some(&[][..]));
-    let error = parse("[plugins.notify]\nsources = [\"GitHub\"]").unwrap_err();
-    let text = format!("{error:#}");
+    let text = refusal("[plugins.notify]\nsources = [\"GitHub\"]");
     assert!(text.contains("[plugins.notify] sources"), "{text}");
     assert!(text.contains("\"GitHub\""), "{text}");
     assert!(parse("[plugins.notify]\nsources = \"github\"").is_err());
 }
 
 #[test]
-fn max_connections_defaults_and_refuses_zero() {
-    assert_eq!(parse("").unwrap().max_connections, DEFAULT_MAX_CONNECTIONS);
-    assert_eq!(parse("max_connections = 8").unwrap().max_connections, 8);
-    let error = parse("max_connections = 0").unwrap_err();
-    assert!(
-        format!("{error:#}").contains("`max_connections` must be at least 1"),
-        "{error:#}"
-    );
-}
-
-#[test]
-fn write_queue_defaults_and_refuses_zero() {
-    assert_eq!(parse("").unwrap().write_queue, DEFAULT_WRITE_QUEUE);
-    assert_eq!(parse("write_queue = 8").unwrap().write_queue, 8);
-    let error = parse("write_queue = 0").unwrap_err();
-    assert!(
-        format!("{error:#}").contains("`write_queue` must be at least 1"),
-        "{error:#}"
-    );
+fn counts_default_and_refuse_zero() {
+    type Count = (&'static str, usize, fn(&Config) -> usize);
+    let counts: [Count; 2] = [
+        ("max_connections", DEFAULT_MAX_CONNECTIONS, |c| {
+            c.max_connections
+        }),
+        ("write_queue", DEFAULT_WRITE_QUEUE, |c| c.write_queue),
+    ];
+    for (key, default, value) in counts {
+        assert_eq!(value(&parse("").unwrap()), default, "{key}");
+        assert_eq!(value(&parse(&format!("{key} = 8")).unwrap()), 8, "{key}");
+        let error = refusal(&format!("{key} = 0"));
+        assert!(
+            error.contains(&format!("`{key}` must be at least 1")),
+            "{error}"
+        );
+    }
 }
 
 #[test]
@@ -196,15 +193,9 @@ fn public_url_is_optional_expands_env_and_must_be_an_http_origin() {
         config.public_url.unwrap().to_string(),
         "https://hooks.example.com:9999/in"
     );
-    let error = format!(
-        "{:#}",
-        parse("public_url = \"hooks.example.com\"").unwrap_err()
-    );
+    let error = refusal("public_url = \"hooks.example.com\"");
     assert!(error.contains("config `public_url"), "{error}");
-    let error = format!(
-        "{:#}",
-        parse("public_url = \"https://hooks.example.com/?a=1\"").unwrap_err()
-    );
+    let error = refusal("public_url = \"https://hooks.example.com/?a=1\"");
     assert!(error.contains("query"), "{error}");
 }
 
@@ -285,8 +276,8 @@ fn a_public_listen_needs_no_token_when_the_admin_has_its_own_loopback_listener()
     let same = parse("listen = \"127.0.0.1:8080\"\nadmin_listen = \"127.0.0.1:8080\"");
     assert!(format!("{:#}", same.unwrap_err()).contains("same address"));
     assert!(parse("listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"").is_ok());
-    let bad = parse("admin_listen = \"localhost\"").unwrap_err();
-    assert!(format!("{bad:#}").contains("admin_listen"), "{bad:#}");
+    let bad = refusal("admin_listen = \"localhost\"");
+    assert!(bad.contains("admin_listen"), "{bad}");
 }
 
 /// The repository's own config file, as `scripts/run` uses it.
@@ -415,8 +406,7 @@ fn every_fallback_in_the_shipped_config_is_a_listed_secret_or_no_secret() {
 
 #[test]
 fn an_expansion_error_does_not_quote_the_value() {
-    let error = parse("database = \"postgres://app:hunter2@db/${DB\"").unwrap_err();
-    let text = format!("{error:#}");
+    let text = refusal("database = \"postgres://app:hunter2@db/${DB\"");
     assert!(text.contains("database"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }
@@ -430,14 +420,8 @@ fn dead_letters_are_kept_until_acted_on_unless_given_their_own_retention() {
             .dead_letter_retention,
         Some(Duration::from_secs(90 * 86400))
     );
-    let zero = parse("dead_letter_retention = \"0s\"").unwrap_err();
-    assert!(
-        format!("{zero:#}").contains("dead_letter_retention"),
-        "{zero:#}"
-    );
-    let bad = parse("dead_letter_retention = \"soon\"").unwrap_err();
-    assert!(
-        format!("{bad:#}").contains("dead_letter_retention"),
-        "{bad:#}"
-    );
+    let zero = refusal("dead_letter_retention = \"0s\"");
+    assert!(zero.contains("dead_letter_retention"), "{zero}");
+    let bad = refusal("dead_letter_retention = \"soon\"");
+    assert!(bad.contains("dead_letter_retention"), "{bad}");
 }

@@ -34,7 +34,9 @@ use crate::plugins::bindings::{Event, StoredEvent};
 use crate::plugins::loaded::{CallError, DEFAULT_CALL_TIMEOUT};
 use crate::plugins::plugin_error;
 use crate::plugins::registry::Registry;
-use crate::store::{AfterFailure, ClaimedDelivery, Clock, DeliveryQueue, DeliveryState, Settled};
+use crate::store::{
+    AfterFailure, ClaimedDelivery, Clock, DeliveryQueue, DeliveryState, Settled, Settlement,
+};
 
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(5);
@@ -237,7 +239,7 @@ impl Dispatcher {
                 }
             }
         };
-        let (recorded, new_state) = match outcome {
+        let (settlement, new_state) = match outcome {
             Ok(()) => {
                 tracing::info!(
                     plugin = %plugin_id,
@@ -248,12 +250,7 @@ impl Dispatcher {
                 );
                 self.metrics
                     .delivery_finished(&plugin_id, Delivery::Delivered);
-                (
-                    self.store
-                        .complete(delivery.id, delivery.lease, Clock::Database)
-                        .await,
-                    DeliveryState::Delivered,
-                )
+                (Settlement::Done, DeliveryState::Delivered)
             }
             Err(error) => {
                 let policy = self.policy(&plugin_id);
@@ -285,13 +282,13 @@ impl Dispatcher {
                     AfterFailure::Dead => DeliveryState::Dead,
                     AfterFailure::RetryIn(_) => DeliveryState::Pending,
                 };
-                let recorded = self
-                    .store
-                    .fail(delivery.id, delivery.lease, error, after, Clock::Database)
-                    .await;
-                (recorded, new_state)
+                (Settlement::Failed { error, after }, new_state)
             }
         };
+        let recorded = self
+            .store
+            .settle(delivery.id, delivery.lease, settlement, Clock::Database)
+            .await;
         match recorded {
             Ok(Settled::Recorded) => self.live.publish(Change::Delivery {
                 id: delivery.id.to_string(),
@@ -327,7 +324,12 @@ impl Dispatcher {
         );
         match self
             .store
-            .put_back(delivery.id, delivery.lease, after, Clock::Database)
+            .settle(
+                delivery.id,
+                delivery.lease,
+                Settlement::PutBack { after },
+                Clock::Database,
+            )
             .await
         {
             Ok(Settled::Recorded) => {}

@@ -63,7 +63,7 @@ impl From<UnixMs> for Clock {
 }
 
 /// What became of a state change of a claimed delivery (see
-/// `DeliveryQueue::complete`).
+/// `DeliveryQueue::settle`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
     Recorded,
@@ -202,6 +202,20 @@ pub struct ClaimedDelivery {
     /// retried. Settling the delivery under an older token changes nothing.
     pub lease: u64,
     pub event: StoredEventRow,
+}
+
+/// How an attempt at a claimed delivery ended: what `DeliveryQueue::settle`
+/// records.
+#[derive(Debug, Clone)]
+pub enum Settlement {
+    /// Delivered.
+    Done,
+    /// The handler failed: the error is recorded and the delivery is due again
+    /// or dead, as `after` says.
+    Failed { error: String, after: AfterFailure },
+    /// The handler never ran (no slot or instance was free): the attempt is
+    /// uncounted and the delivery due again `after` from now.
+    PutBack { after: Duration },
 }
 
 /// What to do with a delivery whose attempt failed.
@@ -405,36 +419,20 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     /// `handlers` falls due (zero if one is due), if any.
     async fn due_in(&self, handlers: &[String], now: Clock) -> Result<Option<Duration>>;
 
-    /// Marks the delivery claimed under `lease` delivered, unless the claim is
-    /// no longer that one (`Settled::Stale`, nothing changed).
-    async fn complete(&self, delivery: i64, lease: u64, now: Clock) -> Result<Settled>;
-
-    /// Records a failed attempt of the delivery claimed under `lease`, unless
-    /// the claim is no longer that one (`Settled::Stale`, nothing changed).
-    async fn fail(
+    /// Records how the attempt at the delivery claimed under `lease` ended
+    /// (see `Settlement`), unless the claim is no longer that one
+    /// (`Settled::Stale`, nothing changed).
+    async fn settle(
         &self,
         delivery: i64,
         lease: u64,
-        error: String,
-        after: AfterFailure,
+        settlement: Settlement,
         now: Clock,
     ) -> Result<Settled>;
 
     /// Puts a delivery back in the queue, due now, with a fresh attempt count.
     /// `None` when there is no such delivery.
     async fn retry(&self, delivery: i64, now: UnixMs) -> Result<Option<DeliveryRow>>;
-
-    /// Gives back the delivery claimed under `lease` whose handler never ran (no
-    /// slot or instance was free), uncounting that attempt and making it due
-    /// `after` from now. Fenced like `fail`: `Settled::Stale`, nothing changed,
-    /// when the claim is no longer that one.
-    async fn put_back(
-        &self,
-        delivery: i64,
-        lease: u64,
-        after: Duration,
-        now: Clock,
-    ) -> Result<Settled>;
 
     /// Deletes a dead letter for good (an operator gave up on it). A delivery that
     /// is not dead is left alone: a pending one may be in flight.

@@ -12,9 +12,9 @@ use anyhow::{Context, Result};
 use super::reads::{self, Found, Read};
 use super::writes::{self, Write, Written};
 use crate::store::{
-    AfterFailure, ClaimedDelivery, Clock, DeliveryFilter, DeliveryQueue, DeliveryRow, Discarded,
-    EventFilter, EventLog, IngestRecord, Persisted, PollBook, PollLease, PollRecord, PurgeBatch,
-    PurgeStep, RawRequest, SavedCursor, Settled, StateChange, StateRefused, StateStore,
+    ClaimedDelivery, Clock, DeliveryFilter, DeliveryQueue, DeliveryRow, Discarded, EventFilter,
+    EventLog, IngestRecord, Persisted, PollBook, PollLease, PollRecord, PurgeBatch, PurgeStep,
+    RawRequest, SavedCursor, Settled, Settlement, StateChange, StateRefused, StateStore,
     StoredEventRow, UnixMs,
 };
 
@@ -55,6 +55,15 @@ macro_rules! query {
         let found = $backend.read($read).await.with_context(|| $doing)?;
         expect!(found, $expected, reads::unexpected)
     }};
+}
+
+/// The context of a failure to settle `delivery` as `settlement` says.
+fn settling(delivery: i64, settlement: &Settlement) -> String {
+    match settlement {
+        Settlement::Done => format!("completing delivery {delivery}"),
+        Settlement::Failed { .. } => format!("recording a failed attempt of delivery {delivery}"),
+        Settlement::PutBack { .. } => format!("putting delivery {delivery} back unattempted"),
+    }
 }
 
 #[async_trait::async_trait]
@@ -126,62 +135,21 @@ impl<B: SqlBackend> DeliveryQueue for B {
         query!(self, read, Found::DueIn, "finding the next due delivery")
     }
 
-    async fn complete(&self, delivery: i64, lease: u64, now: Clock) -> Result<Settled> {
-        let write = Write::Complete {
-            delivery,
-            lease,
-            now,
-        };
-        commit!(
-            self,
-            write,
-            Written::Settled,
-            format!("completing delivery {delivery}")
-        )
-    }
-
-    async fn fail(
+    async fn settle(
         &self,
         delivery: i64,
         lease: u64,
-        error: String,
-        after: AfterFailure,
+        settlement: Settlement,
         now: Clock,
     ) -> Result<Settled> {
-        let write = Write::Fail {
+        let doing = settling(delivery, &settlement);
+        let write = Write::Settle {
             delivery,
             lease,
-            error,
-            after,
+            settlement,
             now,
         };
-        commit!(
-            self,
-            write,
-            Written::Settled,
-            format!("recording a failed attempt of delivery {delivery}")
-        )
-    }
-
-    async fn put_back(
-        &self,
-        delivery: i64,
-        lease: u64,
-        after: Duration,
-        now: Clock,
-    ) -> Result<Settled> {
-        let write = Write::PutBack {
-            delivery,
-            lease,
-            after,
-            now,
-        };
-        commit!(
-            self,
-            write,
-            Written::Settled,
-            format!("putting delivery {delivery} back unattempted")
-        )
+        commit!(self, write, Written::Settled, doing)
     }
 
     async fn retry(&self, delivery: i64, now: UnixMs) -> Result<Option<DeliveryRow>> {

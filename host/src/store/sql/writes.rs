@@ -3,8 +3,6 @@
 //! Run by reference, so that a write that lost a deadlock (PostgreSQL) can run
 //! again.
 
-use std::time::Duration;
-
 use anyhow::{anyhow, Result};
 
 use super::clock::resolve;
@@ -14,8 +12,8 @@ use super::records::{apply_state, persist, persist_poll};
 use super::rows::{delivery_columns, delivery_from_row, event_columns, event_from_row};
 use crate::store::{
     AfterFailure, ClaimedDelivery, Clock, DeliveryRow, DeliveryState, Discarded, IngestRecord,
-    Persisted, PollLease, PollRecord, PurgeBatch, PurgeStep, PurgeTarget, Settled, StateChange,
-    UnixMs,
+    Persisted, PollLease, PollRecord, PurgeBatch, PurgeStep, PurgeTarget, Settled, Settlement,
+    StateChange, UnixMs,
 };
 
 #[derive(Debug)]
@@ -30,30 +28,15 @@ pub enum Write {
         limit: u32,
     },
     /// Fenced: changes nothing unless the delivery is still claimed under `lease`.
-    Complete {
+    Settle {
         delivery: i64,
         lease: u64,
-        now: Clock,
-    },
-    /// Fenced like `Complete`.
-    Fail {
-        delivery: i64,
-        lease: u64,
-        error: String,
-        after: AfterFailure,
+        settlement: Settlement,
         now: Clock,
     },
     Retry {
         delivery: i64,
         now: UnixMs,
-    },
-    /// A claim given back without its attempt counted (see
-    /// `DeliveryQueue::put_back`); fenced like `Complete`.
-    PutBack {
-        delivery: i64,
-        lease: u64,
-        after: Duration,
-        now: Clock,
     },
     /// One bounded batch of the retention purge.
     Purge(PurgeStep),
@@ -137,6 +120,49 @@ fn settled(rows: u64) -> Settled {
     }
 }
 
+/// Records `settlement` of `delivery` at `now`, fenced by `lease`.
+async fn settle<C: Sql>(
+    conn: &C,
+    delivery: i64,
+    lease: u64,
+    settlement: &Settlement,
+    now: UnixMs,
+) -> Result<Settled> {
+    let rows = match settlement {
+        Settlement::Done => {
+            let params = [delivery.into(), now.into(), lease.into()];
+            conn.execute(COMPLETE, &params).await?
+        }
+        Settlement::Failed { error, after } => {
+            let (state, next_at) = match after {
+                AfterFailure::RetryIn(delay) => {
+                    ("pending", now.saturating_add(delay.as_millis() as UnixMs))
+                }
+                AfterFailure::Dead => ("dead", now),
+            };
+            let params = [
+                delivery.into(),
+                state.into(),
+                next_at.into(),
+                error.into(),
+                now.into(),
+                lease.into(),
+            ];
+            conn.execute(FAIL, &params).await?
+        }
+        Settlement::PutBack { after } => {
+            let params = [
+                delivery.into(),
+                lease.into(),
+                now.saturating_add(after.as_millis() as UnixMs).into(),
+                now.into(),
+            ];
+            conn.execute(PUT_BACK, &params).await?
+        }
+    };
+    Ok(settled(rows))
+}
+
 pub async fn apply<C: Sql>(conn: &C, write: &Write) -> Result<Written> {
     Ok(match write {
         Write::Ingest(record) => Written::Persisted(persist(conn, record).await?),
@@ -151,57 +177,18 @@ pub async fn apply<C: Sql>(conn: &C, write: &Write) -> Result<Written> {
             let until = now.saturating_add(*lease_ms);
             Written::Claimed(claim(conn, handlers, now, until, *limit).await?)
         }
-        Write::Complete {
+        Write::Settle {
             delivery,
             lease,
+            settlement,
             now,
         } => {
             let now = resolve(conn, *now).await?;
-            let params = [(*delivery).into(), now.into(), (*lease).into()];
-            Written::Settled(settled(conn.execute(COMPLETE, &params).await?))
-        }
-        Write::Fail {
-            delivery,
-            lease,
-            error,
-            after,
-            now,
-        } => {
-            let now = resolve(conn, *now).await?;
-            let (state, next_at) = match after {
-                AfterFailure::RetryIn(delay) => {
-                    ("pending", now.saturating_add(delay.as_millis() as UnixMs))
-                }
-                AfterFailure::Dead => ("dead", now),
-            };
-            let params = [
-                (*delivery).into(),
-                state.into(),
-                next_at.into(),
-                error.into(),
-                now.into(),
-                (*lease).into(),
-            ];
-            Written::Settled(settled(conn.execute(FAIL, &params).await?))
+            Written::Settled(settle(conn, *delivery, *lease, settlement, now).await?)
         }
         Write::Retry { delivery, now } => {
             let params = [(*delivery).into(), (*now).into()];
             Written::Delivery(query_opt(conn, RETRY, &params, delivery_from_row).await?)
-        }
-        Write::PutBack {
-            delivery,
-            lease,
-            after,
-            now,
-        } => {
-            let now = resolve(conn, *now).await?;
-            let params = [
-                (*delivery).into(),
-                (*lease).into(),
-                now.saturating_add(after.as_millis() as UnixMs).into(),
-                now.into(),
-            ];
-            Written::Settled(settled(conn.execute(PUT_BACK, &params).await?))
         }
         Write::Purge(step) => Written::Purged(purge(conn, step).await?),
         Write::Discard { delivery } => Written::Discarded(discard(conn, *delivery).await?),

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use super::{Commit, SqliteStore, SCHEMA_VERSION};
 use crate::store::{
     ClaimedDelivery, Clock, DeliveryQueue, EventLog, EventStore, IngestRecord, NewEvent, Settled,
-    UnixMs,
+    Settlement, UnixMs,
 };
 
 fn store(dir: &tempfile::TempDir) -> SqliteStore {
@@ -115,19 +115,20 @@ async fn a_put_back_delivery_is_due_again_with_its_attempt_uncounted_unless_clai
     let claimed = claim_notify(&store, 100, lease).await;
     let first = &claimed[0];
     assert_eq!(first.attempt, 1);
-    let after = Duration::from_millis(399);
-    let put_back = store
-        .put_back(first.id, first.lease, after, Clock::At(101))
+    let put_back = |ms| Settlement::PutBack {
+        after: Duration::from_millis(ms),
+    };
+    let recorded = store
+        .settle(first.id, first.lease, put_back(399), Clock::At(101))
         .await;
-    assert_eq!(put_back.unwrap(), Settled::Recorded);
+    assert_eq!(recorded.unwrap(), Settled::Recorded);
     assert!(claim_notify(&store, 499, lease).await.is_empty());
     let again = claim_notify(&store, 500, lease).await;
     assert_eq!(again[0].attempt, 1, "the put-back attempt was not counted");
 
     // A put-back under an older claim changes nothing: the first claim is not this one.
-    let after = Duration::from_millis(99);
     let stale = store
-        .put_back(again[0].id, first.lease, after, Clock::At(501))
+        .settle(again[0].id, first.lease, put_back(99), Clock::At(501))
         .await;
     assert_eq!(stale.unwrap(), Settled::Stale);
     assert!(claim_notify(&store, 600, lease).await.is_empty());
