@@ -22,6 +22,12 @@ use crate::store::StateStore;
 /// enough that the ticker thread costs nothing measurable.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Set (to anything but `0` or empty) to have wasmtime write `/tmp/perf-PID.map`,
+/// so that `perf report` names plugin functions instead of showing bare
+/// addresses. A profiling aid: the file lists every compiled plugin function and
+/// grows with each load, so it stays off unless asked for.
+pub const PERF_MAP_ENV: &str = "HOOKHOST_PERF_MAP";
+
 /// Engine and linker shared by every plugin. Cheap to clone.
 #[derive(Clone)]
 pub struct Runtime {
@@ -99,6 +105,9 @@ fn engine_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    if std::env::var(PERF_MAP_ENV).is_ok_and(|value| !value.is_empty() && value != "0") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     // Deep recursion traps with "stack overflow" at this depth instead of touching
     // the host's stack (wasmtime's default, set so the bound is visible here).
     config.max_wasm_stack(512 * 1024);

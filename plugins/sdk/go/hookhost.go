@@ -3,6 +3,11 @@
 // the bindings are generated in, so a plugin imports it as "wit_component/hookhost"
 // and assigns its exports from it (exports.go). Signatures are computed and compared
 // by the host (`crypto`), never in Go.
+//
+// Every call runs in a fresh instance, so the Go runtime and every package's
+// initialisation (package-level `var x = f()`, `init()`) run again on each call:
+// keep them cheap. A package-level `regexp.MustCompile`, for one, compiles its
+// expression on every webhook (it tripled the cost of plugins/standard-go).
 package hookhost
 
 import (

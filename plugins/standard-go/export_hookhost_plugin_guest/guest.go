@@ -5,7 +5,6 @@ package export_hookhost_plugin_guest
 
 import (
 	"encoding/base64"
-	"regexp"
 	"strings"
 
 	"wit_component/hookhost"
@@ -13,7 +12,23 @@ import (
 
 const toleranceSeconds = 300
 
-var plainID = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,255}$`)
+// isPlainID says whether id is 1-255 characters of A-Z a-z 0-9 _ . : -. A loop
+// rather than a package-level regexp: package initialisation runs again in every
+// fresh instance, so a regexp compiled there is compiled on every call.
+func isPlainID(id string) bool {
+	if len(id) == 0 || len(id) > 255 {
+		return false
+	}
+	for _, c := range []byte(id) {
+		switch {
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case c == '_' || c == '.' || c == ':' || c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 var (
 	Describe = hookhost.Describes(hookhost.WebhookManifest("Standard Webhooks (Go)", "0.1.0",
@@ -71,7 +86,7 @@ func handle(request hookhost.Request) (hookhost.Outcome, error) {
 		return hookhost.Outcome{}, hookhost.Unauthorized("no matching signature")
 	}
 
-	if !plainID.MatchString(id) {
+	if !isPlainID(id) {
 		return hookhost.Outcome{}, hookhost.BadRequest("webhook-id must be 1-255 characters of A-Z a-z 0-9 _ . : -")
 	}
 	return hookhost.Outcome{
