@@ -244,9 +244,10 @@ export function hex(bytes) {
 // multiple of 3 bytes, so their encodings join without padding in between.
 const BASE64_CHUNK = 3 * 8192;
 export function base64Encode(bytes) {
+  const view = bytes instanceof Uint8Array ? bytes : Uint8Array.from(bytes);
   let out = "";
-  for (let i = 0; i < bytes.length; i += BASE64_CHUNK) {
-    out += btoa(String.fromCharCode.apply(null, bytes.subarray(i, i + BASE64_CHUNK)));
+  for (let i = 0; i < view.length; i += BASE64_CHUNK) {
+    out += btoa(String.fromCharCode.apply(null, view.subarray(i, i + BASE64_CHUNK)));
   }
   return out;
 }
