@@ -291,6 +291,26 @@ fn cases() -> Vec<Case> {
         None,
         Some("webhook-id must be 1-255 characters"),
     );
+    // The rule's edges, every allowed kind of character in each: 255 is usable, 256
+    // is not (the Go receiver checks by hand rather than by regexp).
+    let usable_id: String = "edge-Az09_.:".chars().cycle().take(255).collect();
+    case(
+        "longest usable webhook-id",
+        headers(&usable_id, &ts, &sign(&usable_id, &ts, &body)),
+        body.clone(),
+        200,
+        accepted(&usable_id),
+        None,
+    );
+    let long_id: String = "long-Az09_.:".chars().cycle().take(256).collect();
+    case(
+        "webhook-id one character too long",
+        headers(&long_id, &ts, &sign(&long_id, &ts, &body)),
+        body.clone(),
+        400,
+        None,
+        Some("webhook-id must be 1-255 characters"),
+    );
     cases
 }
 
