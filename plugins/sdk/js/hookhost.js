@@ -104,7 +104,7 @@ export function joinBytes(...parts) {
 // HMAC-SHA256 under `key` of the parts joined, computed by the host; the key and
 // each part are a string (as UTF-8) or a Uint8Array.
 export function hmacSha256(key, ...parts) {
-  return hostHmacSha256(joinBytes(key), joinBytes(...parts));
+  return hostHmacSha256(typeof key === "string" ? encoder.encode(key) : key, joinBytes(...parts));
 }
 
 // Whether `signature` (Uint8Array) is a valid Ed25519 signature (RFC 8032) of
@@ -244,7 +244,7 @@ export function hex(bytes) {
 // multiple of 3 bytes, so their encodings join without padding in between.
 const BASE64_CHUNK = 3 * 8192;
 export function base64Encode(bytes) {
-  const view = bytes instanceof Uint8Array ? bytes : Uint8Array.from(bytes);
+  const view = ArrayBuffer.isView(bytes) ? bytes : Uint8Array.from(bytes);
   let out = "";
   for (let i = 0; i < view.length; i += BASE64_CHUNK) {
     out += btoa(String.fromCharCode.apply(null, view.subarray(i, i + BASE64_CHUNK)));
