@@ -476,6 +476,46 @@ fn poll_now(host: &common::Host, id: &str) -> (u16, Value) {
 
 /// Posts one attack to the hostile plugin; returns the status and body, and logs
 /// the host's peak RSS after it.
+/// Every call starts from the component's initial memory, whichever way the host
+/// initialises it (`memory_init`): nothing a call wrote (zero-initialised memory,
+/// initialised data, memory it grew) is there for the next call, which reuses the
+/// same pool slot.
+#[test]
+fn no_call_finds_what_an_earlier_call_left_in_memory() {
+    let host = HostSpec::default()
+        .plugin("hostile-cow", common::test_plugin("hostile"))
+        .plugin("hostile-copy", common::test_plugin("hostile"))
+        .plugin("hostile-auto", common::test_plugin("hostile"))
+        .config(
+            "[plugins.hostile-cow]\nmemory_init = \"cow\"\n\
+             [plugins.hostile-copy]\nmemory_init = \"copy\"\n",
+        )
+        .start();
+    // `auto` maps a component with as little initial data as this one.
+    for (id, strategy) in [
+        ("hostile-cow", "cow"),
+        ("hostile-copy", "copy"),
+        ("hostile-auto", "cow"),
+    ] {
+        let listing = host
+            .plugin_listing(id)
+            .unwrap_or_else(|| panic!("{id} is not loaded\n{}", host.log()));
+        assert_eq!(listing["memory_init"], strategy, "{listing}");
+        for call in 1..=6 {
+            let response = client()
+                .post(host.url(&format!("/hooks/{id}/leftover")))
+                .send()
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(
+                response.text().unwrap(),
+                "marker 0 changed-data 0 grown 0",
+                "call {call} of {id} found what an earlier call wrote"
+            );
+        }
+    }
+}
+
 fn attack(host: &common::Host, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut request = client().post(host.url(&format!("/hooks/hostile{path}")));
     for (name, value) in headers {

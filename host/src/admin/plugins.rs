@@ -43,6 +43,7 @@ async fn list_plugins(State(state): State<PluginsApi>) -> Json<Value> {
                 item["subscriptions"] = json!(plugin.manifest.subscriptions);
                 item["sources"] = json!(plugin.sources);
                 item["sha256"] = json!(plugin.sha256);
+                item["memory_init"] = json!(plugin.memory_init.name());
                 item["loaded_at"] = json!(humantime::format_rfc3339_millis(plugin.loaded_at).to_string());
             }
             if let Some(poll) = state.scheduler.status(&id) {

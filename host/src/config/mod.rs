@@ -302,6 +302,7 @@ impl Config {
                 max_response_bytes: bytes(plugin.max_response_bytes, "max_response_bytes")?,
                 max_event_bytes: bytes(plugin.max_event_bytes, "max_event_bytes")?,
                 max_log_bytes: bytes(plugin.max_log_bytes, "max_log_bytes")?,
+                memory_init: plugin.memory_init,
             };
             // Refuse limits the engine cannot honour now, not at the first call.
             config.limits(&id)?;

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::plugins::limits::{
     PluginLimits, MAX_INSTANCES, MAX_MEMORY, MAX_TABLE_ELEMENTS, POOL_COMPONENT_INSTANCES,
 };
+use crate::plugins::memory_init::MemoryInit;
 use crate::plugins::outbound::allowlist::AllowedHost;
 
 /// `[plugins.<id>]`: what the host knows about one plugin besides its component.
@@ -47,6 +48,8 @@ pub struct PluginConfig {
     pub max_response_bytes: Option<usize>,
     pub max_event_bytes: Option<usize>,
     pub max_log_bytes: Option<usize>,
+    /// How each call's instance gets its initial memory (`plugins::memory_init`).
+    pub memory_init: MemoryInit,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,6 +71,8 @@ pub(super) struct PluginConfigFile {
     pub(super) max_response_bytes: Option<ByteSize>,
     pub(super) max_event_bytes: Option<ByteSize>,
     pub(super) max_log_bytes: Option<ByteSize>,
+    #[serde(default)]
+    pub(super) memory_init: MemoryInit,
 }
 
 /// A byte size as written: `65536` or `"64KiB"`.

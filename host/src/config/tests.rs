@@ -96,6 +96,17 @@ fn limits_parse_as_sizes_and_are_checked_at_load() {
 }
 
 #[test]
+fn memory_init_is_auto_unless_a_known_strategy_is_named() {
+    use crate::plugins::memory_init::MemoryInit;
+    let config = parse("[plugins.p]\nmemory_init = \"copy\"\n[plugins.q]\n").unwrap();
+    assert_eq!(config.plugins["p"].memory_init, MemoryInit::Copy);
+    assert_eq!(config.plugins["q"].memory_init, MemoryInit::Auto);
+    let error = refusal("[plugins.p]\nmemory_init = \"fast\"");
+    assert!(error.contains("memory_init"), "{error}");
+    assert!(error.contains("`auto`, `copy`"), "{error}");
+}
+
+#[test]
 fn allowed_hosts_entries_are_checked_at_load() {
     let config =
         parse("[plugins.p]\nallowed_hosts = [\"api.github.com\", \"127.0.0.1:9000\"]\n").unwrap();

@@ -249,6 +249,7 @@ impl Reloader {
                     version = %plugin.manifest.version,
                     sha256 = %plugin.sha256,
                     compiled = plugin.compiled,
+                    memory_init = plugin.memory_init.name(),
                     took_ms = started.elapsed().as_millis() as u64,
                     "plugin loaded"
                 );

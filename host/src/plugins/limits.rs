@@ -56,7 +56,8 @@ pub const MAX_TABLE_ELEMENTS: usize = 20_000;
 /// The largest `instances`: a store cannot hold more core instances than this
 /// without starving the pool (`total_core_instances`) for everyone else.
 pub const MAX_INSTANCES: usize = 200;
-/// The pool has room for this many live component instances across all plugins.
+/// Each engine's pool (one per `memory_init` way) has room for this many live
+/// component instances across the plugins it runs.
 pub const POOL_COMPONENT_INSTANCES: usize = 100;
 
 // Host-side caps on what a guest can make the host allocate. wasmtime has

@@ -23,6 +23,7 @@ use crate::plugins::call_state::{CallState, PluginIdentity};
 use crate::plugins::host_memory::{BudgetExceeded, HostMemoryBudget};
 use crate::plugins::imports::state::{KeyValue, Mode};
 use crate::plugins::limits::{self, PluginLimits, QUEUE_WAIT};
+use crate::plugins::memory_init::InitStrategy;
 use crate::plugins::runtime::Runtime;
 use crate::plugins::subscriptions::covers;
 use crate::store::StateChange;
@@ -47,6 +48,9 @@ pub struct LoadedPlugin {
     pub loaded_at: SystemTime,
     /// Whether this load compiled the component (`false`: it came from the cache).
     pub compiled: bool,
+    /// How each call's fresh instance gets its initial memory; also which of the
+    /// runtime's engines runs the component.
+    pub memory_init: InitStrategy,
     pub limits: PluginLimits,
     /// The plugins whose events this one may get as a handler (`[plugins.<id>]
     /// sources`); `None`: any.
@@ -129,15 +133,18 @@ impl LoadedPlugin {
         config: &PluginConfig,
     ) -> Result<Self> {
         let limits = config.limits(id)?;
+        let memory_init = config.memory_init.resolve(&bytes);
         let compile_runtime = runtime.clone();
         let key = sha256.clone();
-        let (component, source) =
-            tokio::task::spawn_blocking(move || compile_runtime.component(&bytes, &key))
-                .await
-                .context("compile task panicked")?
-                .context("not a loadable WebAssembly component")?;
-        let wit = WitVersion::of(&runtime.engine, &component)?;
-        let instance_pre = runtime
+        let (component, source) = tokio::task::spawn_blocking(move || {
+            compile_runtime.engine(memory_init).component(&bytes, &key)
+        })
+        .await
+        .context("compile task panicked")?
+        .context("not a loadable WebAssembly component")?;
+        let engine = runtime.engine(memory_init);
+        let wit = WitVersion::of(&engine.engine, &component)?;
+        let instance_pre = engine
             .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
@@ -165,6 +172,7 @@ impl LoadedPlugin {
             sha256,
             loaded_at: SystemTime::now(),
             compiled: source == Source::Compiled,
+            memory_init,
             sources: config.sources.clone(),
             slots: tokio::sync::Semaphore::new(limits.max_concurrent_calls),
             limits,
@@ -308,7 +316,7 @@ impl LoadedPlugin {
             let budget =
                 HostMemoryBudget::new(self.identity.id.clone(), limits::HOST_MEMORY_BUDGET);
             let mut store = Store::new(
-                &self.runtime.engine,
+                &self.runtime.engine(self.memory_init).engine,
                 CallState::new(
                     self.identity.clone(),
                     &self.limits,

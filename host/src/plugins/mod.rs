@@ -9,6 +9,7 @@ pub mod id;
 pub mod imports;
 pub mod limits;
 pub mod loaded;
+pub mod memory_init;
 pub mod outbound;
 pub mod outcome;
 pub mod plugin_error;

@@ -1,5 +1,6 @@
-//! The one wasmtime `Engine` of the process, its `Linker`, and the epoch ticker that
-//! lets the host interrupt a plugin that runs too long.
+//! The process's wasmtime engines (one per way of initialising memory, see
+//! `memory_init`), their linkers, and the epoch tickers that let the host interrupt
+//! a plugin that runs too long.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use crate::plugins::bindings;
 use crate::plugins::call_state::CallState;
 use crate::plugins::http_budget;
 use crate::plugins::limits;
+use crate::plugins::memory_init::InitStrategy;
 use crate::store::StateStore;
 
 /// How often the epoch advances. Call deadlines are counted in these ticks, so this
@@ -28,13 +30,11 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// grows with each load, so it stays off unless asked for.
 pub const PERF_MAP_ENV: &str = "HOOKHOST_PERF_MAP";
 
-/// Engine and linker shared by every plugin. Cheap to clone.
+/// The engines and linkers shared by every plugin. Cheap to clone.
 #[derive(Clone)]
 pub struct Runtime {
-    pub engine: Engine,
-    pub linker: Arc<Linker<CallState>>,
-    /// Compiled components kept between loads; `None` compiles every time.
-    cache: Option<Arc<ArtifactCache>>,
+    mapped: Arc<PluginEngine>,
+    copied: Arc<PluginEngine>,
     /// Where plugins' `state` lives; `None` (as in `hookhost check`) answers every
     /// `state` call with `unavailable`.
     pub state_store: Option<Arc<dyn StateStore>>,
@@ -46,7 +46,42 @@ impl Runtime {
     /// `cache_dir` holds compiled components between loads and restarts; without
     /// one (a one-off `hookhost check`) every load compiles.
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self> {
-        let engine = Engine::new(&engine_config())
+        Ok(Self {
+            mapped: Arc::new(PluginEngine::new(InitStrategy::Mapped, cache_dir.clone())?),
+            copied: Arc::new(PluginEngine::new(InitStrategy::Copied, cache_dir)?),
+            state_store: None,
+            metrics: Arc::default(),
+        })
+    }
+
+    /// Gives plugins loaded with this runtime their `state`, kept in `store`.
+    pub fn with_state_store(mut self, store: Arc<dyn StateStore>) -> Self {
+        self.state_store = Some(store);
+        self
+    }
+
+    /// The engine (and its linker) that compiles and runs components initialised
+    /// the `strategy` way.
+    pub fn engine(&self, strategy: InitStrategy) -> &PluginEngine {
+        match strategy {
+            InitStrategy::Mapped => &self.mapped,
+            InitStrategy::Copied => &self.copied,
+        }
+    }
+}
+
+/// One wasmtime engine with the host's imports linked, and its compiled-component
+/// cache. Components compiled by one engine run only in its stores.
+pub struct PluginEngine {
+    pub engine: Engine,
+    pub linker: Linker<CallState>,
+    /// Compiled components kept between loads; `None` compiles every time.
+    cache: Option<ArtifactCache>,
+}
+
+impl PluginEngine {
+    fn new(strategy: InitStrategy, cache_dir: Option<PathBuf>) -> Result<Self> {
+        let engine = Engine::new(&engine_config(strategy))
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;
         let mut linker = Linker::new(&engine);
@@ -70,22 +105,14 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .context("linking the hookhost imports")?;
         let cache = cache_dir
-            .map(|dir| ArtifactCache::new(dir, &engine).map(Arc::new))
+            .map(|dir| ArtifactCache::new(dir, &engine))
             .transpose()?;
         spawn_epoch_ticker(&engine);
         Ok(Self {
             engine,
-            linker: Arc::new(linker),
+            linker,
             cache,
-            state_store: None,
-            metrics: Arc::default(),
         })
-    }
-
-    /// Gives plugins loaded with this runtime their `state`, kept in `store`.
-    pub fn with_state_store(mut self, store: Arc<dyn StateStore>) -> Self {
-        self.state_store = Some(store);
-        self
     }
 
     /// Compiles a component, or takes it from the cache. Blocking and CPU-bound:
@@ -101,8 +128,9 @@ impl Runtime {
     }
 }
 
-fn engine_config() -> Config {
+fn engine_config(strategy: InitStrategy) -> Config {
     let mut config = Config::new();
+    config.memory_init_cow(strategy == InitStrategy::Mapped);
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     if std::env::var(PERF_MAP_ENV).is_ok_and(|value| !value.is_empty() && value != "0") {

@@ -21,6 +21,11 @@
 //!   resolve `localhost`, and read config keys named by `x-config` (comma
 //!   separated). Answers 200 with one line per attempt: `<what> denied` or
 //!   `<what> GOT <what it got>`.
+//! - `/leftover`: looks for what an earlier call wrote, then writes it: a marker
+//!   in zero-initialised memory, a page of initialised data overwritten, and a
+//!   MiB of memory grown and filled. Answers 200 `marker M changed-data D grown G`
+//!   (non-zero bytes found in the grown MiB); a fresh instance answers `marker 0
+//!   changed-data 0 grown 0` every time, however its memory is initialised.
 //! - `/emit`: 200 `emitted` and one event (id from `x-id`, default `1`) whose kind is
 //!   the `x-kind` header, passing it off as another plugin's when that kind is not
 //!   `hostile.*` (500: the host refuses kinds outside the manifest's `emits`, and
@@ -272,6 +277,7 @@ impl Plugin for Hostile {
                 vec![event("{\"unclosed\": ".into())],
             )),
             "/probe" => Ok(respond(probe(&request).into_bytes(), vec![])),
+            "/leftover" => Ok(respond(leftover().into_bytes(), vec![])),
             "/emit" => {
                 let spoofed = Event::new(
                     request.header("x-id").unwrap_or("1"),
@@ -321,3 +327,34 @@ impl Plugin for Hostile {
 }
 
 hookhost_sdk::export!(Hostile);
+
+/// See `/leftover` in the module doc.
+fn leftover() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static MARKER: AtomicU32 = AtomicU32::new(0);
+    // Initialised data the component ships (a data segment), not zeroes.
+    static mut DATA: [u8; 4096] = [0x5a; 4096];
+    const GROWN_PAGES: usize = 16;
+
+    let marker = MARKER.swap(1, Ordering::Relaxed);
+    // SAFETY: one call at a time runs in an instance (no threads in wasm32-wasip2).
+    let data = unsafe { &mut *core::ptr::addr_of_mut!(DATA) };
+    let changed_data = data.iter().filter(|byte| **byte != 0x5a).count();
+    data.fill(0);
+    // Memory beyond the component's initial size, which the allocator never hands
+    // out: it grew it and the pages are this function's alone.
+    let grown = match core::arch::wasm32::memory_grow(0, GROWN_PAGES) {
+        usize::MAX => return "memory.grow failed".into(),
+        first_page => {
+            // SAFETY: the pages were just added to the memory and nothing else
+            // refers to them.
+            let pages = unsafe {
+                std::slice::from_raw_parts_mut((first_page * 65536) as *mut u8, GROWN_PAGES * 65536)
+            };
+            let found = pages.iter().filter(|byte| **byte != 0).count();
+            pages.fill(0xa5);
+            found
+        }
+    };
+    format!("marker {marker} changed-data {changed_data} grown {grown}")
+}
