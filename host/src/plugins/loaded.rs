@@ -133,15 +133,19 @@ impl LoadedPlugin {
         config: &PluginConfig,
     ) -> Result<Self> {
         let limits = config.limits(id)?;
-        let memory_init = config.memory_init.resolve(&bytes);
         let compile_runtime = runtime.clone();
         let key = sha256.clone();
-        let (component, source) = tokio::task::spawn_blocking(move || {
-            compile_runtime.engine(memory_init).component(&bytes, &key)
+        let wanted = config.memory_init;
+        // Reading the data sections walks the whole component, so it runs off the
+        // async runtime too.
+        let (memory_init, compiled) = tokio::task::spawn_blocking(move || {
+            let memory_init = wanted.resolve(&bytes);
+            let compiled = compile_runtime.engine(memory_init).component(&bytes, &key);
+            (memory_init, compiled)
         })
         .await
-        .context("compile task panicked")?
-        .context("not a loadable WebAssembly component")?;
+        .context("compile task panicked")?;
+        let (component, source) = compiled.context("not a loadable WebAssembly component")?;
         let engine = runtime.engine(memory_init);
         let wit = WitVersion::of(&engine.engine, &component)?;
         let instance_pre = engine
