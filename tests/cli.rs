@@ -27,6 +27,7 @@ fn check_prints_the_manifest_of_a_good_plugin() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("Standard Webhooks (C)"), "{stdout}");
     assert!(stdout.contains("standard.webhook"), "{stdout}");
+    assert!(stdout.contains("memory_init:   cow (auto)"), "{stdout}");
 }
 
 #[test]

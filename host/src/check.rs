@@ -50,5 +50,6 @@ pub fn run(path: &Path) -> Result<()> {
     );
     println!("  subscriptions: {}", list(&m.subscriptions));
     println!("  sha256:        {}", plugin.sha256);
+    println!("  memory_init:   {} (auto)", plugin.memory_init.name());
     Ok(())
 }

@@ -104,6 +104,9 @@ impl PluginEngine {
             })
             .map_err(anyhow::Error::from)
             .context("linking the hookhost imports")?;
+        // Both engines cache in the same directory: an entry's name carries its
+        // engine's compatibility hash, which covers `memory_init_cow`, so each
+        // engine finds only its own entries.
         let cache = cache_dir
             .map(|dir| ArtifactCache::new(dir, &engine))
             .transpose()?;
