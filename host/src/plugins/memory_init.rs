@@ -12,14 +12,15 @@
 //!   in again. Cheap for a plugin that touches little of a small image: Rust, C and
 //!   Go.
 //! - Copied (`copy`): instantiation copies the data segments into memory that
-//!   stays resident. It costs a `memcpy` of the whole initial data per call and no
-//!   faults. Cheaper for an interpreter whose initial data is a heap snapshot that
-//!   every call walks: Python (componentize-py) and JavaScript (ComponentizeJS)
-//!   run in half the CPU this way, while Go takes twice as long.
+//!   stays resident. Each call costs a `memcpy` of the whole initial data, and a
+//!   `memset` of what the previous call wrote, but no faults. Cheaper for an
+//!   interpreter whose initial data is a heap snapshot that every call walks:
+//!   Python (componentize-py) takes half the CPU this way and JavaScript
+//!   (ComponentizeJS) two thirds, while Go takes more than twice as long.
 //!
 //! `auto` (the default) copies when a core module of the component starts with at
-//! least `COPY_FROM_BYTES` of data, which is where the measured languages fall
-//! apart; a plugin can say which it wants with `memory_init` in its config.
+//! least `COPY_FROM_BYTES` of data, a bound that lies between the languages
+//! measured; a plugin can say which it wants with `memory_init` in its config.
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
