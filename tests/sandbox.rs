@@ -474,8 +474,6 @@ fn poll_now(host: &common::Host, id: &str) -> (u16, Value) {
     (response.status().as_u16(), response.json().unwrap())
 }
 
-/// Posts one attack to the hostile plugin; returns the status and body, and logs
-/// the host's peak RSS after it.
 /// Every call starts from the component's initial memory, whichever way the host
 /// initialises it (`memory_init`): nothing a call wrote (zero-initialised memory,
 /// initialised data, memory it grew) is there for the next call, which reuses the
@@ -516,6 +514,8 @@ fn no_call_finds_what_an_earlier_call_left_in_memory() {
     }
 }
 
+/// Posts one attack to the hostile plugin; returns the status and body, and logs
+/// the host's peak RSS after it.
 fn attack(host: &common::Host, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut request = client().post(host.url(&format!("/hooks/hostile{path}")));
     for (name, value) in headers {
