@@ -100,27 +100,15 @@ fn main() {
 /// `bytes` with a custom section appended whose payload is `n`: a different file
 /// (and sha256) that behaves identically.
 fn variant(bytes: &[u8], n: u32) -> Vec<u8> {
-    let name = b"hookhost-bench";
-    let payload = n.to_le_bytes();
+    use wasm_encoder::{CustomSection, Encode, Section};
+    let section = CustomSection {
+        name: "hookhost-bench".into(),
+        data: n.to_le_bytes().to_vec().into(),
+    };
     let mut out = bytes.to_vec();
-    out.push(0); // custom section id
-    leb128(&mut out, (1 + name.len() + payload.len()) as u32);
-    leb128(&mut out, name.len() as u32);
-    out.extend_from_slice(name);
-    out.extend_from_slice(&payload);
+    out.push(section.id());
+    section.encode(&mut out);
     out
-}
-
-fn leb128(out: &mut Vec<u8>, mut value: u32) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 /// Writes `bytes` as the plugin and returns how long until the host serves it.

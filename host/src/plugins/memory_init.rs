@@ -105,33 +105,22 @@ fn largest_initial_data(bytes: &[u8]) -> Result<u64> {
 mod tests {
     use super::*;
 
-    /// A core module with one memory and one active segment of `size` bytes,
-    /// encoded by hand (the test needs no WAT compiler).
+    /// A core module with one memory and one active segment of `size` bytes.
     fn module_with_data(size: usize) -> Vec<u8> {
-        fn leb(mut value: usize, out: &mut Vec<u8>) {
-            loop {
-                let byte = (value & 0x7f) as u8;
-                value >>= 7;
-                if value == 0 {
-                    out.push(byte);
-                    return;
-                }
-                out.push(byte | 0x80);
-            }
-        }
-        let pages = size.div_ceil(65536).max(1);
-        let mut memory = vec![1, 0];
-        leb(pages, &mut memory);
-        let mut data = vec![1, 0, 0x41, 0, 0x0b];
-        leb(size, &mut data);
-        data.resize(data.len() + size, 7);
-        let mut module = b"\0asm\x01\0\0\0".to_vec();
-        for (id, body) in [(5u8, memory), (11, data)] {
-            module.push(id);
-            leb(body.len(), &mut module);
-            module.extend(body);
-        }
-        module
+        use wasm_encoder::{ConstExpr, DataSection, MemorySection, MemoryType, Module};
+        let mut memories = MemorySection::new();
+        memories.memory(MemoryType {
+            minimum: size.div_ceil(65536).max(1) as u64,
+            maximum: None,
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        });
+        let mut data = DataSection::new();
+        data.active(0, &ConstExpr::i32_const(0), vec![7; size]);
+        let mut module = Module::new();
+        module.section(&memories).section(&data);
+        module.finish()
     }
 
     #[test]
