@@ -60,6 +60,51 @@ fn an_action_in_the_body_extends_the_kind() {
 }
 
 #[test]
+fn the_event_payload_is_the_body_byte_for_byte() {
+    // Indented, keys out of order, a number no float holds exactly and an escape:
+    // parsing and re-serialising would change each of them.
+    let body = b"{\n  \"zen\": \"Keep it logically awesome.\",\n  \"hook_id\": 123456789012345678901234567890,\n  \"repository\": { \"full_name\": \"acme/w\\u00e9dgets\" },\n  \"ref\": \"refs/heads/main\"\n}";
+    let host = github_host();
+    let response = github_delivery(&host, "push", body)
+        .header("x-hub-signature-256", github_signature(SECRET, body))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().unwrap());
+    let store = rusqlite::Connection::open(host.data_dir().join("events.sqlite3")).unwrap();
+    let (payload, subject): (String, String) = store
+        .query_row(
+            "SELECT payload, subject FROM events WHERE plugin = 'github'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(payload.as_bytes(), body);
+    assert_eq!(subject, "acme/w\u{e9}dgets");
+}
+
+#[test]
+fn a_body_that_is_not_a_github_delivery_is_a_400_that_says_why() {
+    let host = github_host();
+    for (body, why) in [
+        (&b"<push/>"[..], "expected value at line 1 column 1"),
+        (
+            br#"{"action":5}"#,
+            "invalid type: integer `5`, expected a string",
+        ),
+        (br#"{"repository":"acme/widgets"}"#, "invalid type: string"),
+    ] {
+        let response = github_delivery(&host, "push", body)
+            .header("x-hub-signature-256", github_signature(SECRET, body))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        let text = response.text().unwrap();
+        assert!(text.contains("body is not the expected JSON"), "{text}");
+        assert!(text.contains(why), "{text}");
+    }
+}
+
+#[test]
 fn the_example_from_githubs_documentation_verifies() {
     // GitHub's documented test vector: secret, payload and signature.
     let host = github_host();

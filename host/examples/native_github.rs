@@ -1,7 +1,8 @@
 //! The baseline for the webhook benchmark: what the Rust `github` plugin does
-//! (HMAC-SHA256 check of `X-Hub-Signature-256` in constant time, parse the JSON,
-//! derive kind and subject, answer `{"ok":true,...}`), written as a plain axum
-//! handler in the host's process, with no WebAssembly in the way.
+//! (HMAC-SHA256 check of `X-Hub-Signature-256` in constant time, parse the JSON
+//! for the two fields that name the event, derive kind and subject, keep the body
+//! as the payload, answer `{"ok":true,...}`), written as a plain axum handler in
+//! the host's process, with no WebAssembly in the way.
 //!
 //!     cargo run --release --example native_github -- [--listen 127.0.0.1:0]
 //!         [--secret bench-secret] [--data DIR]
@@ -10,6 +11,7 @@
 //! directory (request + event, group commit, fsync) before the 200, as the host does;
 //! without it nothing is stored. Prints `listening on http://ADDR` when ready.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -22,7 +24,23 @@ use axum::Router;
 use hmac::{Hmac, Mac};
 use hookhost::store::sqlite::{Commit, SqliteStore};
 use hookhost::store::{now_ms, EventStore, IngestRecord, NewEvent, RawRequest};
+use serde::Deserialize;
 use sha2::Sha256;
+
+/// What the plugin reads of a delivery (plugins/github/src/lib.rs).
+#[derive(Deserialize)]
+struct Delivery<'a> {
+    #[serde(borrow)]
+    action: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    repository: Option<Repository<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Repository<'a> {
+    #[serde(borrow)]
+    full_name: Option<Cow<'a, str>>,
+}
 
 struct Native {
     secret: Vec<u8>,
@@ -91,17 +109,20 @@ async fn github(State(native): State<Arc<Native>>, headers: HeaderMap, body: Byt
     let Some(delivery) = header("x-github-delivery").filter(|d| !d.is_empty()) else {
         return reject(StatusCode::BAD_REQUEST, "missing X-GitHub-Delivery");
     };
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return reject(StatusCode::BAD_REQUEST, "body is not JSON");
+    let Ok(fields) = serde_json::from_slice::<Delivery>(&body) else {
+        return reject(StatusCode::BAD_REQUEST, "body is not a GitHub delivery");
     };
-    let mut kind = format!("github.{event}");
-    if let Some(action) = json.get("action").and_then(|a| a.as_str()) {
-        kind = format!("{kind}.{action}");
-    }
-    let subject = json
-        .pointer("/repository/full_name")
-        .and_then(|n| n.as_str())
-        .map(str::to_string);
+    let kind = match fields.action {
+        Some(action) => format!("github.{event}.{action}"),
+        None => format!("github.{event}"),
+    };
+    let subject = fields
+        .repository
+        .and_then(|repository| repository.full_name)
+        .map(String::from);
+    let Ok(payload) = std::str::from_utf8(&body) else {
+        return reject(StatusCode::BAD_REQUEST, "body is not UTF-8");
+    };
     let reply = serde_json::json!({ "ok": true, "event": { "id": delivery, "kind": kind } });
     if let Some(store) = &native.store {
         let record = IngestRecord {
@@ -124,7 +145,7 @@ async fn github(State(native): State<Arc<Native>>, headers: HeaderMap, body: Byt
                 event_id: delivery.to_string(),
                 kind,
                 subject,
-                payload: json.to_string(),
+                payload: payload.to_string(),
                 subscribers: Vec::new(),
             }],
         };

@@ -6,6 +6,8 @@
 
 use hookhost_sdk::v0_2_0::prelude::*;
 use hookhost_sdk::v0_2_0::signature::{from_hex, hmac_sha256_matches};
+use serde::Deserialize;
+use std::borrow::Cow;
 
 struct Github;
 
@@ -46,21 +48,41 @@ impl Plugin for Github {
             .header("x-github-delivery")
             .filter(|d| !d.is_empty())
             .ok_or_else(|| PluginError::BadRequest("missing X-GitHub-Delivery header".into()))?;
-        let body = request.json_body()?;
-
-        let mut kind = format!("github.{event}");
-        if let Some(action) = body.get("action").and_then(|a| a.as_str()) {
-            kind = format!("{kind}.{action}");
-        }
-        let subject = body
-            .pointer("/repository/full_name")
-            .and_then(|n| n.as_str())
-            .map(str::to_string);
+        let fields: Delivery = request.json()?;
+        let kind = match fields.action {
+            Some(action) => format!("github.{event}.{action}"),
+            None => format!("github.{event}"),
+        };
+        let subject = fields
+            .repository
+            .and_then(|repository| repository.full_name)
+            .map(String::from);
+        // The body exactly as GitHub signed it. JSON is UTF-8, but the parser
+        // does not check the strings it skipped.
+        let payload = request.body_text()?;
         Ok(WebhookOutcome::accepted(Event {
             subject,
-            ..Event::new(delivery, kind, body.to_string())
+            ..Event::new(delivery, kind, payload)
         }))
     }
+}
+
+/// The two fields of a delivery the event is named by, typed as GitHub documents
+/// them. Everything else is skipped by the parser (which still checks that it is
+/// JSON) rather than built into a tree: the body itself is the payload, byte for
+/// byte.
+#[derive(Deserialize)]
+struct Delivery<'a> {
+    #[serde(borrow)]
+    action: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    repository: Option<Repository<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Repository<'a> {
+    #[serde(borrow)]
+    full_name: Option<Cow<'a, str>>,
 }
 
 hookhost_sdk::v0_2_0::export!(Github);
