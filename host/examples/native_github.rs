@@ -11,7 +11,9 @@
 //! directory (request + event, group commit, fsync) before the 200, as the host does;
 //! without it nothing is stored. Prints `listening on http://ADDR` when ready.
 
-use std::borrow::Cow;
+#[path = "../../plugins/github/src/delivery.rs"]
+mod delivery;
+
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -21,26 +23,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use delivery::Delivery;
 use hmac::{Hmac, Mac};
 use hookhost::store::sqlite::{Commit, SqliteStore};
 use hookhost::store::{now_ms, EventStore, IngestRecord, NewEvent, RawRequest};
-use serde::Deserialize;
 use sha2::Sha256;
-
-/// What the plugin reads of a delivery (plugins/github/src/lib.rs).
-#[derive(Deserialize)]
-struct Delivery<'a> {
-    #[serde(borrow)]
-    action: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    repository: Option<Repository<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Repository<'a> {
-    #[serde(borrow)]
-    full_name: Option<Cow<'a, str>>,
-}
 
 struct Native {
     secret: Vec<u8>,
@@ -112,14 +99,8 @@ async fn github(State(native): State<Arc<Native>>, headers: HeaderMap, body: Byt
     let Ok(fields) = serde_json::from_slice::<Delivery>(&body) else {
         return reject(StatusCode::BAD_REQUEST, "body is not a GitHub delivery");
     };
-    let kind = match fields.action {
-        Some(action) => format!("github.{event}.{action}"),
-        None => format!("github.{event}"),
-    };
-    let subject = fields
-        .repository
-        .and_then(|repository| repository.full_name)
-        .map(String::from);
+    let kind = fields.kind(event);
+    let subject = fields.subject();
     let Ok(payload) = std::str::from_utf8(&body) else {
         return reject(StatusCode::BAD_REQUEST, "body is not UTF-8");
     };

@@ -6,8 +6,10 @@
 
 use hookhost_sdk::v0_2_0::prelude::*;
 use hookhost_sdk::v0_2_0::signature::{from_hex, hmac_sha256_matches};
-use serde::Deserialize;
-use std::borrow::Cow;
+
+mod delivery;
+
+use delivery::Delivery;
 
 struct Github;
 
@@ -49,14 +51,8 @@ impl Plugin for Github {
             .filter(|d| !d.is_empty())
             .ok_or_else(|| PluginError::BadRequest("missing X-GitHub-Delivery header".into()))?;
         let fields: Delivery = request.json()?;
-        let kind = match fields.action {
-            Some(action) => format!("github.{event}.{action}"),
-            None => format!("github.{event}"),
-        };
-        let subject = fields
-            .repository
-            .and_then(|repository| repository.full_name)
-            .map(String::from);
+        let kind = fields.kind(event);
+        let subject = fields.subject();
         // The body exactly as GitHub signed it. JSON is UTF-8, but the parser
         // does not check the strings it skipped.
         let payload = request.body_text()?;
@@ -65,24 +61,6 @@ impl Plugin for Github {
             ..Event::new(delivery, kind, payload)
         }))
     }
-}
-
-/// The two fields of a delivery the event is named by, typed as GitHub documents
-/// them. Everything else is skipped by the parser (which still checks that it is
-/// JSON) rather than built into a tree: the body itself is the payload, byte for
-/// byte.
-#[derive(Deserialize)]
-struct Delivery<'a> {
-    #[serde(borrow)]
-    action: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    repository: Option<Repository<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Repository<'a> {
-    #[serde(borrow)]
-    full_name: Option<Cow<'a, str>>,
 }
 
 hookhost_sdk::v0_2_0::export!(Github);
