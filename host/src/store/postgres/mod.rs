@@ -2,8 +2,8 @@
 //! writes to, so the fleet behaves as one host. What it writes and reads is the
 //! shared core's (`sql`); this module holds only what PostgreSQL needs:
 //!
-//! - Writes go through group commit (`writer`): a few writer tasks, each on its
-//!   own pooled connection, commit queued writes together: a group's webhook
+//! - Writes go through group commit (`writer`): a writer on a thread of its own,
+//!   with its own connection, commits queued writes together: a group's webhook
 //!   writes in two statements (`batched_ingest`), any other write in a savepoint.
 //! - Reads go straight to a pooled connection (`pool`), through the driver
 //!   (`conn`).
@@ -28,11 +28,10 @@ mod writer;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use deadpool_postgres::{Object, Pool};
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::mpsc;
 
 use crate::store::sql::group::{self, Job, Refused, DEFAULT_WRITE_QUEUE};
 use crate::store::sql::impls::SqlBackend;
@@ -48,9 +47,11 @@ pub use schema::SCHEMA_VERSION;
 /// How a store connects; the defaults suit one node of a small fleet.
 #[derive(Debug, Clone)]
 pub struct PostgresOptions {
-    /// Writer tasks, each committing its own groups on its own connection.
+    /// Writers, each committing its own groups on its own connection; all of them
+    /// run on the store's writer thread (`writer::spawn`).
     pub writers: usize,
-    /// Connections in the pool (writers, reads and deploys together).
+    /// Connections in the pool for reads and deploys; each writer has one more of
+    /// its own.
     pub max_connections: usize,
     /// Writes waiting for a writer at most; more are refused as unavailable.
     pub write_queue: usize,
@@ -59,7 +60,13 @@ pub struct PostgresOptions {
 impl Default for PostgresOptions {
     fn default() -> Self {
         PostgresOptions {
-            writers: 4,
+            // One: every group costs both sides a fixed amount (four round trips,
+            // two statements to start, a WAL flush), and a second writer splits
+            // the same load into smaller groups. One node on two cores persisted
+            // 12,244 webhooks/s with one writer, 9,153 with two, 8,012 with four
+            // (BENCHMARKS.md, "PostgreSQL: one writer on its own thread"). The
+            // nodes of a fleet still commit side by side.
+            writers: 1,
             max_connections: 16,
             write_queue: DEFAULT_WRITE_QUEUE,
         }
@@ -90,7 +97,7 @@ impl PostgresStore {
     pub async fn open_with(url: &str, options: PostgresOptions) -> Result<PostgresStore> {
         let url: DatabaseUrl = url.parse()?;
         let shown_url = url.shown.clone();
-        let pool = pool::pool(url, options.max_connections.max(options.writers + 1))?;
+        let pool = pool::pool(&url, options.max_connections.max(1))?;
         let mut client = pool.get().await.map_err(|error| {
             anyhow!(
                 "connecting to PostgreSQL at {shown_url}: {}",
@@ -111,11 +118,8 @@ impl PostgresStore {
             .with_context(|| format!("asking PostgreSQL at {shown_url} whether TLS is in use"))?
             .get::<_, bool>(0);
         drop(client);
-        let (jobs, queue) = mpsc::channel(options.write_queue.max(1));
-        let queue = Arc::new(Mutex::new(queue));
-        for _ in 0..options.writers.max(1) {
-            tokio::spawn(writer::run(pool.clone(), queue.clone()));
-        }
+        let writers = options.writers.max(1);
+        let jobs = writer::spawn(pool::pool(&url, writers)?, writers, options.write_queue)?;
         Ok(PostgresStore {
             pool,
             jobs,

@@ -21,10 +21,11 @@ pub const GROUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// `health()` answers within this.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A pool of up to `max_size` connections to `url`.
-pub fn pool(url: DatabaseUrl, max_size: usize) -> Result<Pool> {
+/// A pool of up to `max_size` connections to `url`. It connects lazily, on the
+/// runtime that asks for a connection: that runtime drives the connection's I/O.
+pub fn pool(url: &DatabaseUrl, max_size: usize) -> Result<Pool> {
     let tls = tls::connector(&url.tls).with_context(|| format!("database {}", url.shown))?;
-    let mut config = url.config;
+    let mut config = url.config.clone();
     config
         .connect_timeout(CONNECT_TIMEOUT)
         // A server that vanished without closing the connection (a cut network, a

@@ -1,7 +1,13 @@
-//! Group commit (`sql::group`) on PostgreSQL: a few writer tasks share one queue,
-//! each committing its groups on its own pooled connection. Under load the commits
-//! of the writers overlap, so durability costs one WAL flush per group per writer
-//! instead of one per request.
+//! Group commit (`sql::group`) on PostgreSQL: writers take the queued writes as
+//! groups, each committing its groups on a connection of its own. Under load,
+//! writes that arrive during a commit form the next group, so durability costs one
+//! WAL flush per group instead of one per request.
+//!
+//! The writers run on a thread of their own (`spawn`), as SQLite's writer does. A
+//! group is a chain of round trips (begin, find, insert, commit); on the runtime
+//! that serves requests, each answer from PostgreSQL waited behind whatever plugin
+//! calls were queued on the worker, so the chain, and with it every webhook's
+//! latency, grew with the load, and the groups with it stayed small.
 //!
 //! A writer never dies on an error: a failed connection or commit answers its
 //! group's jobs with the error (nothing of them was acknowledged) and the writer
@@ -32,9 +38,29 @@ const CONFLICT_RETRIES: u32 = 5;
 /// whichever is idle takes the next group.
 pub type Queue = Arc<Mutex<mpsc::Receiver<Job>>>;
 
-/// One writer task: runs until every sender of the queue is gone (the store was
-/// dropped).
-pub async fn run(pool: Pool, queue: Queue) {
+/// Starts `writers` writers on a thread of their own, taking their connections
+/// from `pool` (whose connections that thread then drives), and returns the
+/// queue's sending end, which holds at most `write_queue` jobs. The thread ends
+/// once every sender is gone (the store was dropped).
+pub fn spawn(pool: Pool, writers: usize, write_queue: usize) -> Result<mpsc::Sender<Job>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the event store's writer runtime")?;
+    let (jobs, queue) = mpsc::channel(write_queue.max(1));
+    let queue: Queue = Arc::new(Mutex::new(queue));
+    std::thread::Builder::new()
+        .name("hookhost-pg-writer".into())
+        .spawn(move || {
+            let writers = (0..writers.max(1)).map(|_| run(pool.clone(), queue.clone()));
+            runtime.block_on(futures_util::future::join_all(writers));
+        })
+        .context("starting the event store's writer thread")?;
+    Ok(jobs)
+}
+
+/// One writer: runs until every sender of the queue is gone.
+async fn run(pool: Pool, queue: Queue) {
     while let Some(group) = next_group(&queue).await {
         // A panic in a write must not end the writer (and with it every later
         // write): the group's jobs are dropped unanswered, so their callers report
