@@ -14,14 +14,24 @@
 //!
 //! The statement fails or succeeds as a whole: the writer then rolls the group
 //! back and runs it again a savepoint per write (`writer`), so a write that fails
-//! fails alone, exactly as before. Events are inserted in key order, so that two
+//! fails alone, exactly as before.
+//!
+//! A group of webhook writes only runs without BEGIN and COMMIT, in two round
+//! trips: the insert is a transaction of its own, committed (and flushed, as
+//! `synchronous_commit` says) before the server's ready-for-query ends its
+//! answer, so no caller is answered before its rows are durable. The lookup
+//! before it reads committed rows either way (read committed takes a snapshot
+//! per statement), so it needs no transaction. If anything fails after the insert
+//! committed (the second lookup, below), the group fails although its rows are
+//! stored; a provider's retry then finds them as duplicates, as after a commit
+//! whose answer was lost. Events are inserted in key order, so that two
 //! nodes' groups that share events take their locks in the same order instead of
 //! deadlocking.
 
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{bail, Context, Result};
-use deadpool_postgres::Transaction;
+use deadpool_postgres::GenericClient;
 
 use crate::store::sql::rows::headers_to_json;
 use crate::store::{IngestRecord, Persisted};
@@ -105,11 +115,12 @@ struct Rows<'r> {
     delivery_received_at: Vec<i64>,
 }
 
-/// Persists `records` in `tx`, each as `sql::records::persist` would, in order. The
-/// inner `Err` is one write's own failure (it stored nothing); the outer one is the
-/// statement's, after which `tx` must be rolled back.
+/// Persists `records` through `tx` (a transaction, or a connection outside one:
+/// then the insert commits by itself), each as `sql::records::persist` would, in
+/// order. The inner `Err` is one write's own failure (it stored nothing); the outer
+/// one is the statement's, after which a transaction must be rolled back.
 pub async fn persist(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     records: &[&IngestRecord],
 ) -> Result<Vec<Result<Vec<Persisted>>>> {
     let stored = find(tx, records.iter().flat_map(|record| keys(record))).await?;
@@ -225,7 +236,7 @@ fn owned((plugin, event_id): Key<'_>) -> (String, String) {
 
 /// The ids of the stored events among `keys`.
 async fn find<'k>(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     keys: impl Iterator<Item = Key<'k>>,
 ) -> Result<HashMap<(String, String), i64>> {
     let (plugins, event_ids): (Vec<&str>, Vec<&str>) = keys.unzip();

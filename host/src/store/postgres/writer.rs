@@ -186,6 +186,9 @@ async fn commit_together(
     if ingests.is_empty() {
         return commit_in_savepoints(client, group, finished).await;
     }
+    if ingests.len() == group.len() {
+        return commit_ingests_alone(client, group, &ingests, finished).await;
+    }
     let mut tx = client
         .transaction()
         .await
@@ -223,6 +226,35 @@ async fn commit_together(
     }
     finished.extend(outcomes);
     tx.commit().await.context("committing")
+}
+
+/// A group of webhook writes only, in two round trips without BEGIN and COMMIT:
+/// the insert statement commits by itself (`batched_ingest`). It falls back as
+/// `commit_together` does when the statement fails.
+async fn commit_ingests_alone(
+    client: &mut Object,
+    group: &[Job],
+    ingests: &[&IngestRecord],
+    finished: &mut Vec<Result<Written>>,
+) -> Result<()> {
+    match batched_ingest::persist(&*client, ingests).await {
+        Ok(persisted) => {
+            finished.extend(
+                persisted
+                    .into_iter()
+                    .map(|outcome| outcome.map(Written::Persisted)),
+            );
+            Ok(())
+        }
+        Err(error) if is_try_later(&error) || lost_a_conflict(&error) => Err(error),
+        Err(error) => {
+            tracing::debug!(
+                "event store: a group's webhook writes failed together ({error:#}); \
+                 writing each in its own savepoint"
+            );
+            commit_in_savepoints(client, group, finished).await
+        }
+    }
 }
 
 async fn commit_in_savepoints(
