@@ -120,7 +120,10 @@ async fn run_group(pool: &Pool, group: Vec<Job>) {
         }),
         Err(_) => {
             // The connection may be in the middle of anything; closing it makes the
-            // server roll the transaction back.
+            // server roll back a transaction not yet committed. A group's insert
+            // without a transaction (`commit_ingests_alone`) that the server had
+            // already taken whole may still commit: its callers are told to try
+            // later, and their retries find the events stored, as duplicates.
             drop(Object::take(client));
             Err(GroupFailure {
                 message: format!(
