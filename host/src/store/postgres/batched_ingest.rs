@@ -2,8 +2,9 @@
 //! statements instead of a savepoint and three or more statements each: one query
 //! finds which of the group's events are already stored, one statement inserts every
 //! request, event and delivery the group adds (arrays unnested, data-modifying
-//! CTEs). A group of N webhooks costs 4 round trips (BEGIN, find, insert, COMMIT)
-//! instead of 2 + 5N, and the server parses and plans two statements, not 5N.
+//! CTEs). A group of N webhooks costs 2 round trips (find, insert; 4 with BEGIN and
+//! COMMIT when the group holds other writes too) instead of 2 + 5N, and the server
+//! parses and plans two statements, not 5N.
 //!
 //! What each caller gets is what `sql::records::persist` gives it, write by write in
 //! the group's order: an event already stored, or added by an earlier write of the
@@ -14,7 +15,9 @@
 //!
 //! The statement fails or succeeds as a whole: the writer then rolls the group
 //! back and runs it again a savepoint per write (`writer`), so a write that fails
-//! fails alone, exactly as before.
+//! fails alone, exactly as before. Events are inserted in key order, so that two
+//! nodes' groups that share events take their locks in the same order instead of
+//! deadlocking.
 //!
 //! A group of webhook writes only runs without BEGIN and COMMIT, in two round
 //! trips: the insert is a transaction of its own, committed (and flushed, as
@@ -24,9 +27,7 @@
 //! per statement), so it needs no transaction. If anything fails after the insert
 //! committed (the second lookup, below), the group fails although its rows are
 //! stored; a provider's retry then finds them as duplicates, as after a commit
-//! whose answer was lost. Events are inserted in key order, so that two
-//! nodes' groups that share events take their locks in the same order instead of
-//! deadlocking.
+//! whose answer was lost.
 
 use std::collections::{HashMap, HashSet};
 

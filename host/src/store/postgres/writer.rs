@@ -4,7 +4,8 @@
 //! WAL flush per group instead of one per request.
 //!
 //! The writers run on a thread of their own (`spawn`), as SQLite's writer does. A
-//! group is a chain of round trips (begin, find, insert, commit); on the runtime
+//! group is a chain of round trips (find, insert; begin and commit around them
+//! when the group holds other writes too, `commit_together`); on the runtime
 //! that serves requests, each answer from PostgreSQL waited behind whatever plugin
 //! calls were queued on the worker, so the chain, and with it every webhook's
 //! latency, grew with the load, and the groups with it stayed small.
