@@ -60,7 +60,7 @@ pub struct PostgresOptions {
 impl Default for PostgresOptions {
     fn default() -> Self {
         PostgresOptions {
-            // One: every group costs both sides a fixed amount (four round trips,
+            // One: every group costs both sides a fixed amount (its round trips,
             // two statements to start, a WAL flush), and a second writer splits
             // the same load into smaller groups. One node on two cores persisted
             // 12,244 webhooks/s with one writer, 9,153 with two, 8,012 with four
@@ -118,8 +118,7 @@ impl PostgresStore {
             .with_context(|| format!("asking PostgreSQL at {shown_url} whether TLS is in use"))?
             .get::<_, bool>(0);
         drop(client);
-        let writers = options.writers.max(1);
-        let jobs = writer::spawn(pool::pool(&url, writers)?, writers, options.write_queue)?;
+        let jobs = writer::spawn(&url, options.writers, options.write_queue)?;
         Ok(PostgresStore {
             pool,
             jobs,

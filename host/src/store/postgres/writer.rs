@@ -25,7 +25,8 @@ use tokio_postgres::error::SqlState;
 
 use super::batched_ingest;
 use super::conn::PgConn;
-use super::pool::GROUP_TIMEOUT;
+use super::database_url::DatabaseUrl;
+use super::pool::{self, GROUP_TIMEOUT};
 use crate::store::sql::group::{self, GroupFailure, Job, MAX_GROUP};
 use crate::store::sql::writes::{self, Write, Written};
 use crate::store::IngestRecord;
@@ -39,11 +40,13 @@ const CONFLICT_RETRIES: u32 = 5;
 /// whichever is idle takes the next group.
 pub type Queue = Arc<Mutex<mpsc::Receiver<Job>>>;
 
-/// Starts `writers` writers on a thread of their own, taking their connections
-/// from `pool` (whose connections that thread then drives), and returns the
+/// Starts `writers` writers (at least one) on a thread of their own, each with a
+/// connection to `url` of its own that this thread drives, and returns the
 /// queue's sending end, which holds at most `write_queue` jobs. The thread ends
 /// once every sender is gone (the store was dropped).
-pub fn spawn(pool: Pool, writers: usize, write_queue: usize) -> Result<mpsc::Sender<Job>> {
+pub fn spawn(url: &DatabaseUrl, writers: usize, write_queue: usize) -> Result<mpsc::Sender<Job>> {
+    let writers = writers.max(1);
+    let pool = pool::pool(url, writers)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -53,7 +56,7 @@ pub fn spawn(pool: Pool, writers: usize, write_queue: usize) -> Result<mpsc::Sen
     std::thread::Builder::new()
         .name("hookhost-pg-writer".into())
         .spawn(move || {
-            let writers = (0..writers.max(1)).map(|_| run(pool.clone(), queue.clone()));
+            let writers = (0..writers).map(|_| run(pool.clone(), queue.clone()));
             runtime.block_on(futures_util::future::join_all(writers));
         })
         .context("starting the event store's writer thread")?;
@@ -201,14 +204,7 @@ async fn commit_together(
         Ok(persisted) => persisted.into_iter(),
         Err(error) => {
             tx.rollback().await.context("rolling back a group")?;
-            if is_try_later(&error) || lost_a_conflict(&error) {
-                return Err(error);
-            }
-            tracing::debug!(
-                "event store: a group's webhook writes failed together ({error:#}); \
-                 writing each in its own savepoint"
-            );
-            return commit_in_savepoints(client, group, finished).await;
+            return write_one_by_one(client, group, finished, error).await;
         }
     };
     let mut outcomes = Vec::with_capacity(group.len());
@@ -250,15 +246,28 @@ async fn commit_ingests_alone(
             );
             Ok(())
         }
-        Err(error) if is_try_later(&error) || lost_a_conflict(&error) => Err(error),
-        Err(error) => {
-            tracing::debug!(
-                "event store: a group's webhook writes failed together ({error:#}); \
-                 writing each in its own savepoint"
-            );
-            commit_in_savepoints(client, group, finished).await
-        }
+        Err(error) => write_one_by_one(client, group, finished, error).await,
     }
+}
+
+/// After the group's webhook writes failed together (`error`, nothing of them
+/// stored): a lost connection or a lost deadlock fails or retries the group as a
+/// whole (`commit_group`); any other failure is one write's own, so the group is
+/// written again a savepoint per write, and that write fails alone.
+async fn write_one_by_one(
+    client: &mut Object,
+    group: &[Job],
+    finished: &mut Vec<Result<Written>>,
+    error: anyhow::Error,
+) -> Result<()> {
+    if is_try_later(&error) || lost_a_conflict(&error) {
+        return Err(error);
+    }
+    tracing::debug!(
+        "event store: a group's webhook writes failed together ({error:#}); \
+         writing each in its own savepoint"
+    );
+    commit_in_savepoints(client, group, finished).await
 }
 
 async fn commit_in_savepoints(
