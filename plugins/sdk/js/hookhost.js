@@ -237,16 +237,17 @@ export function hex(bytes) {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-// Standard padded base64 of bytes. The runtime's native `btoa` does the work, a
-// chunk at a time: a byte loop here would run in the interpreter (there is no JIT
-// inside wasm), and one "binary string" of a whole 1 MiB body would be a
-// million-character temporary. Chunks are a multiple of 3 bytes, so their
-// encodings join without padding in between. Any typed array is taken as it is:
-// the body a plugin gets is not an `instanceof` this realm's Uint8Array, and
-// copying it element by element cost more than the whole call.
+// Standard padded base64 of bytes, by the engine's native `toBase64` (TC39
+// "Uint8Array to/from base64", which StarlingMonkey's SpiderMonkey has): one pass
+// in native code, where anything written here runs in the interpreter (there is no
+// JIT inside wasm). Any typed array is taken as it is: the body a plugin gets is not
+// an `instanceof` this realm's Uint8Array, and copying it element by element cost
+// more than the whole call. An engine without `toBase64` gets `btoa` a chunk at a
+// time (a multiple of 3 bytes, so the encodings join without padding in between).
 const BASE64_CHUNK = 3 * 8192;
 export function base64Encode(bytes) {
   const view = ArrayBuffer.isView(bytes) ? bytes : Uint8Array.from(bytes);
+  if (typeof view.toBase64 === "function") return view.toBase64();
   let out = "";
   for (let i = 0; i < view.length; i += BASE64_CHUNK) {
     out += btoa(String.fromCharCode.apply(null, view.subarray(i, i + BASE64_CHUNK)));
@@ -254,9 +255,13 @@ export function base64Encode(bytes) {
   return out;
 }
 
-// The bytes of standard padded base64; null for anything else.
+// The bytes of standard padded base64; null for anything else. The pattern is
+// checked here (the native decoder would also skip whitespace and accept a missing
+// pad); the decoding itself is native where the engine has `Uint8Array.fromBase64`.
+const STANDARD_BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 export function base64Decode(text) {
-  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return null;
+  if (text.length % 4 !== 0 || !STANDARD_BASE64.test(text)) return null;
+  if (typeof Uint8Array.fromBase64 === "function") return Uint8Array.fromBase64(text);
   const padding = text.endsWith("==") ? 2 : text.endsWith("=") ? 1 : 0;
   const out = new Uint8Array((text.length / 4) * 3 - padding);
   let o = 0;
