@@ -20,7 +20,6 @@ import { hmacSha256 as hostHmacSha256, constantTimeEq } from "hookhost:plugin/cr
 // keep a plugin built against 0.1.0 (whose crypto lacks it) from starting at all.
 import * as hostCrypto from "hookhost:plugin/crypto@0.2.0";
 
-const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -238,42 +237,20 @@ export function hex(bytes) {
 }
 
 // Standard padded base64 of bytes, by the engine's native `toBase64` (TC39
-// "Uint8Array to/from base64", which StarlingMonkey's SpiderMonkey has): one pass
-// in native code, where anything written here runs in the interpreter (there is no
-// JIT inside wasm). Any typed array is taken as it is: the body a plugin gets is not
-// an `instanceof` this realm's Uint8Array, and copying it element by element cost
-// more than the whole call. An engine without `toBase64` gets `btoa` a chunk at a
-// time (a multiple of 3 bytes, so the encodings join without padding in between).
-const BASE64_CHUNK = 3 * 8192;
+// "Uint8Array to/from base64", which the SpiderMonkey of the pinned ComponentizeJS
+// has): one pass in native code, where anything written here runs in the
+// interpreter (there is no JIT inside wasm). Any typed array is taken as it is: the
+// body a plugin gets is not an `instanceof` this realm's Uint8Array, and copying it
+// element by element cost more than the whole call.
 export function base64Encode(bytes) {
-  const view = ArrayBuffer.isView(bytes) ? bytes : Uint8Array.from(bytes);
-  if (typeof view.toBase64 === "function") return view.toBase64();
-  let out = "";
-  for (let i = 0; i < view.length; i += BASE64_CHUNK) {
-    out += btoa(String.fromCharCode.apply(null, view.subarray(i, i + BASE64_CHUNK)));
-  }
-  return out;
+  return (ArrayBuffer.isView(bytes) ? bytes : Uint8Array.from(bytes)).toBase64();
 }
 
 // The bytes of standard padded base64; null for anything else. The pattern is
 // checked here (the native decoder would also skip whitespace and accept a missing
-// pad); the decoding itself is native where the engine has `Uint8Array.fromBase64`.
+// pad); the decoding itself is the engine's `Uint8Array.fromBase64`.
 const STANDARD_BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 export function base64Decode(text) {
   if (text.length % 4 !== 0 || !STANDARD_BASE64.test(text)) return null;
-  if (typeof Uint8Array.fromBase64 === "function") return Uint8Array.fromBase64(text);
-  const padding = text.endsWith("==") ? 2 : text.endsWith("=") ? 1 : 0;
-  const out = new Uint8Array((text.length / 4) * 3 - padding);
-  let o = 0;
-  for (let i = 0; i < text.length; i += 4) {
-    let n = 0;
-    for (let j = 0; j < 4; j++) {
-      const c = text[i + j];
-      n = (n << 6) | (c === "=" ? 0 : ALPHABET.indexOf(c));
-    }
-    if (o < out.length) out[o++] = (n >> 16) & 255;
-    if (o < out.length) out[o++] = (n >> 8) & 255;
-    if (o < out.length) out[o++] = n & 255;
-  }
-  return out;
+  return Uint8Array.fromBase64(text);
 }
