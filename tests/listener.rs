@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-/// The host's `IDLE_TIMEOUT` and `BODY_READ_TIMEOUT` (`host/src/http_server.rs`).
+/// The host's `IDLE_TIMEOUT` and `BODY_READ_TIMEOUT` (`host/src/http/listener.rs`).
 const HOST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The host's `SEND_TIMEOUT`.
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -189,11 +189,16 @@ fn a_request_in_flight_longer_than_the_idle_timeout_is_answered() {
     assert!(started.elapsed() > HOST_TIMEOUT, "{:?}", started.elapsed());
 }
 
+/// A host whose admin surface needs a token, so that `/login` reads a form.
+fn host_with_admin_token() -> common::Host {
+    HostSpec::default()
+        .config("admin_token = \"a-long-enough-admin-token\"\n")
+        .start()
+}
+
 #[test]
 fn a_login_form_that_never_finishes_gets_408() {
-    let host = HostSpec::default()
-        .config("admin_token = \"a-long-enough-admin-token\"\n")
-        .start();
+    let host = host_with_admin_token();
     let mut stream = connect(&host);
     stream
         .write_all(
@@ -227,6 +232,68 @@ fn a_login_form_that_never_finishes_gets_408() {
         .send()
         .unwrap();
     assert_eq!(response.status(), 413);
+}
+
+/// Reads one HTTP/1 answer (head and a `content-length` body) from `stream`,
+/// leaving the connection open; the head in lower case, and the body.
+fn read_answer(stream: &mut TcpStream) -> (String, String) {
+    let mut received = Vec::new();
+    let mut byte = [0u8; 1];
+    while !received.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).unwrap(),
+            1,
+            "the host closed mid-head"
+        );
+        received.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&received).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map_or(0, |value| value.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    (head, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[test]
+fn an_answer_given_before_the_body_was_read_says_the_connection_closes() {
+    let host = host_with_admin_token();
+
+    // Refused before its body is read: the rest of the body is in the way of any
+    // next request, so the answer says so and the host closes the connection.
+    let mut stream = connect(&host);
+    stream
+        .write_all(
+            b"PUT /api/plugins/refused HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\n\0asm",
+        )
+        .unwrap();
+    let (head, _) = read_answer(&mut stream);
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+    let mut rest = Vec::new();
+    match stream.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest)),
+        // Closed with the body still arriving.
+        Err(error) => assert_eq!(error.kind(), ErrorKind::ConnectionReset, "{error}"),
+    }
+
+    // A body that was read leaves the connection open for the next request.
+    let mut stream = connect(&host);
+    let form = "token=not-the-token";
+    for _ in 0..2 {
+        write!(
+            stream,
+            "POST /login HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\n\
+             content-length: {}\r\n\r\n{form}",
+            form.len()
+        )
+        .unwrap();
+        let (head, body) = read_answer(&mut stream);
+        assert!(head.starts_with("http/1.1 401"), "{head}\n{body}");
+        assert!(!head.contains("connection: close"), "{head}");
+    }
 }
 
 #[test]

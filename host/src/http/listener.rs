@@ -17,7 +17,8 @@
 //!   most `MAX_HEADERS` headers and `MAX_HEADER_BYTES` (431);
 //! - every request body: `BODY_READ_TIMEOUT` from the request's arrival
 //!   (`body_deadline`; a route may allow more, as uploads do), 408 on the routes
-//!   that read one;
+//!   that read one; an answer given before its body was read says
+//!   `Connection: close` (`unread_body`);
 //! - HTTP/2: `MAX_CONCURRENT_STREAMS` per connection, header lists of
 //!   `MAX_HEADER_BYTES`, keep-alive pings so a dead peer under a long request is
 //!   noticed, and hyper's and h2's guards against rapid reset and CONTINUATION
@@ -33,8 +34,8 @@ use std::time::Duration;
 use anyhow::Result;
 use axum::body::{Body, Bytes};
 use axum::Router;
-use http::Request;
-use http_body::{Frame, SizeHint};
+use http::{Request, Version};
+use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -44,6 +45,7 @@ use tower::ServiceExt;
 
 use crate::http::body_deadline::{BodyDeadline, DeadlineBody};
 use crate::http::connections::{Connections, InFlight, Slot};
+use crate::http::unread_body::ReadToEnd;
 use crate::metrics::{HostClose, Metrics};
 
 /// The longest a connection may stay open with no request in flight and nothing
@@ -187,10 +189,20 @@ async fn serve_connection(
             let deadline = BodyDeadline::new(BODY_READ_TIMEOUT);
             let (mut parts, body) = request.into_parts();
             parts.extensions.insert(deadline.clone());
-            let request = Request::from_parts(parts, Body::new(DeadlineBody::new(body, deadline)));
-            let answer = app.clone().oneshot(request);
+            let body = DeadlineBody::new(body, deadline);
+            // HTTP/2 ends a stream, never the connection, over an unread body.
+            let read_to_end = (parts.version <= Version::HTTP_11 && !body.is_end_stream())
+                .then(ReadToEnd::default);
+            let body = match &read_to_end {
+                Some(read_to_end) => Body::new(read_to_end.watch(body)),
+                None => Body::new(body),
+            };
+            let answer = app.clone().oneshot(Request::from_parts(parts, body));
             async move {
-                let response = answer.await?;
+                let mut response = answer.await?;
+                if let Some(read_to_end) = read_to_end {
+                    read_to_end.close_unless_read(&mut response);
+                }
                 Ok::<_, Infallible>(
                     response.map(|body| Body::new(InFlightBody { body, in_flight })),
                 )

@@ -6,6 +6,7 @@ pub mod call_failure;
 pub mod connections;
 pub mod error;
 pub mod listener;
+pub mod unread_body;
 
 /// A header map of `pairs`, in order, for tests of code that reads requests.
 #[cfg(test)]
