@@ -483,16 +483,19 @@ fn no_call_finds_what_an_earlier_call_left_in_memory() {
     let host = HostSpec::default()
         .plugin("hostile-cow", common::test_plugin("hostile"))
         .plugin("hostile-copy", common::test_plugin("hostile"))
+        .plugin("hostile-resident", common::test_plugin("hostile"))
         .plugin("hostile-auto", common::test_plugin("hostile"))
         .config(
             "[plugins.hostile-cow]\nmemory_init = \"cow\"\n\
-             [plugins.hostile-copy]\nmemory_init = \"copy\"\n",
+             [plugins.hostile-copy]\nmemory_init = \"copy\"\n\
+             [plugins.hostile-resident]\nmemory_init = \"resident\"\n",
         )
         .start();
     // `auto` maps a component with as little initial data as this one.
     for (id, strategy) in [
         ("hostile-cow", "cow"),
         ("hostile-copy", "copy"),
+        ("hostile-resident", "resident"),
         ("hostile-auto", "cow"),
     ] {
         let listing = host

@@ -98,8 +98,13 @@ fn limits_parse_as_sizes_and_are_checked_at_load() {
 #[test]
 fn memory_init_is_auto_unless_a_known_strategy_is_named() {
     use crate::plugins::memory_init::MemoryInit;
-    let config = parse("[plugins.p]\nmemory_init = \"copy\"\n[plugins.q]\n").unwrap();
+    let config = parse(
+        "[plugins.p]\nmemory_init = \"copy\"\n[plugins.q]\n\
+         [plugins.r]\nmemory_init = \"resident\"\n",
+    )
+    .unwrap();
     assert_eq!(config.plugins["p"].memory_init, MemoryInit::Copy);
+    assert_eq!(config.plugins["r"].memory_init, MemoryInit::Resident);
     assert_eq!(config.plugins["q"].memory_init, MemoryInit::Auto);
     let error = refusal("[plugins.p]\nmemory_init = \"fast\"");
     assert!(error.contains("memory_init"), "{error}");

@@ -35,6 +35,7 @@ pub const PERF_MAP_ENV: &str = "HOOKHOST_PERF_MAP";
 pub struct Runtime {
     mapped: Arc<PluginEngine>,
     copied: Arc<PluginEngine>,
+    resident: Arc<PluginEngine>,
     /// Where plugins' `state` lives; `None` (as in `hookhost check`) answers every
     /// `state` call with `unavailable`.
     pub state_store: Option<Arc<dyn StateStore>>,
@@ -48,7 +49,8 @@ impl Runtime {
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self> {
         Ok(Self {
             mapped: Arc::new(PluginEngine::new(InitStrategy::Mapped, cache_dir.clone())?),
-            copied: Arc::new(PluginEngine::new(InitStrategy::Copied, cache_dir)?),
+            copied: Arc::new(PluginEngine::new(InitStrategy::Copied, cache_dir.clone())?),
+            resident: Arc::new(PluginEngine::new(InitStrategy::Resident, cache_dir)?),
             state_store: None,
             metrics: Arc::default(),
         })
@@ -66,6 +68,7 @@ impl Runtime {
         match strategy {
             InitStrategy::Mapped => &self.mapped,
             InitStrategy::Copied => &self.copied,
+            InitStrategy::Resident => &self.resident,
         }
     }
 }
@@ -104,9 +107,11 @@ impl PluginEngine {
             })
             .map_err(anyhow::Error::from)
             .context("linking the hookhost imports")?;
-        // Both engines cache in the same directory: an entry's name carries its
-        // engine's compatibility hash, which covers `memory_init_cow`, so each
-        // engine finds only its own entries.
+        // The engines cache in the same directory: an entry's name carries its
+        // engine's compatibility hash, which covers `memory_init_cow`, so a
+        // copying engine never loads a mapping one's entry. The mapped and the
+        // resident engine compile alike (they differ only in how the pool resets
+        // a slot) and share entries.
         let cache = cache_dir
             .map(|dir| ArtifactCache::new(dir, &engine))
             .transpose()?;
@@ -133,7 +138,10 @@ impl PluginEngine {
 
 fn engine_config(strategy: InitStrategy) -> Config {
     let mut config = Config::new();
-    config.memory_init_cow(strategy == InitStrategy::Mapped);
+    config.memory_init_cow(matches!(
+        strategy,
+        InitStrategy::Mapped | InitStrategy::Resident
+    ));
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     if std::env::var(PERF_MAP_ENV).is_ok_and(|value| !value.is_empty() && value != "0") {
@@ -156,7 +164,14 @@ fn engine_config(strategy: InitStrategy) -> Config {
         .total_stacks(100)
         .max_memory_size(limits::MAX_MEMORY)
         .table_elements(limits::MAX_TABLE_ELEMENTS)
-        .pagemap_scan(Enabled::Auto)
+        // Without the scan for written pages, a slot's reset restores all of
+        // its first `linear_memory_keep_resident` bytes (the image copied back
+        // over it, the rest zeroed) whatever the call touched, so they all stay
+        // resident: that is the resident way (`memory_init`).
+        .pagemap_scan(match strategy {
+            InitStrategy::Resident => Enabled::No,
+            InitStrategy::Mapped | InitStrategy::Copied => Enabled::Auto,
+        })
         .linear_memory_keep_resident(32 * 1024 * 1024)
         .table_keep_resident(128 * 1024);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
