@@ -17,7 +17,8 @@
 //!   `memset` of what the previous call wrote, but no faults. Cheaper for an
 //!   interpreter whose initial data is a heap snapshot that every call walks:
 //!   JavaScript (ComponentizeJS) takes two thirds of the CPU this way, while Go
-//!   takes more than twice as long.
+//!   takes more than twice as long. The segments are copied one at a time, so the
+//!   runtime merges close ones before compiling (`data_segments`).
 //! - Resident (`resident`): the image is mapped once per pool slot and the slot's
 //!   memory stays resident; after each call wasmtime restores all of it, copying
 //!   the image back over it and zeroing the rest, without first looking for what

@@ -3,6 +3,7 @@
 pub mod artifact_cache;
 pub mod bindings;
 pub mod call_state;
+pub mod data_segments;
 pub mod host_memory;
 pub mod http_budget;
 pub mod id;

@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::plugins::artifact_cache::{ArtifactCache, Source};
 use crate::plugins::bindings;
 use crate::plugins::call_state::CallState;
+use crate::plugins::data_segments;
 use crate::plugins::http_budget;
 use crate::plugins::limits;
 use crate::plugins::memory_init::InitStrategy;
@@ -76,6 +77,7 @@ impl Runtime {
 /// One wasmtime engine with the host's imports linked, and its compiled-component
 /// cache. Components compiled by one engine run only in its stores.
 pub struct PluginEngine {
+    strategy: InitStrategy,
     pub engine: Engine,
     pub linker: Linker<CallState>,
     /// Compiled components kept between loads; `None` compiles every time.
@@ -117,6 +119,7 @@ impl PluginEngine {
             .transpose()?;
         spawn_epoch_ticker(&engine);
         Ok(Self {
+            strategy,
             engine,
             linker,
             cache,
@@ -124,8 +127,25 @@ impl PluginEngine {
     }
 
     /// Compiles a component, or takes it from the cache. Blocking and CPU-bound:
-    /// call it off the async runtime.
+    /// call it off the async runtime. A component whose memory is copied in is
+    /// compiled with its data segments merged (`data_segments`), cached under a key
+    /// of its own; should the merged one not compile, the component as it came.
     pub fn component(&self, bytes: &[u8], sha256: &str) -> Result<(Component, Source)> {
+        if self.strategy == InitStrategy::Copied {
+            if let Some(merged) = data_segments::merged(bytes) {
+                match self.compile(&merged, &format!("{sha256}-merged-data")) {
+                    Ok(compiled) => return Ok(compiled),
+                    Err(error) => tracing::warn!(
+                        "compiling the component with its data segments merged failed, \
+                         compiling it as it is: {error:#}"
+                    ),
+                }
+            }
+        }
+        self.compile(bytes, sha256)
+    }
+
+    fn compile(&self, bytes: &[u8], sha256: &str) -> Result<(Component, Source)> {
         match &self.cache {
             Some(cache) => cache.component(&self.engine, bytes, sha256),
             None => Ok((
