@@ -52,7 +52,21 @@ impl ArtifactCache {
         bytes: &[u8],
         sha256: &str,
     ) -> Result<(Component, Source)> {
-        let path = self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key));
+        self.component_with(engine, sha256, || {
+            Component::new(engine, bytes).map_err(anyhow::Error::from)
+        })
+    }
+
+    /// The entry named `key` (a component's SHA-256, plus a suffix when what is
+    /// compiled is derived from the component), or what `compile` makes, stored
+    /// under that name. `compile` runs only on a miss.
+    pub fn component_with(
+        &self,
+        engine: &Engine,
+        key: &str,
+        compile: impl FnOnce() -> Result<Component>,
+    ) -> Result<(Component, Source)> {
+        let path = self.dir.join(format!("{key}-{}.cwasm", self.engine_key));
         match self.read_entry(engine, &path) {
             Ok(Some(component)) => return Ok((component, Source::Cache)),
             Ok(None) => {}
@@ -61,7 +75,7 @@ impl ArtifactCache {
                 let _ = std::fs::remove_file(&path);
             }
         }
-        let component = Component::new(engine, bytes).map_err(anyhow::Error::from)?;
+        let component = compile()?;
         if let Err(error) = self.write_entry(&component, &path) {
             // A cache that cannot be written costs speed, not correctness.
             tracing::warn!(entry = %path.display(), "could not write compiled-component cache entry: {error:#}");

@@ -127,31 +127,44 @@ impl PluginEngine {
     }
 
     /// Compiles a component, or takes it from the cache. Blocking and CPU-bound:
-    /// call it off the async runtime. A component whose memory is copied in is
-    /// compiled with its data segments merged (`data_segments`), cached under a key
-    /// of its own; should the merged one not compile, the component as it came.
+    /// call it off the async runtime.
     pub fn component(&self, bytes: &[u8], sha256: &str) -> Result<(Component, Source)> {
         if self.strategy == InitStrategy::Copied {
-            if let Some(merged) = data_segments::merged(bytes) {
-                match self.compile(&merged, &format!("{sha256}-merged-data")) {
-                    Ok(compiled) => return Ok(compiled),
-                    Err(error) => tracing::warn!(
-                        "compiling the component with its data segments merged failed, \
-                         compiling it as it is: {error:#}"
-                    ),
-                }
-            }
+            // What the copy engine compiles is the component with its data
+            // segments merged (`data_segments`); its entries say so in their name,
+            // so that none compiled from the bytes as they came is taken instead,
+            // and a hit skips the merge (which reads the whole component).
+            let key = format!("{sha256}-merged-data");
+            return self.compile_with(&key, || self.compile_merged(bytes));
         }
-        self.compile(bytes, sha256)
+        self.compile_with(sha256, || {
+            Component::new(&self.engine, bytes).map_err(anyhow::Error::from)
+        })
     }
 
-    fn compile(&self, bytes: &[u8], sha256: &str) -> Result<(Component, Source)> {
+    /// `bytes` with their data segments merged, compiled; or, when nothing merges or
+    /// the merged component does not compile, `bytes` as they came.
+    fn compile_merged(&self, bytes: &[u8]) -> Result<Component> {
+        if let Some(merged) = data_segments::merged(bytes) {
+            match Component::new(&self.engine, &merged) {
+                Ok(component) => return Ok(component),
+                Err(error) => tracing::warn!(
+                    "compiling the component with its data segments merged failed, \
+                     compiling it as it is: {error:#}"
+                ),
+            }
+        }
+        Component::new(&self.engine, bytes).map_err(anyhow::Error::from)
+    }
+
+    fn compile_with(
+        &self,
+        key: &str,
+        compile: impl FnOnce() -> Result<Component>,
+    ) -> Result<(Component, Source)> {
         match &self.cache {
-            Some(cache) => cache.component(&self.engine, bytes, sha256),
-            None => Ok((
-                Component::new(&self.engine, bytes).map_err(anyhow::Error::from)?,
-                Source::Compiled,
-            )),
+            Some(cache) => cache.component_with(&self.engine, key, compile),
+            None => Ok((compile()?, Source::Compiled)),
         }
     }
 }
