@@ -73,8 +73,12 @@ fn merge_module(module: &[u8]) -> Option<Vec<u8>> {
                     else {
                         return None;
                     };
+                    // Exactly `i32.const N end`: an extended constant expression
+                    // may start with one and add a global to it.
                     let mut offset = offset_expr.get_operators_reader();
-                    let Ok(Operator::I32Const { value }) = offset.read() else {
+                    let (Ok(Operator::I32Const { value }), Ok(Operator::End)) =
+                        (offset.read(), offset.read())
+                    else {
                         return None;
                     };
                     segments.push((u64::from(value as u32), data.data));
@@ -185,7 +189,7 @@ mod tests {
     use wasm_encoder::{CodeSection, Function, FunctionSection, Instruction, MemorySection};
     use wasm_encoder::{MemoryType, Module, TypeSection};
 
-    fn module(segments: &[(i32, &[u8])], code: Option<Instruction>) -> Vec<u8> {
+    fn module(segments: &[(ConstExpr, &[u8])], code: Option<Instruction>) -> Vec<u8> {
         let mut module = Module::new();
         let mut types = TypeSection::new();
         types.ty().function([], []);
@@ -215,7 +219,7 @@ mod tests {
         module.section(&codes);
         let mut data = DataSection::new();
         for (offset, bytes) in segments {
-            data.active(0, &ConstExpr::i32_const(*offset), bytes.iter().copied());
+            data.active(0, offset, bytes.iter().copied());
         }
         module.section(&data);
         module.finish()
@@ -247,10 +251,19 @@ mod tests {
         memory
     }
 
+    fn at(offset: i32) -> ConstExpr {
+        ConstExpr::i32_const(offset)
+    }
+
     #[test]
     fn close_segments_merge_and_the_memory_is_the_same() {
         let original = module(
-            &[(600, b"far"), (10, b"abc"), (20, b"de"), (276, b"f")],
+            &[
+                (at(600), b"far"),
+                (at(10), b"abc"),
+                (at(20), b"de"),
+                (at(276), b"f"),
+            ],
             None,
         );
         let merged = merged(&original).expect("merged");
@@ -263,12 +276,19 @@ mod tests {
 
     #[test]
     fn modules_it_cannot_prove_alike_are_left_alone() {
-        let overlapping = module(&[(10, b"abcdef"), (12, b"x")], None);
+        let overlapping = module(&[(at(10), b"abcdef"), (at(12), b"x")], None);
         assert_eq!(merged(&overlapping), None);
-        let named = module(&[(10, b"abc"), (20, b"de")], Some(Instruction::DataDrop(0)));
+        let named = module(
+            &[(at(10), b"abc"), (at(20), b"de")],
+            Some(Instruction::DataDrop(0)),
+        );
         assert_eq!(merged(&named), None);
-        let apart = module(&[(10, b"abc"), (10_000, b"de")], None);
+        let apart = module(&[(at(10), b"abc"), (at(10_000), b"de")], None);
         assert_eq!(merged(&apart), None);
+        // `i32.const 20 i32.const 5 i32.add` (25): not the constant it starts with.
+        let extended = ConstExpr::i32_const(20).with_i32_const(5).with_i32_add();
+        let computed = module(&[(at(10), b"abc"), (extended, b"de")], None);
+        assert_eq!(merged(&computed), None);
         assert_eq!(merged(b"not wasm at all"), None);
     }
 }
