@@ -43,24 +43,11 @@ impl ArtifactCache {
         Ok(Self { dir, engine_key })
     }
 
-    /// The compiled form of `bytes`, whose SHA-256 is `sha256`: from the cache when a
-    /// sound entry exists, otherwise compiled and stored. Blocking: call it off the
-    /// async runtime.
-    pub fn component(
-        &self,
-        engine: &Engine,
-        bytes: &[u8],
-        sha256: &str,
-    ) -> Result<(Component, Source)> {
-        self.component_with(engine, sha256, || {
-            Component::new(engine, bytes).map_err(anyhow::Error::from)
-        })
-    }
-
     /// The entry named `key` (a component's SHA-256, plus a suffix when what is
     /// compiled is derived from the component), or what `compile` makes, stored
-    /// under that name. `compile` runs only on a miss.
-    pub fn component_with(
+    /// under that name. `compile` runs only on a miss. Blocking: call it off the
+    /// async runtime.
+    pub fn component(
         &self,
         engine: &Engine,
         key: &str,

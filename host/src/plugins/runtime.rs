@@ -163,7 +163,7 @@ impl PluginEngine {
         compile: impl FnOnce() -> Result<Component>,
     ) -> Result<(Component, Source)> {
         match &self.cache {
-            Some(cache) => cache.component_with(&self.engine, key, compile),
+            Some(cache) => cache.component(&self.engine, key, compile),
             None => Ok((compile()?, Source::Compiled)),
         }
     }
