@@ -29,6 +29,11 @@ use hookhost::store::sqlite::{Commit, SqliteStore};
 use hookhost::store::{now_ms, EventStore, IngestRecord, NewEvent, RawRequest};
 use sha2::Sha256;
 
+// The same allocator as the hookhost binary (host/src/main.rs), so that the
+// comparison measures the sandbox and not glibc's malloc against mimalloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Native {
     secret: Vec<u8>,
     store: Option<Arc<dyn EventStore>>,

@@ -21,6 +21,11 @@ use hookhost::store::backend::Stores;
 use hookhost::Host;
 use null_store::NullStore;
 
+// The hookhost binary's allocator (host/src/main.rs): this example stands for
+// hookhost without its store, so it must not measure glibc's malloc instead.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
