@@ -25,6 +25,9 @@
 //! pooling layer), so the generator costs the machine as little as it can: on a
 //! 2-core box it shares the CPUs with the server it measures.
 
+#[path = "support/delivery.rs"]
+mod delivery;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,30 +98,6 @@ fn options() -> Result<Options> {
     Ok(options)
 }
 
-/// A GitHub push delivery of ~1.4 KiB, the size of a small real one.
-fn push_body() -> Bytes {
-    let commits: Vec<serde_json::Value> = (0..3)
-        .map(|i| {
-            serde_json::json!({
-                "id": format!("{:040x}", i + 1),
-                "message": "Fix the widget frobnicator when the gizmo is absent",
-                "author": { "name": "Ada", "email": "ada@example.com" },
-                "added": [], "removed": [], "modified": ["src/widget.rs"],
-            })
-        })
-        .collect();
-    let body = serde_json::json!({
-        "ref": "refs/heads/main",
-        "before": format!("{:040x}", 0),
-        "after": format!("{:040x}", 3),
-        "repository": { "id": 1, "full_name": "acme/widgets", "private": false },
-        "pusher": { "name": "ada", "email": "ada@example.com" },
-        "sender": { "login": "ada", "id": 7 },
-        "commits": commits,
-    });
-    Bytes::from(body.to_string())
-}
-
 /// The headers that sign one delivery, by scheme.
 enum Signer {
     /// `X-Hub-Signature-256` covers the body only, so one signature serves every request.
@@ -130,12 +109,9 @@ enum Signer {
 impl Signer {
     fn new(scheme: Scheme, secret: &str, body: &[u8]) -> Result<Self> {
         Ok(match scheme {
-            Scheme::GitHub => {
-                let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())?;
-                mac.update(body);
-                let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-                Signer::GitHub { signature }
-            }
+            Scheme::GitHub => Signer::GitHub {
+                signature: delivery::github_signature(secret, body),
+            },
             Scheme::Standard => {
                 let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
                 let key = base64::engine::general_purpose::STANDARD
@@ -224,7 +200,7 @@ async fn main() -> Result<()> {
             anyhow::Ok((uri, authority))
         })
         .collect::<Result<Vec<_>>>()?;
-    let body = push_body();
+    let body = Bytes::from(delivery::push_body());
     let signer = Arc::new(Signer::new(options.scheme, &options.secret, &body)?);
     // Delivery ids unique across runs against the same store.
     let run = format!(
