@@ -48,13 +48,19 @@ impl Runtime {
     /// `cache_dir` holds compiled components between loads and restarts; without
     /// one (a one-off `hookhost check`) every load compiles.
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self> {
-        Ok(Self {
+        let runtime = Self {
             mapped: Arc::new(PluginEngine::new(InitStrategy::Mapped, cache_dir.clone())?),
             copied: Arc::new(PluginEngine::new(InitStrategy::Copied, cache_dir.clone())?),
             resident: Arc::new(PluginEngine::new(InitStrategy::Resident, cache_dir)?),
             state_store: None,
             metrics: Arc::default(),
-        })
+        };
+        spawn_epoch_ticker(&[
+            &runtime.mapped.engine,
+            &runtime.copied.engine,
+            &runtime.resident.engine,
+        ]);
+        Ok(runtime)
     }
 
     /// Gives plugins loaded with this runtime their `state`, kept in `store`.
@@ -117,7 +123,6 @@ impl PluginEngine {
         let cache = cache_dir
             .map(|dir| ArtifactCache::new(dir, &engine))
             .transpose()?;
-        spawn_epoch_ticker(&engine);
         Ok(Self {
             strategy,
             engine,
@@ -211,18 +216,24 @@ fn engine_config(strategy: InitStrategy) -> Config {
     config
 }
 
-/// Advances the engine's epoch every `EPOCH_TICK` for as long as the engine lives.
-/// A plain thread rather than a tokio task, so that a busy runtime cannot delay it.
-fn spawn_epoch_ticker(engine: &Engine) {
-    let weak = engine.weak();
+/// Advances each engine's epoch every `EPOCH_TICK` for as long as any of them
+/// lives: one thread for all of a runtime's engines, so that an idle host wakes
+/// once per tick rather than once per engine. A plain thread rather than a tokio
+/// task, so that a busy runtime cannot delay it.
+fn spawn_epoch_ticker(engines: &[&Engine]) {
+    let weak: Vec<_> = engines.iter().map(|engine| engine.weak()).collect();
     std::thread::Builder::new()
         .name("epoch-ticker".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
+        .spawn(move || loop {
+            let mut alive = false;
+            for engine in weak.iter().filter_map(|weak| weak.upgrade()) {
                 engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
+                alive = true;
             }
+            if !alive {
+                break;
+            }
+            std::thread::sleep(EPOCH_TICK);
         })
         .expect("spawning the epoch ticker thread");
 }
