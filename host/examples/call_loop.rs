@@ -98,6 +98,9 @@ async fn main() -> Result<()> {
     let body = delivery::push_body();
     let signature = delivery::github_signature(&options.secret, &body);
     let mut runs = Vec::new();
+    // The hosts behind the router runs, and the directories they serve from,
+    // kept until the end: dropping a `Host` stops its background work.
+    let mut hosts = Vec::new();
     for (id, file) in &options.plugins {
         let bytes = std::fs::read(file).with_context(|| format!("reading {file}"))?;
         let sha256 = content_sha256(&bytes);
@@ -110,15 +113,16 @@ async fn main() -> Result<()> {
         };
         runs.push((
             format!("{id} ({file}), call"),
-            Target::Call(Arc::new(plugin)),
+            Target::Call(Arc::new(plugin), id.clone()),
             delivery.clone(),
         ));
-        let (host, _dir) = host_over_nothing(id, file, &config).await?;
+        let (host, dir) = host_over_nothing(id, file, &config).await?;
         runs.push((
             format!("{id} ({file}), router"),
             Target::Router(host.app(), id.clone()),
             delivery,
         ));
+        hosts.push((host, dir));
     }
     let seconds = Duration::from_secs(options.seconds);
 
@@ -183,8 +187,8 @@ async fn host_over_nothing(
 /// Where a run sends its deliveries.
 #[derive(Clone)]
 enum Target {
-    /// Straight to the plugin.
-    Call(Arc<LoadedPlugin>),
+    /// Straight to the plugin, loaded as plugin `id`.
+    Call(Arc<LoadedPlugin>, String),
     /// Through a host's router, to `/hooks/<id>`.
     Router(axum::Router, String),
 }
@@ -210,13 +214,13 @@ impl Delivery {
         ]
     }
 
-    /// The request the webhook route would hand the plugin.
-    fn for_plugin(&self, delivery: u64) -> WebhookRequest {
+    /// The request the webhook route would hand plugin `id`.
+    fn for_plugin(&self, id: &str, delivery: u64) -> WebhookRequest {
         WebhookRequest {
             method: "POST".into(),
             path: "/".into(),
             query: String::new(),
-            url: "http://127.0.0.1/hooks/github".into(),
+            url: format!("http://127.0.0.1/hooks/{id}"),
             headers: self.headers(delivery),
             body: self.body.clone(),
         }
@@ -234,9 +238,9 @@ impl Delivery {
     /// Sends delivery number `delivery` to `target`; the answer's status.
     async fn send(&self, target: &Target, delivery: u64) -> Result<u16> {
         match target {
-            Target::Call(plugin) => {
+            Target::Call(plugin, id) => {
                 match plugin
-                    .handle_webhook(Arc::new(self.for_plugin(delivery)))
+                    .handle_webhook(Arc::new(self.for_plugin(id, delivery)))
                     .await
                 {
                     Ok(Ok(outcome)) => Ok(outcome.response.status),

@@ -83,7 +83,7 @@ impl WebhookOutcome {
         let kind = json_string(&event.kind);
         let reply = format!(r#"{{"event":{{"id":{id},"kind":{kind}}},"ok":true}}"#);
         WebhookOutcome {
-            response: HttpResponse::json(200, reply.to_string()),
+            response: HttpResponse::json(200, reply),
             events: vec![event],
         }
     }
