@@ -10,6 +10,9 @@
 //! N = 0 for the host's own idle cost (epoch ticker, dispatcher), which the timers
 //! add to.
 
+#[path = "support/proc_stat.rs"]
+mod proc_stat;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -92,9 +95,9 @@ fn main() -> Result<()> {
     // Let the tail of the start-up work (commits, log flushes) settle.
     std::thread::sleep(Duration::from_secs(3));
     let ticks = clock_ticks_per_second()?;
-    let cpu_before = cpu_ticks(pid)?;
+    let cpu_before = proc_stat::cpu_ticks(pid)?;
     std::thread::sleep(Duration::from_secs(idle));
-    let cpu_after = cpu_ticks(pid)?;
+    let cpu_after = proc_stat::cpu_ticks(pid)?;
     let cpu_ms = (cpu_after - cpu_before) as f64 * 1000.0 / ticks as f64;
     println!(
         "idle {idle} s with {count} timers: CPU {cpu_ms:.0} ms ({:.3} % of one core), RSS {}",
@@ -104,15 +107,6 @@ fn main() -> Result<()> {
     child.kill()?;
     child.wait()?;
     Ok(())
-}
-
-/// utime + stime of the whole process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')').context("malformed stat")? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
 }
 
 fn rss(pid: u32) -> Result<String> {

@@ -23,6 +23,8 @@
 mod delivery;
 #[path = "support/null_store.rs"]
 mod null_store;
+#[path = "support/proc_stat.rs"]
+mod proc_stat;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -290,23 +292,7 @@ async fn run(
     Ok(calls)
 }
 
-/// User plus system CPU seconds of this process so far (`/proc/self/stat`,
-/// in ticks of 1/100 s).
+/// User plus system CPU seconds of this process so far.
 fn process_cpu_seconds() -> Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("unexpected /proc/self/stat")?
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| -> Result<f64> {
-        Ok(fields
-            .get(i)
-            .context("short /proc/self/stat")?
-            .parse::<f64>()?)
-    };
-    // utime and stime: fields 14 and 15 of the line, indices 11 and 12 here.
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
+    Ok(proc_stat::cpu_ticks("self")? as f64 / 100.0)
 }

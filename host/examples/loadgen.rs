@@ -27,6 +27,8 @@
 
 #[path = "support/delivery.rs"]
 mod delivery;
+#[path = "support/proc_stat.rs"]
+mod proc_stat;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -151,29 +153,14 @@ impl Signer {
 }
 
 /// User plus system CPU seconds of every thread of the given processes, summed; `None`
-/// without pids. `/proc/PID/stat` counts in USER_HZ ticks, 100 per second on Linux.
+/// without pids.
 fn server_cpu_seconds(pids: &[u32]) -> Result<Option<f64>> {
     if pids.is_empty() {
         return Ok(None);
     }
     let mut ticks = 0u64;
     for pid in pids {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .with_context(|| format!("reading /proc/{pid}/stat (is the server running?)"))?;
-        // The command name (field 2) may hold spaces: count fields after its `)`.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        // utime and stime are fields 14 and 15, i.e. 12th and 13th after the name.
-        let field = |i: usize| -> Result<u64> {
-            fields
-                .get(i)
-                .with_context(|| format!("/proc/{pid}/stat is short"))?
-                .parse()
-                .with_context(|| format!("parsing /proc/{pid}/stat"))
-        };
-        ticks += field(11)? + field(12)?;
+        ticks += proc_stat::cpu_ticks(pid).with_context(|| format!("is server {pid} running?"))?;
     }
     Ok(Some(ticks as f64 / 100.0))
 }
