@@ -15,8 +15,8 @@
 //! and none overlaps another (so their order does not matter), and unless no code
 //! names a segment (`memory.init`, `data.drop`): merging renumbers them.
 
-use wasm_encoder::{ConstExpr, DataCountSection, DataSection};
-use wasmparser::{DataKind, Operator, Parser, Payload};
+use wasm_encoder::{ConstExpr, DataCountSection, DataSection, RawSection, Section};
+use wasmparser::{BinaryReader, DataKind, Operator, Parser, Payload};
 
 /// Zero bytes between two segments that are merged rather than kept apart: a few
 /// cache lines, small against the cost of a segment.
@@ -53,7 +53,7 @@ fn rewrite(binary: &[u8], changed: &mut bool) -> Option<Vec<u8>> {
             1 | 4 => rewrite(body, changed)?,
             _ => body.to_vec(),
         };
-        push_section(&mut out, id, &body);
+        RawSection { id, data: &body }.append_to(&mut out);
     }
     Some(out)
 }
@@ -113,9 +113,9 @@ fn merge_module(module: &[u8]) -> Option<Vec<u8>> {
     let mut out = module[..8].to_vec();
     for (id, body) in sections(&module[8..])? {
         match id {
-            11 => push_encoded(&mut out, &data),
-            12 => push_encoded(&mut out, &count),
-            _ => push_section(&mut out, id, body),
+            11 => data.append_to(&mut out),
+            12 => count.append_to(&mut out),
+            _ => RawSection { id, data: body }.append_to(&mut out),
         }
     }
     Some(out)
@@ -142,45 +142,15 @@ fn merge(mut segments: Vec<(u64, &[u8])>) -> Option<Vec<(u64, Vec<u8>)>> {
 
 /// The sections of a module's or component's body (after its 8-byte header), as
 /// (id, contents).
-fn sections(mut body: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+fn sections(body: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+    let mut reader = BinaryReader::new(body, 8);
     let mut sections = Vec::new();
-    while let Some((&id, rest)) = body.split_first() {
-        let (size, rest) = read_leb(rest)?;
-        let size = usize::try_from(size).ok()?;
-        sections.push((id, rest.get(..size)?));
-        body = &rest[size..];
+    while !reader.eof() {
+        let id = reader.read_u8().ok()?;
+        let size = reader.read_var_u32().ok()?;
+        sections.push((id, reader.read_bytes(size as usize).ok()?));
     }
     Some(sections)
-}
-
-fn read_leb(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let mut value = 0u64;
-    for (i, byte) in bytes.iter().enumerate().take(10) {
-        value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((value, &bytes[i + 1..]));
-        }
-    }
-    None
-}
-
-fn push_section(out: &mut Vec<u8>, id: u8, body: &[u8]) {
-    out.push(id);
-    let mut size = body.len() as u64;
-    loop {
-        let byte = (size & 0x7f) as u8;
-        size >>= 7;
-        if size == 0 {
-            out.push(byte);
-            break;
-        }
-        out.push(byte | 0x80);
-    }
-    out.extend_from_slice(body);
-}
-
-fn push_encoded(out: &mut Vec<u8>, section: &impl wasm_encoder::Section) {
-    section.append_to(out);
 }
 
 #[cfg(test)]
